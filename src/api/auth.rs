@@ -1,0 +1,156 @@
+//! `/v1/auth/*`: register, login (JSON and OAuth2 form), me, refresh, logout.
+
+use poem::web::Data;
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{ApiResponse, OpenApi};
+
+use crate::api::error::ApiResult;
+use crate::api::models::*;
+use crate::api::security::BearerAuth;
+use crate::api::ApiTags;
+use crate::auth::service::Registration;
+use crate::startup::AppState;
+
+pub struct AuthApi;
+
+#[derive(ApiResponse)]
+pub enum RegisterResult {
+    /// Registered and signed in.
+    #[oai(status = 201)]
+    Created(Json<RegisterResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResult {
+    /// Signed in.
+    #[oai(status = 200)]
+    Ok(Json<LoginResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokenResult {
+    /// A new pair; the presented refresh token is now spent.
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum LogoutResult {
+    /// Signed out: the refresh token's whole sign-in is revoked.
+    #[oai(status = 204)]
+    LoggedOut,
+}
+
+#[derive(ApiResponse)]
+pub enum MeResult {
+    /// The signed-in user.
+    #[oai(status = 200)]
+    Ok(Json<UserOut>),
+}
+
+#[OpenApi(prefix_path = "/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account
+    ///
+    /// Registers a user and signs them in. Usernames and emails are unique,
+    /// case-insensitively; a taken one answers 409.
+    #[oai(path = "/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RegisterRequest>,
+    ) -> ApiResult<RegisterResult> {
+        let (user, tokens) = state
+            .auth
+            .register(Registration {
+                username: &body.username,
+                email: &body.email,
+                password: &body.password,
+                first_name: body.first_name.as_deref(),
+                last_name: body.last_name.as_deref(),
+            })
+            .await?;
+        let tokens = TokenResponse::from(tokens);
+        Ok(RegisterResult::Created(Json(RegisterResponse {
+            message: "User registered successfully".into(),
+            user: user.into(),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            token_type: tokens.token_type,
+            expires_in: tokens.expires_in,
+        })))
+    }
+
+    /// Sign in (JSON)
+    ///
+    /// Exchanges a username or email and a password for an access and a refresh token.
+    /// A wrong username and a wrong password get the same 401.
+    #[oai(path = "/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        body: Json<LoginRequest>,
+    ) -> ApiResult<LoginResult> {
+        let (user, tokens) = state.auth.login(body.identifier(), &body.password).await?;
+        Ok(LoginResult::Ok(Json(LoginResponse::new(user, tokens))))
+    }
+
+    /// Sign in (OAuth2 password form)
+    ///
+    /// The OAuth2 resource-owner password grant (RFC 6749 §4.3) as an
+    /// `application/x-www-form-urlencoded` form: what Swagger UI's Authorize button and
+    /// FastAPI-style clients send. Same answer as the JSON login.
+    #[oai(path = "/login/oauth", method = "post", operation_id = "loginOAuth")]
+    async fn login_oauth(
+        &self,
+        state: Data<&AppState>,
+        form: Form<OAuthLoginForm>,
+    ) -> ApiResult<LoginResult> {
+        if form.grant_type.as_deref().is_some_and(|g| g != "password") {
+            return Err(crate::error::AppError::field(
+                "grant_type",
+                "Only the `password` grant is supported here.",
+            )
+            .into());
+        }
+        let (user, tokens) = state.auth.login(&form.username, &form.password).await?;
+        Ok(LoginResult::Ok(Json(LoginResponse::new(user, tokens))))
+    }
+
+    /// Who am I
+    ///
+    /// The user the access token belongs to.
+    #[oai(path = "/me", method = "get", operation_id = "authMe")]
+    async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<MeResult> {
+        let caller = state.auth.authenticate(auth.token()).await?;
+        Ok(MeResult::Ok(Json(caller.user.into())))
+    }
+
+    /// Refresh tokens
+    ///
+    /// Spends a refresh token and returns a new pair. Presenting a spent refresh token
+    /// again revokes every token of that sign-in (reuse detection) and answers 401.
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RefreshRequest>,
+    ) -> ApiResult<TokenResult> {
+        let pair = state.auth.refresh(&body.refresh_token).await?;
+        Ok(TokenResult::Ok(Json(pair.into())))
+    }
+
+    /// Sign out
+    ///
+    /// Revokes the refresh token's sign-in: its refresh tokens stop working at once and
+    /// its access tokens are refused from then on.
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RefreshRequest>,
+    ) -> ApiResult<LogoutResult> {
+        state.auth.logout(&body.refresh_token).await?;
+        Ok(LogoutResult::LoggedOut)
+    }
+}

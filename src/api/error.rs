@@ -1,0 +1,63 @@
+//! The error half of every `/v1` operation: [`AppError`] rendered as a documented
+//! response, so each error status and its body appear in the spec.
+
+use poem_openapi::payload::Json;
+use poem_openapi::ApiResponse;
+
+use crate::error::{AppError, ErrorBody, ErrorStyle};
+
+#[derive(ApiResponse, Debug)]
+pub enum ApiError {
+    /// The input is invalid: `details` names each field that needs fixing.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing, invalid or expired credentials or token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Not allowed.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The username or email is already taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The request body is over the configured limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Too many attempts; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// An unexpected failure; the message carries a request id to report.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (database, Redis) is unreachable; nothing was changed.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        let body = Json(err.to_body(ErrorStyle::Title));
+        match err {
+            AppError::Validation(_)
+            | AppError::BadRequest(_)
+            | AppError::UnsupportedMediaType(_)
+            | AppError::MethodNotAllowed => ApiError::BadRequest(body),
+            AppError::InvalidCredentials
+            | AppError::Unauthenticated(_)
+            | AppError::SessionExpired => ApiError::Unauthorized(body, "Bearer".into()),
+            AppError::Forbidden(_) => ApiError::Forbidden(body),
+            AppError::NotFound => ApiError::NotFound(body),
+            AppError::Conflict(_) => ApiError::Conflict(body),
+            AppError::PayloadTooLarge => ApiError::PayloadTooLarge(body),
+            AppError::RateLimited { retry_after } => ApiError::TooManyRequests(body, retry_after),
+            AppError::Unavailable(_) => ApiError::Unavailable(body),
+            AppError::Internal(_) => ApiError::Internal(body),
+        }
+    }
+}
+
+/// Result of a `/v1` operation.
+pub type ApiResult<T> = Result<T, ApiError>;

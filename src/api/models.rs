@@ -1,0 +1,167 @@
+//! Wire types of the `/v1` API, kept apart from the domain and storage types.
+
+use poem_openapi::Object;
+
+use crate::auth::TokenPair;
+use crate::users::User;
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Object)]
+pub struct UserOut {
+    /// Stable user id (UUID).
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// RFC 3339 time of registration.
+    pub created_at: String,
+    /// RFC 3339 time of the last profile change.
+    pub updated_at: String,
+}
+
+fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl From<User> for UserOut {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            created_at: rfc3339(u.created_at),
+            updated_at: rfc3339(u.updated_at),
+        }
+    }
+}
+
+/// `POST /v1/auth/register` body.
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    /// 3–32 characters: letters a-z, digits, `_`, `.`, `-`.
+    pub username: String,
+    pub email: String,
+    /// 8–128 characters, not the username or email.
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Answer of a successful registration: the user is signed in at once.
+#[derive(Debug, Object)]
+pub struct RegisterResponse {
+    pub message: String,
+    pub user: UserOut,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Access token lifetime in seconds.
+    pub expires_in: i64,
+}
+
+/// `POST /v1/auth/login` body: the account is named by `identifier`, `username` or
+/// `email` (the first one present), matched case-insensitively against both.
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    pub identifier: Option<String>,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub password: String,
+}
+
+impl LoginRequest {
+    pub fn identifier(&self) -> &str {
+        [&self.identifier, &self.username, &self.email]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|s| !s.trim().is_empty())
+            .unwrap_or_default()
+    }
+}
+
+/// `POST /v1/auth/login/oauth` form (OAuth2 password grant, RFC 6749 §4.3).
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct OAuthLoginForm {
+    /// Username or email.
+    pub username: String,
+    pub password: String,
+    /// `password` when present.
+    pub grant_type: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    pub scope: Option<String>,
+}
+
+/// Tokens and the signed-in user.
+#[derive(Debug, Object)]
+pub struct LoginResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Access token lifetime in seconds.
+    pub expires_in: i64,
+    pub user: UserOut,
+}
+
+/// `POST /v1/auth/refresh` and `POST /v1/auth/logout` body.
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A new token pair; the presented refresh token is spent.
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Access token lifetime in seconds.
+    pub expires_in: i64,
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(t: TokenPair) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "bearer".into(),
+            expires_in: t.expires_in,
+        }
+    }
+}
+
+impl LoginResponse {
+    pub fn new(user: User, t: TokenPair) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "bearer".into(),
+            expires_in: t.expires_in,
+            user: user.into(),
+        }
+    }
+}
+
+/// `PATCH /v1/users/me` body; absent fields are left as they are.
+#[derive(Debug, Object)]
+pub struct ProfileUpdate {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// The updated profile.
+#[derive(Debug, Object)]
+pub struct ProfileUpdated {
+    pub message: String,
+    #[oai(flatten)]
+    pub user: UserOut,
+}

@@ -1,0 +1,62 @@
+//! `/v1/users/me`: read and change the signed-in user's profile.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use crate::api::auth::MeResult;
+use crate::api::error::ApiResult;
+use crate::api::models::{ProfileUpdate, ProfileUpdated};
+use crate::api::security::BearerAuth;
+use crate::api::ApiTags;
+use crate::auth::service::ProfilePatch;
+use crate::startup::AppState;
+
+pub struct UsersApi;
+
+#[derive(ApiResponse)]
+pub enum ProfileResult {
+    /// The profile after the change.
+    #[oai(status = 200)]
+    Ok(Json<ProfileUpdated>),
+}
+
+#[OpenApi(prefix_path = "/v1/users", tag = "ApiTags::Users")]
+impl UsersApi {
+    /// My profile
+    #[oai(path = "/me", method = "get", operation_id = "getProfile")]
+    async fn get_me(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<MeResult> {
+        let caller = state.auth.authenticate(auth.token()).await?;
+        Ok(MeResult::Ok(Json(caller.user.into())))
+    }
+
+    /// Change my profile
+    ///
+    /// Partial update: absent fields keep their value. A username or email that another
+    /// account uses answers 409 and changes nothing.
+    #[oai(path = "/me", method = "patch", operation_id = "updateProfile")]
+    async fn patch_me(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<ProfileUpdate>,
+    ) -> ApiResult<ProfileResult> {
+        let caller = state.auth.authenticate(auth.token()).await?;
+        let user = state
+            .auth
+            .update_profile(
+                &caller.user,
+                ProfilePatch {
+                    username: body.username.as_deref(),
+                    email: body.email.as_deref(),
+                    first_name: body.first_name.as_deref(),
+                    last_name: body.last_name.as_deref(),
+                },
+            )
+            .await?;
+        Ok(ProfileResult::Ok(Json(ProfileUpdated {
+            message: "Profile updated successfully.".into(),
+            user: user.into(),
+        })))
+    }
+}

@@ -1,0 +1,6 @@
+//! The bundled auth backend's logic: JWTs and the account service behind `/v1`.
+
+pub mod jwt;
+pub mod service;
+
+pub use service::{AuthService, TokenPair};

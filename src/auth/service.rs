@@ -1,0 +1,255 @@
+//! The account service: registration, sign-in, token rotation, sign-out and profile
+//! changes. Everything the `/v1` handlers (and later the BFF's credentials provider) do
+//! with users goes through here.
+
+use std::sync::Arc;
+
+use crate::auth::jwt::{JwtKeys, TokenType};
+use crate::crypto::sha256_hex;
+use crate::db::now;
+use crate::error::{AppError, AppResult};
+use crate::users::domain::Validator;
+use crate::users::password::PasswordHasherPool;
+use crate::users::repo::{NewUser, ProfileChange, Rotation};
+use crate::users::{Email, Identifier, Name, Password, User, UserRepo, Username};
+
+/// A freshly issued access/refresh pair.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Lifetime of the access token, in seconds.
+    pub expires_in: i64,
+}
+
+/// Registration input, as received.
+pub struct Registration<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+}
+
+/// A profile patch, as received.
+#[derive(Default)]
+pub struct ProfilePatch<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+}
+
+/// The authenticated caller of a `/v1` endpoint.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    /// The sign-in the access token belongs to.
+    pub family_id: String,
+}
+
+pub struct AuthService {
+    repo: UserRepo,
+    hasher: PasswordHasherPool,
+    jwt: JwtKeys,
+    access_ttl: i64,
+    refresh_ttl: i64,
+}
+
+const BAD_TOKEN: &str = "The token is invalid or has expired.";
+
+impl AuthService {
+    pub fn new(repo: UserRepo, jwt: JwtKeys, access_ttl: i64, refresh_ttl: i64) -> Arc<Self> {
+        Arc::new(Self {
+            repo,
+            hasher: PasswordHasherPool::default(),
+            jwt,
+            access_ttl,
+            refresh_ttl,
+        })
+    }
+
+    pub fn repo(&self) -> &UserRepo {
+        &self.repo
+    }
+
+    /// Validates every field (all problems at once), stores the user, signs them in.
+    pub async fn register(&self, input: Registration<'_>) -> AppResult<(User, TokenPair)> {
+        let mut v = Validator::default();
+        let username = v.check("username", Username::parse(input.username));
+        let email = v.check("email", Email::parse(input.email));
+        let password = v.check(
+            "password",
+            Password::parse(input.password, Some(input.username), Some(input.email)),
+        );
+        let first_name = v.check(
+            "first_name",
+            Name::parse(input.first_name.unwrap_or_default()),
+        );
+        let last_name = v.check(
+            "last_name",
+            Name::parse(input.last_name.unwrap_or_default()),
+        );
+        v.finish()?;
+        let (Some(username), Some(email), Some(password), Some(first_name), Some(last_name)) =
+            (username, email, password, first_name, last_name)
+        else {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "validator passed a missing field"
+            )));
+        };
+        let password_hash = self.hasher.hash(password.expose().to_owned()).await?;
+        let user = self
+            .repo
+            .create(NewUser {
+                username: username.as_str(),
+                username_key: username.key(),
+                email: email.as_str(),
+                email_key: email.key(),
+                password_hash,
+                first_name: first_name.into_inner(),
+                last_name: last_name.into_inner(),
+            })
+            .await?;
+        tracing::info!(user = %user.id, "user registered");
+        let tokens = self.start_sign_in(&user.id).await?;
+        Ok((user, tokens))
+    }
+
+    /// Checks a username-or-email and password. Unknown users cost a dummy verify, and the
+    /// error never says which half was wrong.
+    pub async fn verify_credentials(&self, identifier: &str, password: &str) -> AppResult<User> {
+        if password.is_empty() {
+            return Err(AppError::field("password", "This field is required."));
+        }
+        let Some(identifier) = Identifier::parse(identifier) else {
+            return Err(AppError::field("identifier", "This field is required."));
+        };
+        // Over-long input cannot match a stored password; don't spend argon2 on it.
+        if password.chars().count() > crate::users::domain::PASSWORD_MAX_CHARS {
+            return Err(AppError::InvalidCredentials);
+        }
+        let found = self.repo.find_for_login(identifier.key()).await?;
+        let (user, hash) = found.map_or((None, None), |(u, h)| (Some(u), Some(h)));
+        if self.hasher.verify(password.to_owned(), hash).await? {
+            user.ok_or(AppError::InvalidCredentials)
+        } else {
+            Err(AppError::InvalidCredentials)
+        }
+    }
+
+    /// Signs in with credentials.
+    pub async fn login(&self, identifier: &str, password: &str) -> AppResult<(User, TokenPair)> {
+        let user = self.verify_credentials(identifier, password).await?;
+        let tokens = self.start_sign_in(&user.id).await?;
+        Ok((user, tokens))
+    }
+
+    /// Opens a new refresh family for `user_id` and issues its first pair.
+    async fn start_sign_in(&self, user_id: &str) -> AppResult<TokenPair> {
+        let family_id = uuid::Uuid::new_v4().to_string();
+        let pair = self.issue_pair(user_id, &family_id)?;
+        self.repo
+            .start_family(
+                user_id,
+                &family_id,
+                &sha256_hex(&pair.refresh_token),
+                now() + self.refresh_ttl,
+            )
+            .await?;
+        Ok(pair)
+    }
+
+    fn issue_pair(&self, user_id: &str, family_id: &str) -> AppResult<TokenPair> {
+        Ok(TokenPair {
+            access_token: self
+                .jwt
+                .issue(TokenType::Access, user_id, family_id, self.access_ttl)?,
+            refresh_token: self.jwt.issue(
+                TokenType::Refresh,
+                user_id,
+                family_id,
+                self.refresh_ttl,
+            )?,
+            expires_in: self.access_ttl,
+        })
+    }
+
+    /// Rotates a refresh token. A spent token revokes its whole family.
+    pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
+        let claims = self
+            .jwt
+            .verify(refresh_token, TokenType::Refresh)
+            .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+        let pair = self.issue_pair(&claims.sub, &claims.sid)?;
+        match self
+            .repo
+            .rotate(
+                &claims.sid,
+                &sha256_hex(refresh_token),
+                &sha256_hex(&pair.refresh_token),
+                now() + self.refresh_ttl,
+            )
+            .await?
+        {
+            Rotation::Rotated { .. } => Ok(pair),
+            Rotation::Reused => Err(AppError::Unauthenticated(
+                "This refresh token was already used; the sign-in has been revoked.",
+            )),
+            Rotation::Invalid => Err(AppError::Unauthenticated(BAD_TOKEN)),
+        }
+    }
+
+    /// Ends the sign-in a refresh token belongs to.
+    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+        let claims = self
+            .jwt
+            .verify(refresh_token, TokenType::Refresh)
+            .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+        self.repo.revoke_family(&claims.sid).await?;
+        Ok(())
+    }
+
+    /// The caller behind an access token, if its sign-in is still live.
+    pub async fn authenticate(&self, access_token: &str) -> AppResult<Caller> {
+        let claims = self
+            .jwt
+            .verify(access_token, TokenType::Access)
+            .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+        let user = self
+            .repo
+            .find_signed_in(&claims.sub, &claims.sid)
+            .await?
+            .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+        Ok(Caller {
+            user,
+            family_id: claims.sid,
+        })
+    }
+
+    /// Validates and applies a profile change.
+    pub async fn update_profile(&self, user: &User, patch: ProfilePatch<'_>) -> AppResult<User> {
+        let mut v = Validator::default();
+        let mut change = ProfileChange::default();
+        if let Some(raw) = patch.username {
+            change.username = v
+                .check("username", Username::parse(raw))
+                .map(|u| (u.as_str().to_owned(), u.key()));
+        }
+        if let Some(raw) = patch.email {
+            change.email = v
+                .check("email", Email::parse(raw))
+                .map(|e| (e.as_str().to_owned(), e.key()));
+        }
+        if let Some(raw) = patch.first_name {
+            change.first_name = v
+                .check("first_name", Name::parse(raw))
+                .map(Name::into_inner);
+        }
+        if let Some(raw) = patch.last_name {
+            change.last_name = v.check("last_name", Name::parse(raw)).map(Name::into_inner);
+        }
+        v.finish()?;
+        self.repo.update_profile(&user.id, change).await
+    }
+}

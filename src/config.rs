@@ -1,0 +1,311 @@
+//! Configuration: a typed tree read from the embedded `config/default.toml`, then an
+//! optional `--config FILE`, then `SESSIONGATE_…__…` environment variables.
+//!
+//! Unknown keys are rejected so a typo never silently falls back to a default, and
+//! [`Settings::validate`] reports every bad value on its own line, naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::crypto::Secret;
+
+/// The defaults, compiled in so that `cargo run` works from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SESSIONGATE_";
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub session: SessionSettings,
+    pub auth: AuthSettings,
+    pub proxy: ProxySettings,
+    /// Upstream identity providers, keyed by provider id (`fortytwo` is the 42 preset).
+    #[serde(default)]
+    pub providers: BTreeMap<String, toml_value::Table>,
+    pub mail: MailSettings,
+    pub log: LogSettings,
+}
+
+/// Provider tables are validated by the providers module, which owns their schema.
+pub mod toml_value {
+    /// A raw configuration table.
+    pub type Table = std::collections::BTreeMap<String, figment::value::Value>;
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// External base URL: redirect URIs, JWT issuer, absolute links.
+    pub public_url: String,
+    /// Directory of the SPA served at `/` (empty: none).
+    pub static_dir: String,
+    /// Extra origins allowed as sign-in `callbackUrl`.
+    pub allowed_redirects: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body accepted by the API, in bytes.
+    pub body_limit: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…`; empty means `sqlite://data/sessiongate.db`.
+    pub url: Secret,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for a connection before failing a request.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://…`; empty means in-process memory stores (single instance only).
+    pub url: Secret,
+    /// Prefix of every key sessiongate writes.
+    pub prefix: String,
+    /// Time limit of one Redis command.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Base64 AES-256 keys; the first encrypts, all decrypt. Empty: ephemeral (dev).
+    pub keys: Vec<Secret>,
+    /// Secure cookies with the `__Host-` name (production).
+    pub cookie_secure: bool,
+    /// Sliding idle timeout.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Absolute session lifetime.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret of the bundled API; empty means a random one per start (dev).
+    pub jwt_secret: Secret,
+    /// Lifetime of access tokens.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Refresh the upstream token this long before it expires.
+    #[serde(with = "humantime_serde")]
+    pub refresh_skew: Duration,
+    /// Header required on unsafe proxied methods.
+    pub csrf_header: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// SMTP server URL; empty writes mail to `outbox_dir` instead.
+    pub smtp_url: Secret,
+    /// Where `.eml` files go when no SMTP server is configured.
+    pub outbox_dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` (human-readable) or `json`.
+    pub format: LogFormat,
+    /// Filter directives, e.g. `info` or `sessiongate=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Configuration that could not be loaded; the message names every bad key, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads the layers in order: embedded defaults, `file`, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "--config: {} is not a readable file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let settings: Settings = figment.extract().map_err(|errors| {
+            ConfigError(
+                errors
+                    .into_iter()
+                    .map(describe_figment_error)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The embedded defaults alone (tests and tools start from these).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .map_err(|e| ConfigError(describe_figment_error(e)))
+    }
+
+    /// Checks what types alone cannot; collects every problem instead of stopping at the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = url_origin(&self.server.public_url) {
+            problems.push(format!("server.public_url: {e}"));
+        }
+        for (i, origin) in self.server.allowed_redirects.iter().enumerate() {
+            if let Err(e) = url_origin(origin) {
+                problems.push(format!("server.allowed_redirects[{i}]: {e}"));
+            }
+        }
+        for (i, peer) in self.server.trusted_proxies.iter().enumerate() {
+            if peer.parse::<std::net::IpAddr>().is_err() {
+                problems.push(format!(
+                    "server.trusted_proxies[{i}]: `{peer}` is not an IP address"
+                ));
+            }
+        }
+        if self.server.body_limit < 1024 {
+            problems.push("server.body_limit: must be at least 1024 bytes".into());
+        }
+        let db = self.database.url.expose();
+        if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://"))
+            && !db.starts_with("sqlite:")
+        {
+            problems.push("database.url: must start with postgres:// or sqlite:".into());
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections: must be at least 1".into());
+        }
+        let redis = self.redis.url.expose();
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            problems.push("redis.url: must start with redis:// or rediss://".into());
+        }
+        for (i, key) in self.session.keys.iter().enumerate() {
+            if crate::crypto::decode_key(key.expose()).is_none() {
+                problems.push(format!(
+                    "session.keys[{i}]: not a base64 256-bit key (make one with `sessiongate keygen`)"
+                ));
+            }
+        }
+        if self.session.idle_timeout.is_zero() {
+            problems.push("session.idle_timeout: must be positive".into());
+        }
+        if self.session.absolute_timeout < self.session.idle_timeout {
+            problems.push("session.absolute_timeout: must not be shorter than idle_timeout".into());
+        }
+        let secret = self.auth.jwt_secret.expose();
+        if !secret.is_empty() && secret.len() < 32 {
+            problems.push("auth.jwt_secret: must be at least 32 characters".into());
+        }
+        if self.auth.access_token_ttl < Duration::from_secs(10) {
+            problems.push("auth.access_token_ttl: must be at least 10s".into());
+        }
+        if self.auth.refresh_token_ttl <= self.auth.access_token_ttl {
+            problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
+        }
+        if self.proxy.csrf_header.is_empty()
+            || poem::http::HeaderName::from_bytes(self.proxy.csrf_header.as_bytes()).is_err()
+        {
+            problems.push("proxy.csrf_header: not a valid header name".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems.join("\n")))
+        }
+    }
+
+    /// The database URL, with the embedded default applied.
+    pub fn database_url(&self) -> String {
+        match self.database.url.expose() {
+            "" => "sqlite://data/sessiongate.db".to_owned(),
+            url => url.to_owned(),
+        }
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+}
+
+/// One line per error: `<key>: <what is wrong>`.
+fn describe_figment_error(error: figment::Error) -> String {
+    let key = if error.path.is_empty() {
+        "configuration".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    let mut kind = error.kind.to_string();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        let full = if error.path.is_empty() {
+            field.clone()
+        } else {
+            format!("{key}.{field}")
+        };
+        return format!("{full}: unknown configuration key");
+    }
+    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
+        kind = format!("{kind} (from {source})");
+    }
+    format!("{key}: {kind}")
+}
+
+/// Parses an absolute http(s) URL and returns its origin (`scheme://host[:port]`).
+pub fn url_origin(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not an absolute URL"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("`{url}` must use http or https"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return Err(format!("`{url}` has no valid host"));
+    }
+    Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}

@@ -1,0 +1,284 @@
+//! The one error type of every request path, and its JSON envelope.
+//!
+//! Variants are grouped by what the client can do about them. Status, title and the
+//! stable snake_case code are chosen in one `match` ([`AppError::kind`]). Internal
+//! failures are logged once, with their cause chain and the request id, and reach the
+//! client only as a generic message carrying that id.
+
+use std::collections::BTreeMap;
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::Object;
+
+use crate::ops::request_id;
+
+/// Field name → what is wrong with it, as the seed's "Validation Error" shows.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Every error a request can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The input failed validation; `details` names each field.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// The request is malformed (unparseable body, missing parameter, …).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Username/email and password do not match (never says which).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// No valid credentials were presented.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// The session existed but can no longer be used; sign in again.
+    #[error("session expired")]
+    SessionExpired,
+    /// Authenticated, but not allowed.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A unique field is already taken.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// Over a rate limit; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
+    /// A dependency (named) cannot be reached right now; the request changed nothing.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    /// A bug or an unexpected failure. Its text never reaches the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// How the `error` field is spelled: the `/v1` API follows the seed document
+/// (`"Unauthorized"`, `"Validation Error"`); the browser-facing routes use the stable
+/// snake_case code (`"unauthenticated"`, `"session_expired"`), as DESIGN.md asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    Title,
+    Code,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// Short error name (`/v1`: the HTTP title, e.g. "Unauthorized"; elsewhere the code).
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Stable machine-readable code, e.g. `invalid_credentials`.
+    pub code: String,
+    /// Per-field problems, on validation errors.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<FieldErrors>,
+    /// The request id, on internal errors: quote it when reporting a problem.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl AppError {
+    /// A validation error about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut details = FieldErrors::new();
+        details.insert(field.to_owned(), vec![message.into()]);
+        Self::Validation(details)
+    }
+
+    /// Status, title, code and default message, in one place.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str, String) {
+        use AppError::*;
+        match self {
+            Validation(_) => (
+                StatusCode::BAD_REQUEST,
+                "Validation Error",
+                "validation_error",
+                "Some fields are invalid; see details.".into(),
+            ),
+            BadRequest(msg) => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "bad_request",
+                msg.clone(),
+            ),
+            InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "invalid_credentials",
+                "Invalid credentials.".into(),
+            ),
+            Unauthenticated(msg) => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "unauthenticated",
+                (*msg).into(),
+            ),
+            SessionExpired => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "session_expired",
+                "Your session has expired; sign in again.".into(),
+            ),
+            Forbidden(msg) => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "forbidden",
+                (*msg).into(),
+            ),
+            NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "not_found",
+                "No such resource.".into(),
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed",
+                "method_not_allowed",
+                "This method is not allowed on this resource.".into(),
+            ),
+            Conflict(msg) => (StatusCode::CONFLICT, "Conflict", "conflict", (*msg).into()),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large",
+                "payload_too_large",
+                "The request body is too large.".into(),
+            ),
+            UnsupportedMediaType(msg) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type",
+                "unsupported_media_type",
+                msg.clone(),
+            ),
+            RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                "rate_limited",
+                format!("Too many attempts; retry in {retry_after} s."),
+            ),
+            Unavailable(dependency) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "service_unavailable",
+                format!("The {dependency} is unavailable; try again shortly."),
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                "internal_error",
+                "Something went wrong on our side.".into(),
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind().0
+    }
+
+    /// The envelope for this error. Logs internal failures (once: call it once).
+    pub fn to_body(&self, style: ErrorStyle) -> ErrorBody {
+        let (_, title, code, mut message) = self.kind();
+        let mut request_id_field = None;
+        if let AppError::Internal(cause) = self {
+            let id = request_id::current().unwrap_or_default();
+            tracing::error!(error = ?cause, "internal error");
+            message = format!("{message} Request id: {id}.");
+            request_id_field = Some(id);
+        }
+        ErrorBody {
+            error: match style {
+                ErrorStyle::Title => title.to_owned(),
+                ErrorStyle::Code => code.to_owned(),
+            },
+            message,
+            code: code.to_owned(),
+            details: match self {
+                AppError::Validation(details) => Some(details.clone()),
+                _ => None,
+            },
+            request_id: request_id_field,
+        }
+    }
+
+    /// A complete response (status, headers, JSON body).
+    pub fn to_response(&self, style: ErrorStyle) -> Response {
+        let body = self.to_body(style);
+        let mut resp = poem::web::Json(body)
+            .with_status(self.status())
+            .into_response();
+        match self {
+            AppError::InvalidCredentials
+            | AppError::Unauthenticated(_)
+            | AppError::SessionExpired => {
+                resp.headers_mut().insert(
+                    poem::http::header::WWW_AUTHENTICATE,
+                    poem::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            AppError::RateLimited { retry_after } => {
+                resp.headers_mut()
+                    .insert(poem::http::header::RETRY_AFTER, (*retry_after).into());
+            }
+            _ => {}
+        }
+        resp
+    }
+
+    /// Turns a framework error (unparseable body, missing auth header, unknown route, …)
+    /// into ours. Only 4xx texts written by poem itself about the client's input pass
+    /// through; anything else gets a generic message.
+    pub fn from_poem(err: poem::Error) -> Self {
+        let status = err.status();
+        match status {
+            StatusCode::BAD_REQUEST => AppError::BadRequest(err.to_string()),
+            StatusCode::UNAUTHORIZED => {
+                AppError::Unauthenticated("A valid bearer access token is required.")
+            }
+            StatusCode::NOT_FOUND => AppError::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType(err.to_string()),
+            s if s.is_client_error() => AppError::BadRequest(
+                s.canonical_reason()
+                    .unwrap_or("The request was not understood.")
+                    .to_owned(),
+            ),
+            _ => AppError::Internal(anyhow::anyhow!("unhandled framework error: {err}")),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %err, "database unreachable");
+                AppError::Unavailable("database")
+            }
+            other => AppError::Internal(anyhow::Error::new(other).context("database query")),
+        }
+    }
+}
+
+impl poem::error::ResponseError for AppError {
+    fn status(&self) -> StatusCode {
+        AppError::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response(ErrorStyle::Code)
+    }
+}
+
+/// Result alias of the request paths.
+pub type AppResult<T> = Result<T, AppError>;

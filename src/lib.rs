@@ -1,0 +1,20 @@
+//! sessiongate: a backend-for-frontend session proxy with a bundled auth API.
+//!
+//! The binary (`main.rs`) only parses the command line; everything else is here so the
+//! integration tests can build and run the same application in-process.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod ops;
+pub mod redis_store;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod users;

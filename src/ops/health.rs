@@ -1,0 +1,77 @@
+//! `/healthz` (the process is up), `/readyz` (its dependencies answer) and `/metrics`.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Json};
+use poem::{handler, IntoResponse, Response};
+use serde_json::json;
+
+use crate::startup::AppState;
+
+/// Liveness: answers as long as the process serves requests. Touches nothing else.
+#[handler]
+pub fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when the database and (if configured) Redis answer; otherwise 503
+/// naming each failing dependency.
+#[handler]
+pub async fn readyz(state: Data<&AppState>) -> Response {
+    let db = async {
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping())
+            .await
+            .map_err(|_| ())
+            .and_then(|r| r.map_err(|_| ()))
+    };
+    let redis = async {
+        match &state.redis {
+            Some(redis) => Some(redis.ping().await.is_ok()),
+            None => None,
+        }
+    };
+    let (db_ok, redis_ok) = tokio::join!(db, redis);
+    let mut checks = serde_json::Map::new();
+    let mut failing = Vec::new();
+    checks.insert(
+        "database".into(),
+        json!(if db_ok.is_ok() { "ok" } else { "unreachable" }),
+    );
+    if db_ok.is_err() {
+        failing.push("database");
+    }
+    match redis_ok {
+        Some(true) => {
+            checks.insert("redis".into(), json!("ok"));
+        }
+        Some(false) => {
+            checks.insert("redis".into(), json!("unreachable"));
+            failing.push("redis");
+        }
+        None => {
+            checks.insert("redis".into(), json!("not configured (memory stores)"));
+        }
+    }
+    if failing.is_empty() {
+        Json(json!({ "status": "ready", "checks": checks })).into_response()
+    } else {
+        Json(json!({
+            "status": "unavailable",
+            "error": "not_ready",
+            "message": format!("Unreachable: {}.", failing.join(", ")),
+            "failing": failing,
+            "checks": checks,
+        }))
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .into_response()
+    }
+}
+
+/// Prometheus text exposition.
+#[handler]
+pub fn metrics(state: Data<&AppState>) -> Response {
+    state
+        .metrics
+        .render()
+        .with_content_type("text/plain; version=0.0.4")
+        .into_response()
+}

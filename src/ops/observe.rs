@@ -1,0 +1,107 @@
+//! The outermost middleware: gives each request its id and tracing span, turns every
+//! error into the JSON envelope, records metrics, and logs one line per request.
+//!
+//! Only the path is logged, never the query string (OAuth codes and states travel there).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::http::HeaderValue;
+use poem::PathPattern;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
+
+use crate::error::{AppError, ErrorStyle};
+use crate::ops::metrics::Metrics;
+use crate::ops::request_id;
+
+/// Middleware factory; holds the shared metrics registry.
+pub struct Observe {
+    pub metrics: Arc<Metrics>,
+}
+
+impl<E: Endpoint> Middleware<E> for Observe {
+    type Output = ObserveEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ObserveEndpoint {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pub struct ObserveEndpoint<E> {
+    inner: E,
+    metrics: Arc<Metrics>,
+}
+
+/// Which spelling of the error envelope a path uses.
+fn style_for(path: &str) -> ErrorStyle {
+    if path == "/v1" || path.starts_with("/v1/") {
+        ErrorStyle::Title
+    } else {
+        ErrorStyle::Code
+    }
+}
+
+/// Renders any error that escaped a handler as the JSON envelope.
+pub fn render_error(err: poem::Error, style: ErrorStyle) -> Response {
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    match err.downcast::<AppError>() {
+        Ok(app) => app.to_response(style),
+        Err(other) => AppError::from_poem(other).to_response(style),
+    }
+}
+
+impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let id = request_id::accept_or_generate(
+            req.headers()
+                .get(request_id::HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let style = style_for(&path);
+        let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+        let started = Instant::now();
+
+        let work = async {
+            let (mut resp, pattern) = match self.inner.call(req).await {
+                Ok(out) => {
+                    let resp = out.into_response();
+                    let pattern = resp.data::<PathPattern>().cloned();
+                    (resp, pattern)
+                }
+                Err(err) => {
+                    let pattern = err.data::<PathPattern>().cloned();
+                    (render_error(err, style), pattern)
+                }
+            };
+            let took = started.elapsed();
+            let status = resp.status().as_u16();
+            let route = pattern.map(|p| p.0.to_string());
+            self.metrics.observe(
+                route.as_deref().unwrap_or("unmatched"),
+                &method,
+                status,
+                took,
+            );
+            tracing::info!(
+                status,
+                latency_ms = took.as_secs_f64() * 1000.0,
+                "request finished"
+            );
+            if let Ok(value) = HeaderValue::from_str(&request_id::current().unwrap_or_default()) {
+                resp.headers_mut().insert(request_id::HEADER, value);
+            }
+            resp
+        };
+        Ok(request_id::scope(id, work.instrument(span)).await)
+    }
+}

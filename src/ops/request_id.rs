@@ -1,0 +1,49 @@
+//! The request id: taken from a well-formed incoming `X-Request-Id` (so a load balancer's
+//! id carries through) or generated, returned in the response header, carried by every
+//! log line of the request and by internal-error bodies.
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Response and request header carrying the id.
+pub const HEADER: &str = "x-request-id";
+
+/// The id of the request being served by this task, if any.
+pub fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `fut` with `id` as the current request id.
+pub async fn scope<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    REQUEST_ID.scope(id, fut).await
+}
+
+/// Accepts a client-supplied id only when it is short and plain (no log injection).
+pub fn accept_or_generate(incoming: Option<&str>) -> String {
+    match incoming {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_ids_are_replaced() {
+        assert_eq!(accept_or_generate(Some("abc-123")), "abc-123");
+        let replaced = accept_or_generate(Some("x\nlevel=error"));
+        assert_eq!(replaced.len(), 32);
+        assert_ne!(accept_or_generate(None), accept_or_generate(None));
+    }
+}

@@ -1,0 +1,150 @@
+//! Building the application from settings, binding before serving, and running until a
+//! shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::AuthService;
+use crate::config::Settings;
+use crate::db::Database;
+use crate::ops::metrics::Metrics;
+use crate::redis_store::RedisHandle;
+use crate::users::UserRepo;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub redis: Option<Arc<RedisHandle>>,
+    pub auth: Arc<AuthService>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Connects to the database (applying migrations) and prepares Redis.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = Database::connect(&settings).await?;
+        db.migrate().await?;
+        tracing::info!(backend = ?db.backend, "database ready");
+
+        let redis = match settings.redis.url.expose() {
+            "" => {
+                tracing::warn!(
+                    "redis.url is empty: sessions, OAuth state and rate limits live in process \
+                     memory (one instance only, lost on restart)"
+                );
+                None
+            }
+            url => Some(Arc::new(
+                RedisHandle::new(url, &settings.redis.prefix, settings.redis.timeout)
+                    .context("redis.url")?,
+            )),
+        };
+
+        let secret = match settings.auth.jwt_secret.expose() {
+            "" => {
+                tracing::warn!(
+                    "auth.jwt_secret is empty: using a random secret for this run; \
+                     tokens will not survive a restart (set it in production)"
+                );
+                crate::crypto::random_token().into_bytes()
+            }
+            s => s.as_bytes().to_vec(),
+        };
+        let jwt = JwtKeys::new(&secret, settings.public_url());
+        let auth = AuthService::new(
+            UserRepo::new(db.pool.clone()),
+            jwt,
+            settings.auth.access_token_ttl.as_secs() as i64,
+            settings.auth.refresh_token_ttl.as_secs() as i64,
+        );
+        Ok(Self {
+            settings: Arc::new(settings),
+            db,
+            redis,
+            auth,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+}
+
+/// A bound, ready-to-serve application.
+pub struct Application {
+    acceptor: poem::listener::TcpAcceptor,
+    state: AppState,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Builds the state and binds `server.listen` (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listen = settings.server.listen;
+        let state = AppState::build(settings).await?;
+        let acceptor = TcpListener::bind(listen)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding server.listen = {listen}"))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("listener has no local address")?;
+        Ok(Self {
+            acceptor,
+            state,
+            addr,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to
+    /// `server.shutdown_grace`).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let grace = self.state.settings.server.shutdown_grace;
+        let app = crate::routes::build(self.state);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(grace))
+            .await
+            .context("server failed")
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

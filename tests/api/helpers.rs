@@ -1,0 +1,258 @@
+//! `spawn_app()`: a real server on 127.0.0.1:0 with its own database (a SQLite file or a
+//! fresh PostgreSQL database) and its own Redis key prefix, plus typed helpers per endpoint.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Once;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sessiongate::config::Settings;
+use sessiongate::crypto::Secret;
+use sessiongate::startup::Application;
+
+/// Which users database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let settings = sessiongate::config::LogSettings {
+                format: sessiongate::config::LogFormat::Pretty,
+                level: "debug".into(),
+            };
+            sessiongate::telemetry::init(&settings);
+        }
+    });
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub redis_prefix: String,
+    _dir: tempdir::TempDir,
+}
+
+/// A private temporary directory, removed on drop.
+pub mod tempdir {
+    pub struct TempDir(pub std::path::PathBuf);
+
+    impl TempDir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("sessiongate-test-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Creates an empty PostgreSQL database for one test and returns its URL.
+async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let name = format!("sg_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL must run on 127.0.0.1:5432 (see README)");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+/// Settings for a test app: free port, own database, own Redis prefix.
+pub async fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings {
+    let mut s = Settings::defaults().unwrap();
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.server.static_dir = String::new();
+    s.database.url = Secret::new(match backend {
+        Backend::Sqlite => format!("sqlite://{}/users.db", dir.display()),
+        Backend::Postgres => fresh_postgres_database().await,
+    });
+    s.redis.url = Secret::new(REDIS_URL);
+    s.redis.prefix = format!("sgtest:{}:", uuid::Uuid::new_v4().simple());
+    s.auth.jwt_secret = Secret::new(sessiongate::crypto::random_token());
+    s
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts an app whose settings `tweak` may change first.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_tracing();
+    let dir = tempdir::TempDir::new();
+    let mut settings = test_settings(backend, &dir.0).await;
+    tweak(&mut settings);
+    let redis_prefix = settings.redis.prefix.clone();
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        backend,
+        redis_prefix,
+        _dir: dir,
+    }
+}
+
+/// A registered user and the tokens registration returned.
+pub struct TestUser {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub id: String,
+}
+
+impl TestUser {
+    pub fn random() -> (String, String, String) {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        (
+            format!("user_{tag}"),
+            format!("User.{tag}@Example.com"),
+            format!("Tr0ub4dor&3-{tag}"),
+        )
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, body: &Value) -> Response {
+        self.post_json("/v1/auth/register", body).await
+    }
+
+    pub async fn login(&self, identifier: &str, password: &str) -> Response {
+        self.post_json("/v1/auth/login", &json!({"identifier": identifier, "password": password}))
+            .await
+    }
+
+    pub async fn login_form(&self, username: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/login/oauth"))
+            .form(&[("grant_type", "password"), ("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.get_bearer("/v1/auth/me", token).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> Response {
+        self.post_json("/v1/auth/logout", &json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn patch_me(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url("/v1/users/me"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a fresh random user and returns it.
+    pub async fn create_user(&self) -> TestUser {
+        let (username, email, password) = TestUser::random();
+        let resp = self
+            .register(&json!({"username": username, "email": email, "password": password}))
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        TestUser {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+            username,
+            email,
+            password,
+        }
+    }
+}
+
+/// Reads a JSON body and checks it is the error envelope with `code`.
+pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(resp.status(), status, "unexpected status");
+    assert!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json")),
+        "error bodies are JSON"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "body: {body}");
+    assert!(body["error"].is_string() && body["message"].is_string(), "body: {body}");
+    body
+}
+
+/// Instantiates each listed `async fn name(backend: Backend)` for SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await }) *
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await }) *
+        }
+    };
+}
