@@ -212,9 +212,8 @@ impl Settings {
             problems.push("server.body_limit: must be at least 1024 bytes".into());
         }
         let db = self.database.url.expose();
-        if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://"))
-            && !db.starts_with("sqlite:")
-        {
+        let known_db = ["postgres://", "postgresql://", "sqlite:"];
+        if !(db.is_empty() || known_db.iter().any(|p| db.starts_with(p))) {
             problems.push("database.url: must start with postgres:// or sqlite:".into());
         }
         if self.database.max_connections == 0 {
@@ -282,7 +281,9 @@ fn describe_figment_error(error: figment::Error) -> String {
     };
     let mut kind = error.kind.to_string();
     if let figment::error::Kind::UnknownField(field, _) = &error.kind {
-        let full = if error.path.is_empty() {
+        let full = if error.path.last() == Some(field) {
+            key
+        } else if error.path.is_empty() {
             field.clone()
         } else {
             format!("{key}.{field}")

@@ -85,7 +85,8 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             };
             let took = started.elapsed();
             let status = resp.status().as_u16();
-            let route = pattern.map(|p| p.0.to_string());
+            // A catch-all nest reports an empty pattern for paths nothing matched.
+            let route = pattern.map(|p| p.0).filter(|p| !p.is_empty());
             self.metrics.observe(
                 route.as_deref().unwrap_or("unmatched"),
                 &method,

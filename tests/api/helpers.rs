@@ -20,7 +20,7 @@ pub enum Backend {
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
@@ -43,6 +43,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub backend: Backend,
     pub redis_prefix: String,
+    pub database_url: String,
     _dir: tempdir::TempDir,
 }
 
@@ -52,7 +53,10 @@ pub mod tempdir {
 
     impl TempDir {
         pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!("sessiongate-test-{}", uuid::Uuid::new_v4().simple()));
+            let path = std::env::temp_dir().join(format!(
+                "sessiongate-test-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
             std::fs::create_dir_all(&path).unwrap();
             Self(path)
         }
@@ -106,6 +110,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let mut settings = test_settings(backend, &dir.0).await;
     tweak(&mut settings);
     let redis_prefix = settings.redis.prefix.clone();
+    let database_url = settings.database.url.expose().to_owned();
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://{}", app.addr());
     tokio::spawn(app.run_until(std::future::pending()));
@@ -117,7 +122,34 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
             .unwrap(),
         backend,
         redis_prefix,
+        database_url,
         _dir: dir,
+    }
+}
+
+impl Drop for TestApp {
+    /// Drops the test's PostgreSQL database (its connections are terminated first).
+    fn drop(&mut self) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let Some(name) = self.database_url.rsplit('/').next().map(str::to_owned) else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::Executor::execute(&mut conn, sql.as_str()).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -152,14 +184,29 @@ impl TestApp {
     }
 
     pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Response {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
         self.client
             .post(self.url(path))
             .header("content-type", content_type)
@@ -174,14 +221,21 @@ impl TestApp {
     }
 
     pub async fn login(&self, identifier: &str, password: &str) -> Response {
-        self.post_json("/v1/auth/login", &json!({"identifier": identifier, "password": password}))
-            .await
+        self.post_json(
+            "/v1/auth/login",
+            &json!({"identifier": identifier, "password": password}),
+        )
+        .await
     }
 
     pub async fn login_form(&self, username: &str, password: &str) -> Response {
         self.client
             .post(self.url("/v1/auth/login/oauth"))
-            .form(&[("grant_type", "password"), ("username", username), ("password", password)])
+            .form(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
             .send()
             .await
             .unwrap()
@@ -192,11 +246,13 @@ impl TestApp {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token})).await
+        self.post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token}))
+            .await
     }
 
     pub async fn logout(&self, refresh_token: &str) -> Response {
-        self.post_json("/v1/auth/logout", &json!({"refresh_token": refresh_token})).await
+        self.post_json("/v1/auth/logout", &json!({"refresh_token": refresh_token}))
+            .await
     }
 
     pub async fn patch_me(&self, token: &str, body: &Value) -> Response {
@@ -240,7 +296,10 @@ pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Val
     );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], code, "body: {body}");
-    assert!(body["error"].is_string() && body["message"].is_string(), "body: {body}");
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "body: {body}"
+    );
     body
 }
 

@@ -1,0 +1,181 @@
+//! The binary as a user runs it: configuration errors, keygen, openapi, serve with env
+//! overrides and JSON logs, graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::tempdir::TempDir;
+
+fn sessiongate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SESSIONGATE_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn a_bad_env_value_stops_the_start_naming_the_key() {
+    let out = sessiongate()
+        .env("SESSIONGATE_SERVER__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
+
+#[test]
+fn config_file_errors_name_each_key() {
+    let dir = TempDir::new();
+    let file = dir.0.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisen = \"127.0.0.1:1\"\n[session]\nidle_timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = sessiongate().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.lisen: unknown configuration key"),
+        "{stderr}"
+    );
+
+    std::fs::write(&file, "[session]\nidle_timeout = \"soon\"\n").unwrap();
+    let out = sessiongate().arg("--config").arg(&file).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("session.idle_timeout"));
+
+    std::fs::write(
+        &file,
+        "[auth]\njwt_secret = \"short\"\n[server]\npublic_url = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let out = sessiongate().arg("--config").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("auth.jwt_secret: must be at least 32 characters"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("server.public_url"),
+        "every problem is reported: {stderr}"
+    );
+
+    let out = sessiongate()
+        .args(["--config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn keygen_prints_a_256_bit_key_and_openapi_the_spec() {
+    let out = sessiongate().arg("keygen").output().unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert!(sessiongate::crypto::decode_key(key.trim()).is_some());
+
+    let out = sessiongate().arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        sessiongate::api::spec_json()
+    );
+}
+
+#[tokio::test]
+async fn serve_reads_env_logs_json_and_shuts_down_gracefully() {
+    let dir = TempDir::new();
+    let mut child = sessiongate()
+        .arg("serve")
+        .env("SESSIONGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env(
+            "SESSIONGATE_DATABASE__URL",
+            format!("sqlite://{}/users.db", dir.0.display()),
+        )
+        .env("SESSIONGATE_LOG__FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut lines = Vec::new();
+    while addr.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server starts");
+        let json: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log line: {line}"));
+        let msg = json["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(rest) = msg.strip_prefix("listening on http://") {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        lines.push(json);
+    }
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"),
+        "memory-store warning logged"
+    );
+    let base = format!("http://{}", addr.unwrap());
+    let client = reqwest::Client::new();
+    let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // the request's log line is JSON and carries its request id
+    let request_log = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("request logged");
+        let json: Value = serde_json::from_str(&line).unwrap();
+        if json["fields"]["message"] == "request finished" {
+            break json;
+        }
+    };
+    assert_eq!(request_log["span"]["path"], "/healthz");
+    assert_eq!(
+        request_log["span"]["request_id"].as_str().map(str::len),
+        Some(32)
+    );
+
+    // A request in flight when SIGTERM arrives still gets its answer.
+    let pending = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{base}/v1/auth/register");
+        async move {
+            client
+                .post(url)
+                .json(&serde_json::json!({"username": "late_user", "email": "late@example.com", "password": "a long enough password"}))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let resp = pending.await.unwrap().expect("in-flight request completes");
+    assert_eq!(resp.status(), 201);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exits cleanly: {status:?}");
+}

@@ -1,0 +1,8 @@
+//! The integration suite: real servers on 127.0.0.1, real SQLite/PostgreSQL and Redis.
+
+mod auth_flow;
+mod bad_input;
+mod cli;
+mod helpers;
+mod openapi;
+mod ops;

@@ -1,0 +1,146 @@
+//! Health, readiness, metrics and request ids.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sessiongate::crypto::Secret;
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, Backend};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_when_everything_is_up() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let resp = app.get("/healthz").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ok");
+
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["redis"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_names_an_unreachable_redis() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.redis.url = Secret::new(format!("redis://127.0.0.1:{port}/"));
+        s.redis.timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["redis"]));
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["redis"], "unreachable");
+    // liveness does not depend on Redis
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readyz_names_an_unreachable_database() {
+    use sqlx::Connection;
+    let app = spawn_app(Backend::Postgres).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+    // Take the database away from under the running server.
+    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&crate::helpers::postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::Executor::execute(
+        &mut admin,
+        format!("DROP DATABASE {name} WITH (FORCE)").as_str(),
+    )
+    .await
+    .unwrap();
+
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["database"]));
+    assert_eq!(body["checks"]["redis"], "ok");
+    // the API answers with a JSON error, not a hang or a panic
+    let resp = app.login("someone", "some password").await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["code"] == "service_unavailable" || body["code"] == "internal_error",
+        "{body}"
+    );
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.get("/healthz").await;
+    app.get("/healthz").await;
+    app.get("/v1/auth/me").await; // 401
+    app.get("/no/such/page").await; // 404
+    let resp = app.get("/metrics").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"sessiongate_http_requests_total{route="/healthz",method="GET",status="200"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"sessiongate_http_requests_total{route="/v1/auth/me",method="GET",status="401"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="unmatched",method="GET",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sessiongate_http_request_duration_seconds_count{route="/healthz"} 2"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/no/such/page"),
+        "raw paths never become labels"
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let resp = app.get("/healthz").await;
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "lb-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "lb-1234");
+
+    let resp = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", "bad id\twith tabs")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "bad id\twith tabs");
+    assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
+}
