@@ -14,6 +14,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 use crate::crypto::Secret;
+use crate::ratelimit::Limit;
 
 /// The defaults, compiled in so that `cargo run` works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -31,6 +32,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub auth: AuthSettings,
     pub proxy: ProxySettings,
+    pub rate_limit: RateLimitSettings,
     /// Upstream identity providers, keyed by provider id (`fortytwo` is the 42 preset).
     #[serde(default)]
     pub providers: BTreeMap<String, toml_value::Table>,
@@ -56,7 +58,7 @@ pub struct ServerSettings {
     /// Extra origins allowed as sign-in `callbackUrl`.
     pub allowed_redirects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Largest request body accepted by the API, in bytes.
     pub body_limit: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -114,6 +116,14 @@ pub struct AuthSettings {
     /// Lifetime of refresh tokens.
     #[serde(with = "humantime_serde")]
     pub refresh_token_ttl: Duration,
+    /// Lowest accepted zxcvbn strength score of a new password (0–4).
+    pub password_min_score: u8,
+    /// Lifetime of a password-reset token.
+    #[serde(with = "humantime_serde")]
+    pub reset_token_ttl: Duration,
+    /// Link mailed for a password reset; `{token}` is replaced. Empty:
+    /// `{public_url}/reset-password?token={token}`.
+    pub reset_url_template: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +136,27 @@ pub struct ProxySettings {
     pub csrf_header: String,
 }
 
+/// Limits written `"count/window"`, e.g. `"10/1m"`. Counted per client IP or per account
+/// (hashed), shared by every instance through Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Off only for benchmarks and trusted networks.
+    pub enabled: bool,
+    /// Failed sign-ins per client IP.
+    pub login_per_ip: Limit,
+    /// Failed sign-ins per account identifier.
+    pub login_per_account: Limit,
+    /// Registration attempts per client IP.
+    pub register_per_ip: Limit,
+    /// Password-reset requests per client IP.
+    pub reset_per_ip: Limit,
+    /// Password-reset requests per email address.
+    pub reset_per_email: Limit,
+    /// Failed reset confirmations and password changes per client IP.
+    pub reset_confirm_per_ip: Limit,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailSettings {
@@ -133,6 +164,8 @@ pub struct MailSettings {
     pub smtp_url: Secret,
     /// Where `.eml` files go when no SMTP server is configured.
     pub outbox_dir: String,
+    /// Sender of outgoing mail, e.g. `Example <no-reply@example.com>`.
+    pub from: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,13 +234,6 @@ impl Settings {
                 problems.push(format!("server.allowed_redirects[{i}]: {e}"));
             }
         }
-        for (i, peer) in self.server.trusted_proxies.iter().enumerate() {
-            if peer.parse::<std::net::IpAddr>().is_err() {
-                problems.push(format!(
-                    "server.trusted_proxies[{i}]: `{peer}` is not an IP address"
-                ));
-            }
-        }
         if self.server.body_limit < 1024 {
             problems.push("server.body_limit: must be at least 1024 bytes".into());
         }
@@ -246,6 +272,18 @@ impl Settings {
         if self.auth.refresh_token_ttl <= self.auth.access_token_ttl {
             problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
         }
+        if self.auth.password_min_score > 4 {
+            problems.push("auth.password_min_score: must be between 0 and 4".into());
+        }
+        if !self.auth.reset_url_template.is_empty()
+            && !self.auth.reset_url_template.contains("{token}")
+        {
+            problems.push("auth.reset_url_template: must contain {token}".into());
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems
+                .push("mail.from: not a valid mailbox (e.g. `App <no-reply@example.com>`)".into());
+        }
         if self.proxy.csrf_header.is_empty()
             || poem::http::HeaderName::from_bytes(self.proxy.csrf_header.as_bytes()).is_err()
         {
@@ -263,6 +301,14 @@ impl Settings {
         match self.database.url.expose() {
             "" => "sqlite://data/sessiongate.db".to_owned(),
             url => url.to_owned(),
+        }
+    }
+
+    /// The password-reset link for `token`.
+    pub fn reset_url(&self, token: &str) -> String {
+        match self.auth.reset_url_template.as_str() {
+            "" => format!("{}/reset-password?token={token}", self.public_url()),
+            template => template.replace("{token}", token),
         }
     }
 

@@ -12,7 +12,9 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::AuthService;
 use crate::config::Settings;
 use crate::db::Database;
+use crate::mail::Mailer;
 use crate::ops::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::redis_store::RedisHandle;
 use crate::users::UserRepo;
 
@@ -58,14 +60,21 @@ impl AppState {
             s => s.as_bytes().to_vec(),
         };
         let jwt = JwtKeys::new(&secret, settings.public_url());
+        let limiter = match &redis {
+            Some(redis) => RateLimiter::Redis(Arc::clone(redis)),
+            None => RateLimiter::memory(),
+        };
+        let mailer = Mailer::from_settings(&settings.mail)?;
+        let settings = Arc::new(settings);
         let auth = AuthService::new(
             UserRepo::new(db.pool.clone()),
             jwt,
-            settings.auth.access_token_ttl.as_secs() as i64,
-            settings.auth.refresh_token_ttl.as_secs() as i64,
+            Arc::clone(&settings),
+            limiter,
+            mailer,
         );
         Ok(Self {
-            settings: Arc::new(settings),
+            settings,
             db,
             redis,
             auth,

@@ -8,7 +8,9 @@ use crate::api::error::ApiResult;
 use crate::api::models::*;
 use crate::api::security::BearerAuth;
 use crate::api::ApiTags;
+use crate::auth::passwords::{NewPassword, RESET_REQUESTED};
 use crate::auth::service::Registration;
+use crate::ops::client_ip::ClientIp;
 use crate::startup::AppState;
 
 pub struct AuthApi;
@@ -42,6 +44,20 @@ pub enum LogoutResult {
 }
 
 #[derive(ApiResponse)]
+pub enum MessageResult {
+    /// Done.
+    #[oai(status = 200)]
+    Ok(Json<MessageResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum AcceptedResult {
+    /// Accepted: a mail is sent if the account exists.
+    #[oai(status = 202)]
+    Accepted(Json<MessageResponse>),
+}
+
+#[derive(ApiResponse)]
 pub enum MeResult {
     /// The signed-in user.
     #[oai(status = 200)]
@@ -58,17 +74,21 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&AppState>,
+        ip: ClientIp,
         body: Json<RegisterRequest>,
     ) -> ApiResult<RegisterResult> {
         let (user, tokens) = state
             .auth
-            .register(Registration {
-                username: &body.username,
-                email: &body.email,
-                password: &body.password,
-                first_name: body.first_name.as_deref(),
-                last_name: body.last_name.as_deref(),
-            })
+            .register(
+                Registration {
+                    username: &body.username,
+                    email: &body.email,
+                    password: &body.password,
+                    first_name: body.first_name.as_deref(),
+                    last_name: body.last_name.as_deref(),
+                },
+                ip.0,
+            )
             .await?;
         let tokens = TokenResponse::from(tokens);
         Ok(RegisterResult::Created(Json(RegisterResponse {
@@ -89,9 +109,13 @@ impl AuthApi {
     async fn login(
         &self,
         state: Data<&AppState>,
+        ip: ClientIp,
         body: Json<LoginRequest>,
     ) -> ApiResult<LoginResult> {
-        let (user, tokens) = state.auth.login(body.identifier(), &body.password).await?;
+        let (user, tokens) = state
+            .auth
+            .login(body.identifier(), &body.password, ip.0)
+            .await?;
         Ok(LoginResult::Ok(Json(LoginResponse::new(user, tokens))))
     }
 
@@ -104,6 +128,7 @@ impl AuthApi {
     async fn login_oauth(
         &self,
         state: Data<&AppState>,
+        ip: ClientIp,
         form: Form<OAuthLoginForm>,
     ) -> ApiResult<LoginResult> {
         if form.grant_type.as_deref().is_some_and(|g| g != "password") {
@@ -113,7 +138,10 @@ impl AuthApi {
             )
             .into());
         }
-        let (user, tokens) = state.auth.login(&form.username, &form.password).await?;
+        let (user, tokens) = state
+            .auth
+            .login(&form.username, &form.password, ip.0)
+            .await?;
         Ok(LoginResult::Ok(Json(LoginResponse::new(user, tokens))))
     }
 
@@ -152,5 +180,93 @@ impl AuthApi {
     ) -> ApiResult<LogoutResult> {
         state.auth.logout(&body.refresh_token).await?;
         Ok(LogoutResult::LoggedOut)
+    }
+
+    /// Change my password
+    ///
+    /// Needs the current password. Every other sign-in of the account is revoked (other
+    /// devices are signed out); this one stays. A wrong current password answers 400.
+    #[oai(
+        path = "/password/change",
+        method = "post",
+        operation_id = "changePassword"
+    )]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        ip: ClientIp,
+        body: Json<PasswordChangeRequest>,
+    ) -> ApiResult<MessageResult> {
+        let caller = state.auth.authenticate(auth.token()).await?;
+        state
+            .auth
+            .change_password(
+                &caller,
+                &body.old_password,
+                NewPassword {
+                    password: &body.new_password,
+                    confirm: body.new_password_confirm.as_deref(),
+                },
+                ip.0,
+            )
+            .await?;
+        Ok(MessageResult::Ok(Json(MessageResponse::new(
+            "Password changed successfully.",
+        ))))
+    }
+
+    /// Request a password reset
+    ///
+    /// When the email belongs to an account, a single-use link (valid for
+    /// `auth.reset_token_ttl`, 1 h by default) is mailed to it. The answer is the same,
+    /// and as fast, whether or not the account exists.
+    #[oai(
+        path = "/password/reset",
+        method = "post",
+        operation_id = "requestPasswordReset"
+    )]
+    async fn request_reset(
+        &self,
+        state: Data<&AppState>,
+        ip: ClientIp,
+        body: Json<PasswordResetRequest>,
+    ) -> ApiResult<AcceptedResult> {
+        state.auth.request_reset(&body.email, ip.0).await?;
+        Ok(AcceptedResult::Accepted(Json(MessageResponse::new(
+            RESET_REQUESTED,
+        ))))
+    }
+
+    /// Reset the password with a mailed token
+    ///
+    /// Spends the token and sets the new password; every sign-in of the account is
+    /// revoked. An invalid, used or expired token answers 401; a rejected password 400
+    /// (the token stays usable).
+    #[oai(
+        path = "/password/reset/confirm",
+        method = "post",
+        operation_id = "confirmPasswordReset"
+    )]
+    async fn confirm_reset(
+        &self,
+        state: Data<&AppState>,
+        ip: ClientIp,
+        body: Json<PasswordResetConfirm>,
+    ) -> ApiResult<MessageResult> {
+        state
+            .auth
+            .confirm_reset(
+                &body.token,
+                NewPassword {
+                    password: &body.new_password,
+                    confirm: body.new_password_confirm.as_deref(),
+                },
+                ip.0,
+            )
+            .await?;
+        Ok(MessageResult::Ok(Json(MessageResponse::new(
+            "Password reset successful.",
+        ))))
     }
 }

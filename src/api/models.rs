@@ -165,3 +165,43 @@ pub struct ProfileUpdated {
     #[oai(flatten)]
     pub user: UserOut,
 }
+
+/// A plain confirmation.
+#[derive(Debug, Object)]
+pub struct MessageResponse {
+    pub message: String,
+}
+
+impl MessageResponse {
+    pub fn new(message: &str) -> Self {
+        Self {
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// `POST /v1/auth/password/change` body.
+#[derive(Debug, Object)]
+pub struct PasswordChangeRequest {
+    pub old_password: String,
+    /// 8–128 characters, strong enough (zxcvbn), not containing the username or email.
+    pub new_password: String,
+    /// When present, must equal `new_password`.
+    pub new_password_confirm: Option<String>,
+}
+
+/// `POST /v1/auth/password/reset` body.
+#[derive(Debug, Object)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// `POST /v1/auth/password/reset/confirm` body.
+#[derive(Debug, Object)]
+pub struct PasswordResetConfirm {
+    /// The token from the mailed link.
+    pub token: String,
+    pub new_password: String,
+    /// When present, must equal `new_password`.
+    pub new_password_confirm: Option<String>,
+}

@@ -2,12 +2,16 @@
 //! changes. Everything the `/v1` handlers (and later the BFF's credentials provider) do
 //! with users goes through here.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::jwt::{JwtKeys, TokenType};
+use crate::config::Settings;
 use crate::crypto::sha256_hex;
 use crate::db::now;
 use crate::error::{AppError, AppResult};
+use crate::mail::Mailer;
+use crate::ratelimit::{Limit, RateLimiter};
 use crate::users::domain::Validator;
 use crate::users::password::PasswordHasherPool;
 use crate::users::repo::{NewUser, ProfileChange, Rotation};
@@ -49,24 +53,70 @@ pub struct Caller {
 }
 
 pub struct AuthService {
-    repo: UserRepo,
-    hasher: PasswordHasherPool,
+    pub(crate) repo: UserRepo,
+    pub(crate) hasher: PasswordHasherPool,
     jwt: JwtKeys,
     access_ttl: i64,
     refresh_ttl: i64,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) mailer: Mailer,
 }
 
 const BAD_TOKEN: &str = "The token is invalid or has expired.";
 
 impl AuthService {
-    pub fn new(repo: UserRepo, jwt: JwtKeys, access_ttl: i64, refresh_ttl: i64) -> Arc<Self> {
+    pub fn new(
+        repo: UserRepo,
+        jwt: JwtKeys,
+        settings: Arc<Settings>,
+        limiter: RateLimiter,
+        mailer: Mailer,
+    ) -> Arc<Self> {
         Arc::new(Self {
             repo,
             hasher: PasswordHasherPool::default(),
             jwt,
-            access_ttl,
-            refresh_ttl,
+            access_ttl: settings.auth.access_token_ttl.as_secs() as i64,
+            refresh_ttl: settings.auth.refresh_token_ttl.as_secs() as i64,
+            settings,
+            limiter,
+            mailer,
         })
+    }
+
+    /// Password verifications run so far: (against a real hash, against the dummy).
+    pub fn verification_counts(&self) -> (u64, u64) {
+        self.hasher.counts()
+    }
+
+    /// Counts an event against `limit` and refuses it when over (no-op when disabled).
+    pub(crate) async fn consume(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
+        if self.settings.rate_limit.enabled {
+            self.limiter.consume(bucket, id, limit).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses when `limit` is already reached (no-op when disabled).
+    pub(crate) async fn check_limit(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
+        if self.settings.rate_limit.enabled {
+            self.limiter.check(bucket, id, limit).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a failure against `limit` (no-op when disabled).
+    pub(crate) async fn record_failure(
+        &self,
+        bucket: &str,
+        id: &str,
+        limit: Limit,
+    ) -> AppResult<()> {
+        if self.settings.rate_limit.enabled {
+            self.limiter.record(bucket, id, limit).await?;
+        }
+        Ok(())
     }
 
     pub fn repo(&self) -> &UserRepo {
@@ -74,13 +124,28 @@ impl AuthService {
     }
 
     /// Validates every field (all problems at once), stores the user, signs them in.
-    pub async fn register(&self, input: Registration<'_>) -> AppResult<(User, TokenPair)> {
+    /// Every attempt counts against the per-IP registration limit (409 reveals accounts).
+    pub async fn register(
+        &self,
+        input: Registration<'_>,
+        ip: IpAddr,
+    ) -> AppResult<(User, TokenPair)> {
+        self.consume(
+            "register_ip",
+            &ip.to_string(),
+            self.settings.rate_limit.register_per_ip,
+        )
+        .await?;
         let mut v = Validator::default();
         let username = v.check("username", Username::parse(input.username));
         let email = v.check("email", Email::parse(input.email));
         let password = v.check(
             "password",
-            Password::parse(input.password, Some(input.username), Some(input.email)),
+            Password::parse(
+                input.password,
+                &[input.username, input.email],
+                self.settings.auth.password_min_score,
+            ),
         );
         let first_name = v.check(
             "first_name",
@@ -138,15 +203,49 @@ impl AuthService {
         }
     }
 
+    /// [`Self::verify_credentials`] under the failed-sign-in limits, per client IP and per
+    /// account: over either, 429 before any password is checked.
+    pub async fn verify_credentials_limited(
+        &self,
+        identifier: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> AppResult<User> {
+        let limits = &self.settings.rate_limit;
+        let ip = ip.to_string();
+        let account = identifier.trim().to_lowercase();
+        self.check_limit("login_ip", &ip, limits.login_per_ip)
+            .await?;
+        self.check_limit("login_account", &account, limits.login_per_account)
+            .await?;
+        match self.verify_credentials(identifier, password).await {
+            Err(AppError::InvalidCredentials) => {
+                self.record_failure("login_ip", &ip, limits.login_per_ip)
+                    .await?;
+                self.record_failure("login_account", &account, limits.login_per_account)
+                    .await?;
+                Err(AppError::InvalidCredentials)
+            }
+            other => other,
+        }
+    }
+
     /// Signs in with credentials.
-    pub async fn login(&self, identifier: &str, password: &str) -> AppResult<(User, TokenPair)> {
-        let user = self.verify_credentials(identifier, password).await?;
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> AppResult<(User, TokenPair)> {
+        let user = self
+            .verify_credentials_limited(identifier, password, ip)
+            .await?;
         let tokens = self.start_sign_in(&user.id).await?;
         Ok((user, tokens))
     }
 
     /// Opens a new refresh family for `user_id` and issues its first pair.
-    async fn start_sign_in(&self, user_id: &str) -> AppResult<TokenPair> {
+    pub(crate) async fn start_sign_in(&self, user_id: &str) -> AppResult<TokenPair> {
         let family_id = uuid::Uuid::new_v4().to_string();
         let pair = self.issue_pair(user_id, &family_id)?;
         self.repo

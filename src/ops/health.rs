@@ -69,9 +69,16 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
 /// Prometheus text exposition.
 #[handler]
 pub fn metrics(state: Data<&AppState>) -> Response {
-    state
-        .metrics
-        .render()
-        .with_content_type("text/plain; version=0.0.4")
+    let (real, dummy) = state.auth.verification_counts();
+    let mut text = state.metrics.render();
+    text.push_str(
+        "# HELP sessiongate_password_verifications_total Password checks, by whether the account existed (dummy: it did not).\n\
+         # TYPE sessiongate_password_verifications_total counter\n",
+    );
+    text.push_str(&format!(
+        "sessiongate_password_verifications_total{{hash=\"stored\"}} {real}\n\
+         sessiongate_password_verifications_total{{hash=\"dummy\"}} {dummy}\n"
+    ));
+    text.with_content_type("text/plain; version=0.0.4")
         .into_response()
 }

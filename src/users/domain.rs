@@ -82,14 +82,17 @@ impl Email {
     }
 }
 
-/// A new password: 8–128 characters, not the username or email.
+/// A new password that meets the policy: 8–128 characters, not containing the username
+/// or email, and at least the configured zxcvbn strength score.
 pub struct Password(String);
 
 /// Longest password accepted; longer input is rejected before hashing.
 pub const PASSWORD_MAX_CHARS: usize = 128;
 
 impl Password {
-    pub fn parse(raw: &str, username: Option<&str>, email: Option<&str>) -> Result<Self, String> {
+    /// `user_inputs` are the account's username and email (what the password must not
+    /// contain, and what zxcvbn should treat as guessable).
+    pub fn parse(raw: &str, user_inputs: &[&str], min_score: u8) -> Result<Self, String> {
         let chars = raw.chars().count();
         if raw.is_empty() {
             return Err("This field is required.".into());
@@ -101,10 +104,27 @@ impl Password {
             return Err("Password must be at most 128 characters long.".into());
         }
         let lower = raw.to_lowercase();
-        for other in [username, email].into_iter().flatten() {
-            if !other.is_empty() && lower == other.to_lowercase() {
-                return Err("Password must not be your username or email.".into());
+        for input in user_inputs.iter().map(|s| s.trim().to_lowercase()) {
+            if input.chars().count() >= 3 && lower.contains(&input) {
+                return Err("Password must not contain your username or email.".into());
             }
+        }
+        let estimate = zxcvbn::zxcvbn(raw, user_inputs);
+        if u8::from(estimate.score()) < min_score {
+            let mut message = String::from("Password is too weak.");
+            let bare = message.len();
+            if let Some(feedback) = estimate.feedback() {
+                if let Some(warning) = feedback.warning() {
+                    message.push_str(&format!(" {warning}"));
+                }
+                for suggestion in feedback.suggestions() {
+                    message.push_str(&format!(" {suggestion}"));
+                }
+            }
+            if message.len() == bare {
+                message.push_str(" Use a longer phrase of uncommon words.");
+            }
+            return Err(message);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -214,14 +234,19 @@ mod tests {
 
     #[test]
     fn passwords() {
-        assert!(Password::parse("correct horse", None, None).is_ok());
-        assert!(Password::parse("short", None, None).is_err());
-        assert!(Password::parse(&"x".repeat(129), None, None).is_err());
-        assert!(Password::parse("alice_42", Some("Alice_42"), None).is_err());
-        assert!(!format!(
-            "{:?}",
-            Password::parse("correct horse", None, None).unwrap()
-        )
-        .contains("horse"));
+        let ok = "violet tractor umbrella 93";
+        assert!(Password::parse(ok, &[], 3).is_ok());
+        assert!(Password::parse("short", &[], 0).is_err());
+        assert!(Password::parse(&"x".repeat(129), &[], 0).is_err());
+        let err =
+            Password::parse("my-alice_42-secret", &["Alice_42", "a@example.com"], 0).unwrap_err();
+        assert!(err.contains("username or email"));
+        let weak = Password::parse("password1", &[], 3).unwrap_err();
+        assert!(weak.starts_with("Password is too weak."), "{weak}");
+        assert!(
+            weak.len() > "Password is too weak.".len(),
+            "says what to fix: {weak}"
+        );
+        assert!(!format!("{:?}", Password::parse(ok, &[], 3).unwrap()).contains("violet"));
     }
 }

@@ -279,4 +279,140 @@ impl UserRepo {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    /// The password hash of a user.
+    pub async fn password_hash(&self, user_id: &str) -> AppResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn find_by_email(&self, email_key: &str) -> AppResult<Option<User>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
+        ))
+        .bind(email_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Sets a new password and revokes every sign-in of the user but `keep_family`.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        new_hash: &str,
+        keep_family: &str,
+    ) -> AppResult<()> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(new_hash)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $3 \
+             WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(keep_family)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a reset token (its hash) for `user_id`.
+    pub async fn create_reset(
+        &self,
+        user_id: &str,
+        token_hash: &str,
+        expires_at: i64,
+    ) -> AppResult<()> {
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user a live (unused, unexpired) reset token belongs to, with their password hash.
+    pub async fn find_reset(&self, token_hash: &str) -> AppResult<Option<(User, String)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: User,
+            password_hash: String,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.created_at, \
+             u.updated_at, u.password_hash FROM password_resets r JOIN users u ON u.id = r.user_id \
+             WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.user, r.password_hash)))
+    }
+
+    /// Spends a reset token and sets the new password, atomically: every other reset
+    /// token of the user is spent too and every sign-in revoked. `false` when the token
+    /// was no longer live (used or expired meanwhile): nothing changed.
+    pub async fn complete_reset(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        new_hash: &str,
+    ) -> AppResult<bool> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let spent = sqlx::query(
+            "UPDATE password_resets SET used_at = $3 \
+             WHERE token_hash = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !spent {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(new_hash)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }

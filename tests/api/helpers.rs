@@ -44,6 +44,7 @@ pub struct TestApp {
     pub backend: Backend,
     pub redis_prefix: String,
     pub database_url: String,
+    pub outbox: std::path::PathBuf,
     _dir: tempdir::TempDir,
 }
 
@@ -96,6 +97,7 @@ pub async fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings 
     s.redis.url = Secret::new(REDIS_URL);
     s.redis.prefix = format!("sgtest:{}:", uuid::Uuid::new_v4().simple());
     s.auth.jwt_secret = Secret::new(sessiongate::crypto::random_token());
+    s.mail.outbox_dir = dir.join("outbox").display().to_string();
     s
 }
 
@@ -111,6 +113,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     tweak(&mut settings);
     let redis_prefix = settings.redis.prefix.clone();
     let database_url = settings.database.url.expose().to_owned();
+    let outbox = std::path::PathBuf::from(&settings.mail.outbox_dir);
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://{}", app.addr());
     tokio::spawn(app.run_until(std::future::pending()));
@@ -123,6 +126,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         backend,
         redis_prefix,
         database_url,
+        outbox,
         _dir: dir,
     }
 }
@@ -265,6 +269,55 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST JSON with an `X-Forwarded-For` header.
+    pub async fn post_json_forwarded(
+        &self,
+        path: &str,
+        body: &Value,
+        forwarded_for: &str,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("x-forwarded-for", forwarded_for)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The mails in the outbox (raw `.eml` text), waiting up to 10 s for `count` of them.
+    pub async fn wait_for_mails(&self, count: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let mails = self.mails();
+            if mails.len() >= count {
+                return mails;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("expected {count} mail(s) in {}", self.outbox.display());
+    }
+
+    /// The mails in the outbox now.
+    pub fn mails(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.outbox) else {
+            return Vec::new();
+        };
+        dir.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| decode_quoted_printable(&std::fs::read_to_string(e.path()).unwrap()))
+            .collect()
+    }
+
+    pub async fn change_password(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/auth/password/change"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Registers a fresh random user and returns it.
     pub async fn create_user(&self) -> TestUser {
         let (username, email, password) = TestUser::random();
@@ -314,4 +367,25 @@ macro_rules! both_databases {
             $(#[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await }) *
         }
     };
+}
+
+/// Undoes quoted-printable (RFC 2045 §6.7) so tests can read links in raw mails.
+pub fn decode_quoted_printable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -6,3 +6,5 @@ mod cli;
 mod helpers;
 mod openapi;
 mod ops;
+mod passwords;
+mod rate_limits;

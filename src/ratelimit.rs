@@ -1,0 +1,212 @@
+//! Rate limits shared across instances: fixed-window counters in Redis (one atomic
+//! round trip per hit), or in process memory when Redis is not configured.
+//!
+//! Identifiers (IP addresses, account names) are hashed before they become keys, so
+//! Redis holds no list of who tried to sign in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{AppError, AppResult};
+use crate::redis_store::RedisHandle;
+
+/// At most `max` events per `window`, written `"10/1m"` in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (max, window) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not of the form \"10/1m\""))?;
+        let max: u32 = max
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{max}` is not a whole number"))?;
+        let window =
+            humantime::parse_duration(window.trim()).map_err(|e| format!("`{window}`: {e}"))?;
+        if max == 0 || window < Duration::from_secs(1) {
+            return Err("the count must be positive and the window at least 1s".into());
+        }
+        Ok(Self { max, window })
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the counters live. Chosen once at start; nothing else branches on it.
+#[derive(Clone)]
+pub enum RateLimiter {
+    Redis(Arc<RedisHandle>),
+    Memory(Arc<Mutex<HashMap<String, (u32, Instant)>>>),
+}
+
+/// Forgets memory windows that have ended, once the map holds this many.
+const MEMORY_SWEEP_AT: usize = 10_000;
+
+fn retry_after(ms: i64) -> u64 {
+    (ms.max(1) as u64).div_ceil(1000)
+}
+
+impl RateLimiter {
+    pub fn memory() -> Self {
+        Self::Memory(Arc::new(Mutex::new(HashMap::new())))
+    }
+
+    fn key(prefix: &str, bucket: &str, id: &str) -> String {
+        let digest = crate::crypto::sha256_hex(id);
+        format!("{prefix}rl:{bucket}:{}", &digest[..32])
+    }
+
+    /// The count in the current window and the milliseconds left of it.
+    async fn read(&self, bucket: &str, id: &str) -> AppResult<(u32, i64)> {
+        match self {
+            RateLimiter::Redis(redis) => {
+                let key = Self::key(&redis.prefix, bucket, id);
+                let mut conn = redis.conn().await?;
+                let (count, ttl): (Option<u32>, i64) = redis::pipe()
+                    .get(&key)
+                    .pttl(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                Ok((count.unwrap_or(0), ttl))
+            }
+            RateLimiter::Memory(map) => {
+                let key = Self::key("", bucket, id);
+                let map = map.lock().map_err(|_| poisoned())?;
+                Ok(match map.get(&key) {
+                    Some((n, end)) if *end > Instant::now() => {
+                        (*n, end.duration_since(Instant::now()).as_millis() as i64)
+                    }
+                    _ => (0, 0),
+                })
+            }
+        }
+    }
+
+    /// Counts one event; returns the new count and the milliseconds left in the window.
+    async fn incr(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<(u32, i64)> {
+        let window_ms = limit.window.as_millis() as i64;
+        match self {
+            RateLimiter::Redis(redis) => {
+                let key = Self::key(&redis.prefix, bucket, id);
+                let mut conn = redis.conn().await?;
+                let (count, _, ttl): (u32, i64, i64) = redis::pipe()
+                    .atomic()
+                    .incr(&key, 1)
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window_ms)
+                    .arg("NX")
+                    .pttl(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                Ok((count, ttl))
+            }
+            RateLimiter::Memory(map) => {
+                let key = Self::key("", bucket, id);
+                let now = Instant::now();
+                let mut map = map.lock().map_err(|_| poisoned())?;
+                if map.len() >= MEMORY_SWEEP_AT {
+                    map.retain(|_, (_, end)| *end > now);
+                }
+                let entry = map.entry(key).or_insert((0, now + limit.window));
+                if entry.1 <= now {
+                    *entry = (0, now + limit.window);
+                }
+                entry.0 += 1;
+                Ok((entry.0, entry.1.duration_since(now).as_millis() as i64))
+            }
+        }
+    }
+
+    /// Refuses when `limit` events already happened in the window (counts nothing).
+    pub async fn check(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
+        let (count, ttl) = self.read(bucket, id).await?;
+        if count >= limit.max {
+            return Err(AppError::RateLimited {
+                retry_after: retry_after(ttl),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one event (a failure, typically) without refusing.
+    pub async fn record(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
+        self.incr(bucket, id, limit).await.map(|_| ())
+    }
+
+    /// Counts one event and refuses it when it is over the limit.
+    pub async fn consume(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
+        let (count, ttl) = self.incr(bucket, id, limit).await?;
+        if count > limit.max {
+            return Err(AppError::RateLimited {
+                retry_after: retry_after(ttl),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn unavailable(e: &redis::RedisError) -> AppError {
+    tracing::warn!(error = %e, "rate-limit store unreachable");
+    AppError::Unavailable("session store")
+}
+
+fn poisoned() -> AppError {
+    AppError::Internal(anyhow::anyhow!("rate-limit map poisoned"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse() {
+        let l: Limit = "10/1m".parse().unwrap();
+        assert_eq!(
+            l,
+            Limit {
+                max: 10,
+                window: Duration::from_secs(60)
+            }
+        );
+        assert!("10".parse::<Limit>().is_err());
+        assert!("0/1m".parse::<Limit>().is_err());
+        assert!("x/1m".parse::<Limit>().is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_windows_count_and_refuse() {
+        let rl = RateLimiter::memory();
+        let limit = Limit {
+            max: 2,
+            window: Duration::from_secs(60),
+        };
+        rl.consume("b", "ip", limit).await.unwrap();
+        rl.consume("b", "ip", limit).await.unwrap();
+        match rl.consume("b", "ip", limit).await {
+            Err(AppError::RateLimited { retry_after }) => assert!((59..=60).contains(&retry_after)),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        rl.consume("b", "other-ip", limit).await.unwrap();
+        assert!(rl.check("b", "ip", limit).await.is_err());
+        assert!(rl.check("b", "fresh", limit).await.is_ok());
+    }
+}
