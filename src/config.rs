@@ -33,11 +33,43 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub proxy: ProxySettings,
     pub rate_limit: RateLimitSettings,
-    /// Upstream identity providers, keyed by provider id (`fortytwo` is the 42 preset).
+    /// Upstream identity providers.
     #[serde(default)]
-    pub providers: BTreeMap<String, toml_value::Table>,
+    pub providers: ProvidersSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
+}
+
+/// `[providers.*]`: the credentials backend, and OAuth2/OIDC providers by id.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProvidersSettings {
+    /// The username/password backend (default: the bundled `/v1` API, in process).
+    #[serde(default)]
+    pub credentials: CredentialsSettings,
+    /// Other providers, keyed by id (validated by the providers module).
+    #[serde(flatten)]
+    pub others: BTreeMap<String, toml_value::Table>,
+}
+
+/// `[providers.credentials]`: where username/password sign-in goes. With `login_url`
+/// empty, the bundled `/v1` API of this server is used directly.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsSettings {
+    /// Display name on the sign-in page.
+    pub name: String,
+    /// Login endpoint (receives `username` and `password`).
+    pub login_url: String,
+    /// Registration endpoint (receives the registration fields).
+    pub register_url: String,
+    /// Profile endpoint (Bearer access token), when the login answer has no user.
+    pub me_url: String,
+    /// Refresh endpoint (`{refresh_token}`).
+    pub refresh_url: String,
+    /// Sign-out endpoint (`{refresh_token}`), called best effort.
+    pub logout_url: String,
+    /// `json` (default) or `form` request bodies.
+    pub body: String,
 }
 
 /// Provider tables are validated by the providers module, which owns their schema.
@@ -59,6 +91,8 @@ pub struct ServerSettings {
     pub allowed_redirects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins allowed to call `/api/**` with credentials (CORS); empty: same origin only.
+    pub cors_origins: Vec<String>,
     /// Largest request body accepted by the API, in bytes.
     pub body_limit: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -233,6 +267,32 @@ impl Settings {
             if let Err(e) = url_origin(origin) {
                 problems.push(format!("server.allowed_redirects[{i}]: {e}"));
             }
+        }
+        for (i, origin) in self.server.cors_origins.iter().enumerate() {
+            match url_origin(origin) {
+                Ok(o) if o == origin.trim_end_matches('/').to_ascii_lowercase() => {}
+                Ok(_) => problems.push(format!(
+                    "server.cors_origins[{i}]: `{origin}` must be an origin (scheme://host[:port]), no path"
+                )),
+                Err(e) => problems.push(format!("server.cors_origins[{i}]: {e}")),
+            }
+        }
+        let creds = &self.providers.credentials;
+        for (key, url) in [
+            ("login_url", &creds.login_url),
+            ("register_url", &creds.register_url),
+            ("me_url", &creds.me_url),
+            ("refresh_url", &creds.refresh_url),
+            ("logout_url", &creds.logout_url),
+        ] {
+            if !url.is_empty() {
+                if let Err(e) = url_origin(url) {
+                    problems.push(format!("providers.credentials.{key}: {e}"));
+                }
+            }
+        }
+        if !matches!(creds.body.as_str(), "" | "json" | "form") {
+            problems.push("providers.credentials.body: must be \"json\" or \"form\"".into());
         }
         if self.server.body_limit < 1024 {
             problems.push("server.body_limit: must be at least 1024 bytes".into());

@@ -34,6 +34,12 @@ pub enum AppError {
     /// The session existed but can no longer be used; sign in again.
     #[error("session expired")]
     SessionExpired,
+    /// The anti-CSRF token or header is missing or wrong.
+    #[error("csrf check failed")]
+    Csrf,
+    /// The session store (Redis) cannot be reached; nothing was changed.
+    #[error("session store unavailable")]
+    StoreUnavailable,
     /// Authenticated, but not allowed.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
@@ -81,6 +87,11 @@ pub struct ErrorBody {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<FieldErrors>,
+    /// Where a NextAuth client should go next (sign-in failures), e.g.
+    /// `…/api/auth/error?error=CredentialsSignin&provider=credentials`.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The request id, on internal errors: quote it when reporting a problem.
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +139,18 @@ impl AppError {
                 "Unauthorized",
                 "session_expired",
                 "Your session has expired; sign in again.".into(),
+            ),
+            Csrf => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "csrf",
+                "The CSRF token is missing or invalid; fetch /api/auth/csrf and retry.".into(),
+            ),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "session_store_unavailable",
+                "The session store is unavailable; try again shortly.".into(),
             ),
             Forbidden(msg) => (
                 StatusCode::FORBIDDEN,
@@ -206,6 +229,7 @@ impl AppError {
                 AppError::Validation(details) => Some(details.clone()),
                 _ => None,
             },
+            url: None,
             request_id: request_id_field,
         }
     }

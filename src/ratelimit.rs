@@ -166,7 +166,7 @@ impl RateLimiter {
 
 fn unavailable(e: &redis::RedisError) -> AppError {
     tracing::warn!(error = %e, "rate-limit store unreachable");
-    AppError::Unavailable("session store")
+    AppError::StoreUnavailable
 }
 
 fn poisoned() -> AppError {

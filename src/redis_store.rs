@@ -49,7 +49,7 @@ impl RedisHandle {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "redis unreachable");
-                AppError::Unavailable("session store")
+                AppError::StoreUnavailable
             })?;
         Ok(conn.clone())
     }
@@ -62,10 +62,10 @@ impl RedisHandle {
             redis::cmd("PING").query_async::<String>(&mut conn),
         )
         .await
-        .map_err(|_| AppError::Unavailable("session store"))?
+        .map_err(|_| AppError::StoreUnavailable)?
         .map_err(|e| {
             tracing::warn!(error = %e, "redis ping failed");
-            AppError::Unavailable("session store")
+            AppError::StoreUnavailable
         })?;
         Ok(())
     }

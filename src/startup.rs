@@ -10,12 +10,15 @@ use poem::Server;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::AuthService;
+use crate::bff::CredentialsBackend;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::mail::Mailer;
 use crate::ops::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::redis_store::RedisHandle;
+use crate::session::cookie::CookiePolicy;
+use crate::session::{Keyring, SessionManager, SessionStore};
 use crate::users::UserRepo;
 
 /// What every handler can reach. Cheap to clone.
@@ -26,6 +29,13 @@ pub struct AppState {
     pub redis: Option<Arc<RedisHandle>>,
     pub auth: Arc<AuthService>,
     pub metrics: Arc<Metrics>,
+    pub sessions: Arc<SessionManager>,
+    pub cookies: CookiePolicy,
+    pub credentials: CredentialsBackend,
+    /// Key of the CSRF double-submit MAC.
+    pub csrf_secret: [u8; 32],
+    /// The one outbound HTTP client (pooled keep-alive).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -65,6 +75,28 @@ impl AppState {
             None => RateLimiter::memory(),
         };
         let mailer = Mailer::from_settings(&settings.mail)?;
+        let keyring = session_keys(&settings, redis.is_some())?;
+        let store = match &redis {
+            Some(redis) => SessionStore::Redis(Arc::clone(redis)),
+            None => SessionStore::memory(),
+        };
+        let sessions = Arc::new(SessionManager::new(
+            store,
+            keyring.clone(),
+            &settings.redis.prefix,
+            settings.session.idle_timeout,
+            settings.session.absolute_timeout,
+        ));
+        let cookies = CookiePolicy {
+            secure: settings.session.cookie_secure,
+            max_age: settings.session.absolute_timeout,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?;
         let settings = Arc::new(settings);
         let auth = AuthService::new(
             UserRepo::new(db.pool.clone()),
@@ -73,14 +105,49 @@ impl AppState {
             limiter,
             mailer,
         );
+        let credentials = CredentialsBackend::new(
+            &settings.providers.credentials,
+            Arc::clone(&auth),
+            http.clone(),
+        );
         Ok(Self {
             settings,
             db,
             redis,
             auth,
             metrics: Arc::new(Metrics::default()),
+            sessions,
+            cookies,
+            credentials,
+            csrf_secret: keyring.derive(b"csrf"),
+            http,
         })
     }
+}
+
+/// The session keyring from `session.keys`; an ephemeral key (with a warning) in
+/// development, and a refusal to start in production without keys.
+fn session_keys(settings: &Settings, shared_store: bool) -> anyhow::Result<Keyring> {
+    let keys: Vec<[u8; 32]> = settings
+        .session
+        .keys
+        .iter()
+        .filter_map(|k| crate::crypto::decode_key(k.expose()))
+        .collect();
+    if let Some(ring) = Keyring::new(&keys) {
+        return Ok(ring);
+    }
+    if settings.session.cookie_secure && shared_store {
+        anyhow::bail!(
+            "session.keys: required when session.cookie_secure = true and Redis is configured \
+             (make one with `sessiongate keygen`)"
+        );
+    }
+    tracing::warn!(
+        "session.keys is empty: using an ephemeral key; sessions end when the process stops \
+         (set session.keys in production)"
+    );
+    Ok(Keyring::ephemeral())
 }
 
 /// A bound, ready-to-serve application.

@@ -39,7 +39,34 @@ pub enum ApiError {
 
 impl From<AppError> for ApiError {
     fn from(err: AppError) -> Self {
-        let body = Json(err.to_body(ErrorStyle::Title));
+        Self::styled(err, ErrorStyle::Title)
+    }
+}
+
+impl ApiError {
+    /// The error with `error` spelled as the snake_case code (browser-facing routes).
+    pub fn code(err: AppError) -> Self {
+        Self::styled(err, ErrorStyle::Code)
+    }
+
+    /// Adds the `url` a NextAuth client follows after a failed sign-in.
+    pub fn with_url(mut self, url: String) -> Self {
+        match &mut self {
+            ApiError::BadRequest(b)
+            | ApiError::Unauthorized(b, _)
+            | ApiError::Forbidden(b)
+            | ApiError::NotFound(b)
+            | ApiError::Conflict(b)
+            | ApiError::PayloadTooLarge(b)
+            | ApiError::TooManyRequests(b, _)
+            | ApiError::Internal(b)
+            | ApiError::Unavailable(b) => b.0.url = Some(url),
+        }
+        self
+    }
+
+    fn styled(err: AppError, style: ErrorStyle) -> Self {
+        let body = Json(err.to_body(style));
         match err {
             AppError::Validation(_)
             | AppError::BadRequest(_)
@@ -48,12 +75,12 @@ impl From<AppError> for ApiError {
             AppError::InvalidCredentials
             | AppError::Unauthenticated(_)
             | AppError::SessionExpired => ApiError::Unauthorized(body, "Bearer".into()),
-            AppError::Forbidden(_) => ApiError::Forbidden(body),
+            AppError::Forbidden(_) | AppError::Csrf => ApiError::Forbidden(body),
             AppError::NotFound => ApiError::NotFound(body),
             AppError::Conflict(_) => ApiError::Conflict(body),
             AppError::PayloadTooLarge => ApiError::PayloadTooLarge(body),
             AppError::RateLimited { retry_after } => ApiError::TooManyRequests(body, retry_after),
-            AppError::Unavailable(_) => ApiError::Unavailable(body),
+            AppError::Unavailable(_) | AppError::StoreUnavailable => ApiError::Unavailable(body),
             AppError::Internal(_) => ApiError::Internal(body),
         }
     }
@@ -61,3 +88,14 @@ impl From<AppError> for ApiError {
 
 /// Result of a `/v1` operation.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Converts an [`AppError`] result into the browser-facing (snake_case) envelope.
+pub trait Coded<T> {
+    fn coded(self) -> ApiResult<T>;
+}
+
+impl<T> Coded<T> for Result<T, AppError> {
+    fn coded(self) -> ApiResult<T> {
+        self.map_err(ApiError::code)
+    }
+}

@@ -19,15 +19,28 @@ pub enum ApiTags {
     Auth,
     /// The signed-in user's profile.
     Users,
+    /// Browser sessions under `/api/auth` (NextAuth protocol, cookie-authenticated):
+    /// the browser holds only an HttpOnly session cookie, never a token.
+    Session,
 }
 
 /// All documented operations.
-pub type Apis = (auth::AuthApi, users::UsersApi);
+pub type Apis = (
+    auth::AuthApi,
+    users::UsersApi,
+    crate::bff::api::AuthJsApi,
+    crate::bff::sessions::SessionsApi,
+);
 
 /// The service that routes and documents the API.
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, users::UsersApi),
+        (
+            auth::AuthApi,
+            users::UsersApi,
+            crate::bff::api::AuthJsApi,
+            crate::bff::sessions::SessionsApi,
+        ),
         "sessiongate",
         env!("CARGO_PKG_VERSION"),
     )

@@ -1,0 +1,587 @@
+//! `/api/auth/*` operations (tag `session`), documented in the OpenAPI spec.
+//!
+//! NextAuth v4 client details honoured here: POSTs carry `csrfToken` (form or JSON);
+//! `json=true` answers 200 `{url}` instead of a redirect; a failed sign-in answers
+//! `{url: …/api/auth/error?error=CredentialsSignin&provider=credentials}`; the signed-out
+//! session is exactly `{}`.
+
+use std::collections::BTreeMap;
+
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Form, Html, Json};
+use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::error::{ApiError, ApiResult, Coded};
+use crate::api::ApiTags;
+use crate::bff::credentials::{NewAccount, SignedIn, PROVIDER};
+use crate::bff::redirect::RedirectTarget;
+use crate::bff::{csrf, pages};
+use crate::error::{AppError, AppResult};
+use crate::ops::client_ip::ClientIp;
+use crate::session::{cookie, Session, SessionId};
+use crate::startup::AppState;
+
+pub struct AuthJsApi;
+
+/// A provider as `GET /api/auth/providers` lists it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProviderView {
+    pub id: String,
+    pub name: String,
+    /// `credentials`, or `oauth` for OAuth2 and OIDC providers.
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub signin_url: String,
+    pub callback_url: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CsrfView {
+    pub csrf_token: String,
+}
+
+/// The user of a session: never a token.
+#[derive(Debug, Object)]
+pub struct SessionUserView {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub image: Option<String>,
+}
+
+/// `{user, expires, provider}`, or exactly `{}` when signed out.
+#[derive(Debug, Default, Object)]
+pub struct SessionView {
+    #[oai(skip_serializing_if_is_none)]
+    pub user: Option<SessionUserView>,
+    /// RFC 3339 time the session ends unless used.
+    #[oai(skip_serializing_if_is_none)]
+    pub expires: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct UrlView {
+    /// Where the client should go next (absolute URL).
+    pub url: String,
+}
+
+/// `POST /api/auth/callback/credentials` (form or JSON).
+#[derive(Debug, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsForm {
+    pub csrf_token: Option<String>,
+    pub username: Option<String>,
+    pub identifier: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub callback_url: Option<String>,
+    /// `true`: answer `{url}` instead of redirecting.
+    pub json: Option<Value>,
+}
+
+/// `POST /api/auth/register` (form or JSON): registers on the credentials backend, then
+/// signs in.
+#[derive(Debug, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterForm {
+    pub csrf_token: Option<String>,
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    #[oai(rename = "first_name")]
+    #[serde(rename = "first_name", alias = "firstName")]
+    pub first_name: Option<String>,
+    #[oai(rename = "last_name")]
+    #[serde(rename = "last_name", alias = "lastName")]
+    pub last_name: Option<String>,
+    pub callback_url: Option<String>,
+    pub json: Option<Value>,
+}
+
+/// `POST /api/auth/signout` (form or JSON).
+#[derive(Debug, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct SignOutForm {
+    pub csrf_token: Option<String>,
+    pub callback_url: Option<String>,
+    pub json: Option<Value>,
+    /// `true`: end every session of this user, on every device.
+    pub everywhere: Option<Value>,
+}
+
+/// `POST /api/auth/session` (the client's `update()`).
+#[derive(Debug, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUpdate {
+    pub csrf_token: Option<String>,
+    /// Ignored: the profile is re-read from the backend, never taken from the client.
+    pub data: Option<Value>,
+}
+
+#[derive(ApiRequest)]
+pub enum CredentialsPayload {
+    Form(Form<CredentialsForm>),
+    Json(Json<CredentialsForm>),
+}
+
+#[derive(ApiRequest)]
+pub enum RegisterPayload {
+    Form(Form<RegisterForm>),
+    Json(Json<RegisterForm>),
+}
+
+#[derive(ApiRequest)]
+pub enum SignOutPayload {
+    Form(Form<SignOutForm>),
+    Json(Json<SignOutForm>),
+}
+
+#[derive(ApiResponse)]
+pub enum RedirectOrUrl {
+    /// `json=true`: where to go next. Any session cookie change is in `Set-Cookie`.
+    #[oai(status = 200)]
+    Url(Json<UrlView>, #[oai(header = "Set-Cookie")] Option<String>),
+    /// Browser form post: go there.
+    #[oai(status = 302)]
+    Redirect(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum SessionResult {
+    /// The session, or `{}` when signed out (a stale cookie is cleared).
+    #[oai(status = 200)]
+    Ok(
+        Json<SessionView>,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum CsrfResult {
+    /// The token to echo as `csrfToken`; its cookie is set when new.
+    #[oai(status = 200)]
+    Ok(Json<CsrfView>, #[oai(header = "Set-Cookie")] Option<String>),
+}
+
+#[derive(ApiResponse)]
+pub enum ProvidersResult {
+    #[oai(status = 200)]
+    Ok(Json<BTreeMap<String, ProviderView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum PageResult {
+    #[oai(status = 200)]
+    Ok(Html<String>, #[oai(header = "Set-Cookie")] Option<String>),
+    #[oai(status = 302)]
+    Redirect(#[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum LogResult {
+    /// Accepted and dropped.
+    #[oai(status = 200)]
+    Ok(Json<Value>),
+}
+
+fn truthy(v: &Option<Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "1",
+        _ => false,
+    }
+}
+
+/// NextAuth's error page URL for a failed sign-in.
+fn error_url(state: &AppState, err: &AppError) -> String {
+    let base = state.settings.public_url();
+    match err {
+        AppError::Csrf => format!("{base}/api/auth/signin?csrf=true"),
+        AppError::InvalidCredentials => {
+            format!("{base}/api/auth/error?error=CredentialsSignin&provider=credentials")
+        }
+        AppError::RateLimited { .. } => {
+            format!("{base}/api/auth/error?error=RateLimited&provider=credentials")
+        }
+        AppError::Unavailable(_) | AppError::StoreUnavailable => {
+            format!("{base}/api/auth/error?error=Unavailable")
+        }
+        _ => format!("{base}/api/auth/error?error=Default"),
+    }
+}
+
+impl AppState {
+    /// The session behind the request's cookie; `(None, true)` when a cookie was sent
+    /// but is no live session (the caller clears it).
+    pub async fn session_of(
+        &self,
+        req: &Request,
+    ) -> AppResult<(Option<(SessionId, Session)>, bool)> {
+        let Some(value) = cookie::read(req.headers(), self.cookies.session_name()) else {
+            return Ok((None, false));
+        };
+        let found = self.sessions.load(value).await?;
+        let stale = found.is_none();
+        Ok((found, stale))
+    }
+
+    fn check_csrf(&self, req: &Request, submitted: Option<&str>) -> AppResult<()> {
+        csrf::verify(req.headers(), &self.cookies, &self.csrf_secret, submitted)
+    }
+
+    /// Creates the session for a successful sign-in and answers as the client asked.
+    async fn signed_in(
+        &self,
+        req: &Request,
+        ip: ClientIp,
+        signed: SignedIn,
+        provider: &str,
+        callback: Option<&str>,
+        json: bool,
+    ) -> AppResult<RedirectOrUrl> {
+        // The browser's previous session (if any) ends: one browser, one session.
+        if let (Some((old_id, old)), _) = self.session_of(req).await? {
+            self.sessions.destroy(&old_id, &old).await?;
+        }
+        let ua = req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (id, _) = self
+            .sessions
+            .create(signed.user, provider, signed.tokens, ua, &ip.0.to_string())
+            .await?;
+        let cookie = self.cookies.session(&id).to_str().ok().map(str::to_owned);
+        let target = RedirectTarget::resolve(callback, &self.settings).into_string();
+        Ok(if json {
+            RedirectOrUrl::Url(Json(UrlView { url: target }), cookie)
+        } else {
+            RedirectOrUrl::Redirect(target, cookie)
+        })
+    }
+
+    /// A failed sign-in: JSON (with NextAuth's `url`) for `json=true`, else a redirect to
+    /// the error page. CSRF failures are always a 403 JSON.
+    fn sign_in_failed(&self, err: AppError, json: bool) -> ApiResult<RedirectOrUrl> {
+        let url = error_url(self, &err);
+        if json || matches!(err, AppError::Csrf) {
+            Err(ApiError::code(err).with_url(url))
+        } else {
+            Ok(RedirectOrUrl::Redirect(url, None))
+        }
+    }
+}
+
+#[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Session")]
+impl AuthJsApi {
+    /// Enabled providers
+    #[oai(path = "/providers", method = "get", operation_id = "providers")]
+    async fn providers(&self, state: Data<&AppState>) -> ProvidersResult {
+        let base = state.settings.public_url();
+        let mut map = BTreeMap::new();
+        map.insert(
+            PROVIDER.to_owned(),
+            ProviderView {
+                id: PROVIDER.into(),
+                name: state.credentials_name(),
+                kind: "credentials".into(),
+                signin_url: format!("{base}/api/auth/signin/{PROVIDER}"),
+                callback_url: format!("{base}/api/auth/callback/{PROVIDER}"),
+            },
+        );
+        ProvidersResult::Ok(Json(map))
+    }
+
+    /// CSRF token
+    ///
+    /// The token every POST must echo as `csrfToken`; a double-submit cookie holds its
+    /// signed copy.
+    #[oai(path = "/csrf", method = "get", operation_id = "csrf")]
+    async fn csrf(&self, state: Data<&AppState>, req: &Request) -> CsrfResult {
+        if let Some(token) =
+            csrf::token_from_cookie(req.headers(), &state.cookies, &state.csrf_secret)
+        {
+            return CsrfResult::Ok(Json(CsrfView { csrf_token: token }), None);
+        }
+        let (token, value) = csrf::issue(&state.csrf_secret);
+        let cookie = state.cookies.csrf(&value).to_str().ok().map(str::to_owned);
+        CsrfResult::Ok(Json(CsrfView { csrf_token: token }), cookie)
+    }
+
+    /// The current session
+    ///
+    /// `{user: {id, name, email, image}, expires, provider}` — never a token — or exactly
+    /// `{}` when signed out.
+    #[oai(path = "/session", method = "get", operation_id = "getSession")]
+    async fn session(&self, state: Data<&AppState>, req: &Request) -> ApiResult<SessionResult> {
+        let (found, stale) = state.session_of(req).await.coded()?;
+        let clear = stale
+            .then(|| {
+                state
+                    .cookies
+                    .clear_session()
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten();
+        Ok(SessionResult::Ok(
+            Json(found.map(|(_, s)| state.view(&s)).unwrap_or_default()),
+            clear,
+        ))
+    }
+
+    /// Refresh the session's profile
+    ///
+    /// What `next-auth/react`'s `update()` sends. The profile is re-read from the
+    /// credentials backend; `data` from the client is ignored.
+    #[oai(path = "/session", method = "post", operation_id = "updateSession")]
+    async fn update_session(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<SessionUpdate>,
+    ) -> ApiResult<SessionResult> {
+        state.check_csrf(req, body.csrf_token.as_deref()).coded()?;
+        let (found, _) = state.session_of(req).await.coded()?;
+        let Some((id, mut session)) = found else {
+            return Ok(SessionResult::Ok(Json(SessionView::default()), None));
+        };
+        if session.provider == PROVIDER {
+            session.user = state.credentials.profile(&session.tokens).await.coded()?;
+            state.sessions.save(&id, &mut session).await.coded()?;
+        }
+        Ok(SessionResult::Ok(Json(state.view(&session)), None))
+    }
+
+    /// Sign in with username and password
+    ///
+    /// Form or JSON: `csrfToken`, `username` (or `identifier`/`email`), `password`,
+    /// `callbackUrl`, `json`. Success sets a new session cookie and answers 200 `{url}`
+    /// (`json=true`) or redirects to `callbackUrl` (same origin or allow-listed only).
+    /// Failure answers 401 with NextAuth's error `url`, or redirects to it.
+    #[oai(
+        path = "/callback/credentials",
+        method = "post",
+        operation_id = "signInCredentials"
+    )]
+    async fn callback_credentials(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        ip: ClientIp,
+        body: CredentialsPayload,
+    ) -> ApiResult<RedirectOrUrl> {
+        let (CredentialsPayload::Form(Form(f)) | CredentialsPayload::Json(Json(f))) = body;
+        let json = truthy(&f.json);
+        if let Err(e) = state.check_csrf(req, f.csrf_token.as_deref()) {
+            return state.sign_in_failed(e, json);
+        }
+        let identifier = [&f.username, &f.identifier, &f.email]
+            .into_iter()
+            .flatten()
+            .find(|s| !s.trim().is_empty())
+            .map(String::as_str)
+            .unwrap_or_default();
+        let password = f.password.as_deref().unwrap_or_default();
+        if identifier.is_empty() || password.is_empty() {
+            return state.sign_in_failed(AppError::InvalidCredentials, json);
+        }
+        match state.credentials.login(identifier, password, ip.0).await {
+            Ok(signed) => state
+                .signed_in(req, ip, signed, PROVIDER, f.callback_url.as_deref(), json)
+                .await
+                .coded(),
+            Err(e) => state.sign_in_failed(e, json),
+        }
+    }
+
+    /// Sign out
+    ///
+    /// Ends the session (and, with `everywhere=true`, every session of the user), tells
+    /// the credentials backend (best effort) and clears the cookie.
+    #[oai(path = "/signout", method = "post", operation_id = "signOut")]
+    async fn signout(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: SignOutPayload,
+    ) -> ApiResult<RedirectOrUrl> {
+        let (SignOutPayload::Form(Form(f)) | SignOutPayload::Json(Json(f))) = body;
+        state.check_csrf(req, f.csrf_token.as_deref()).coded()?;
+        if let (Some((id, session)), _) = state.session_of(req).await.coded()? {
+            if session.provider == PROVIDER {
+                state.credentials.logout(&session.tokens).await;
+            }
+            if truthy(&f.everywhere) {
+                let n = state
+                    .sessions
+                    .revoke_all(&session.provider, &session.user.id)
+                    .await
+                    .coded()?;
+                tracing::info!(sessions = n, "signed out everywhere");
+            } else {
+                state.sessions.destroy(&id, &session).await.coded()?;
+            }
+        }
+        let clear = state
+            .cookies
+            .clear_session()
+            .to_str()
+            .ok()
+            .map(str::to_owned);
+        let target =
+            RedirectTarget::resolve(f.callback_url.as_deref(), &state.settings).into_string();
+        Ok(if truthy(&f.json) {
+            RedirectOrUrl::Url(Json(UrlView { url: target }), clear)
+        } else {
+            RedirectOrUrl::Redirect(target, clear)
+        })
+    }
+
+    /// Create an account and sign in
+    ///
+    /// Registers on the credentials backend, then signs in (sign-up then auto-connect).
+    /// Same answers as the credentials sign-in; validation errors are 400 with
+    /// `details`, a taken username or email 409.
+    #[oai(
+        path = "/register",
+        method = "post",
+        operation_id = "registerAndSignIn"
+    )]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        ip: ClientIp,
+        body: RegisterPayload,
+    ) -> ApiResult<RedirectOrUrl> {
+        let (RegisterPayload::Form(Form(f)) | RegisterPayload::Json(Json(f))) = body;
+        let json = truthy(&f.json);
+        state.check_csrf(req, f.csrf_token.as_deref()).coded()?;
+        if !state.credentials.can_register() {
+            return Err(ApiError::code(AppError::NotFound));
+        }
+        let account = NewAccount {
+            username: &f.username,
+            email: &f.email,
+            password: &f.password,
+            first_name: f.first_name.as_deref(),
+            last_name: f.last_name.as_deref(),
+        };
+        match state.credentials.register(account, ip.0).await {
+            Ok(signed) => state
+                .signed_in(req, ip, signed, PROVIDER, f.callback_url.as_deref(), json)
+                .await
+                .coded(),
+            Err(e) => {
+                let url = error_url(&state, &e);
+                Err(ApiError::code(e).with_url(url))
+            }
+        }
+    }
+
+    /// Sign-in page
+    #[oai(path = "/signin", method = "get", operation_id = "signInPage")]
+    async fn signin_page(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        #[oai(name = "callbackUrl")] callback_url: Query<Option<String>>,
+        error: Query<Option<String>>,
+    ) -> PageResult {
+        let (token, cookie) =
+            match csrf::token_from_cookie(req.headers(), &state.cookies, &state.csrf_secret) {
+                Some(token) => (token, None),
+                None => {
+                    let (token, value) = csrf::issue(&state.csrf_secret);
+                    (
+                        token,
+                        state.cookies.csrf(&value).to_str().ok().map(str::to_owned),
+                    )
+                }
+            };
+        let callback =
+            RedirectTarget::resolve(callback_url.0.as_deref(), &state.settings).into_string();
+        let html = pages::signin(
+            &token,
+            &callback,
+            error.0.as_deref(),
+            &[],
+            &state.credentials_name(),
+        );
+        PageResult::Ok(Html(html), cookie)
+    }
+
+    /// Sign-in page of one provider
+    #[oai(
+        path = "/signin/:provider",
+        method = "get",
+        operation_id = "signInProviderPage"
+    )]
+    async fn signin_provider(&self, provider: Path<String>) -> ApiResult<PageResult> {
+        if provider.0 == PROVIDER {
+            Ok(PageResult::Redirect("/api/auth/signin".into()))
+        } else {
+            Err(ApiError::code(AppError::NotFound))
+        }
+    }
+
+    /// Error page
+    #[oai(path = "/error", method = "get", operation_id = "errorPage")]
+    async fn error_page(&self, error: Query<Option<String>>) -> PageResult {
+        PageResult::Ok(
+            Html(pages::error(error.0.as_deref().unwrap_or("Default"))),
+            None,
+        )
+    }
+
+    /// Client log sink
+    ///
+    /// `next-auth/react` posts its client-side logs here; they are accepted and dropped.
+    #[oai(path = "/_log", method = "post", operation_id = "clientLog")]
+    async fn log(&self) -> LogResult {
+        LogResult::Ok(Json(Value::Object(Default::default())))
+    }
+}
+
+impl AppState {
+    /// The JSON the client sees for a session.
+    pub fn view(&self, s: &Session) -> SessionView {
+        let expires = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(self.sessions.expires_at(s).max(0) as u64);
+        SessionView {
+            user: Some(SessionUserView {
+                id: s.user.id.clone(),
+                name: s.user.name.clone(),
+                email: s.user.email.clone(),
+                image: s.user.image.clone(),
+            }),
+            expires: Some(humantime::format_rfc3339_seconds(expires).to_string()),
+            provider: Some(s.provider.clone()),
+        }
+    }
+
+    pub fn credentials_name(&self) -> String {
+        match self.settings.providers.credentials.name.as_str() {
+            "" => "Username and password".into(),
+            n => n.to_owned(),
+        }
+    }
+}

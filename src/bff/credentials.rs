@@ -1,0 +1,377 @@
+//! The credentials provider's backend: the bundled `/v1` API (called in process: no
+//! network hop) or any HTTP backend — e.g. a FastAPI app whose form login answers
+//! `access_token`, `token_type` and the user's fields.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::auth::service::Registration;
+use crate::auth::{AuthService, TokenPair};
+use crate::config::CredentialsSettings;
+use crate::db::now;
+use crate::error::{AppError, AppResult};
+use crate::session::{SessionUser, TokenSet};
+use crate::users::User;
+
+/// Provider id of username/password sign-in.
+pub const PROVIDER: &str = "credentials";
+
+/// A successful sign-in: who, and the tokens to keep in the vault.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: SessionUser,
+    pub tokens: TokenSet,
+}
+
+/// Registration fields, as received.
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+}
+
+/// Where credentials go: the bundled API, or a remote one (`http`). The bundled account
+/// service also provides the rate limiter both use.
+#[derive(Clone)]
+pub struct CredentialsBackend {
+    auth: Arc<AuthService>,
+    http: Option<HttpBackend>,
+}
+
+/// A remote credentials API.
+#[derive(Clone)]
+pub struct HttpBackend {
+    client: reqwest::Client,
+    config: CredentialsSettings,
+}
+
+fn bundled_user(u: &User) -> SessionUser {
+    let full = format!("{} {}", u.first_name, u.last_name)
+        .trim()
+        .to_owned();
+    SessionUser {
+        id: u.id.clone(),
+        name: Some(if full.is_empty() {
+            u.username.clone()
+        } else {
+            full
+        }),
+        email: Some(u.email.clone()),
+        image: None,
+        login: Some(u.username.clone()),
+    }
+}
+
+fn bundled_tokens(t: TokenPair) -> TokenSet {
+    TokenSet {
+        access_token: t.access_token,
+        refresh_token: Some(t.refresh_token),
+        expires_at: Some(now() + t.expires_in),
+        scope: None,
+        token_type: Some("bearer".into()),
+    }
+}
+
+impl CredentialsBackend {
+    pub fn new(
+        config: &CredentialsSettings,
+        auth: Arc<AuthService>,
+        client: reqwest::Client,
+    ) -> Self {
+        let http = (!config.login_url.is_empty()).then(|| HttpBackend {
+            client,
+            config: config.clone(),
+        });
+        Self { auth, http }
+    }
+
+    /// Whether registration is available.
+    pub fn can_register(&self) -> bool {
+        self.http
+            .as_ref()
+            .is_none_or(|h| !h.config.register_url.is_empty())
+    }
+
+    /// Signs in, under the failed-sign-in rate limits (the bundled service applies them
+    /// itself; for a remote backend they are applied here).
+    pub async fn login(&self, identifier: &str, password: &str, ip: IpAddr) -> AppResult<SignedIn> {
+        let Some(http) = &self.http else {
+            let (user, tokens) = self.auth.login(identifier, password, ip).await?;
+            return Ok(SignedIn {
+                user: bundled_user(&user),
+                tokens: bundled_tokens(tokens),
+            });
+        };
+        let limits = &self.auth.settings.rate_limit;
+        let (ip, account) = (ip.to_string(), identifier.trim().to_lowercase());
+        self.auth
+            .check_limit("login_ip", &ip, limits.login_per_ip)
+            .await?;
+        self.auth
+            .check_limit("login_account", &account, limits.login_per_account)
+            .await?;
+        let result = http.login(identifier, password).await;
+        if matches!(result, Err(AppError::InvalidCredentials)) {
+            self.auth
+                .record_failure("login_ip", &ip, limits.login_per_ip)
+                .await?;
+            self.auth
+                .record_failure("login_account", &account, limits.login_per_account)
+                .await?;
+        }
+        result
+    }
+
+    pub async fn register(&self, account: NewAccount<'_>, ip: IpAddr) -> AppResult<SignedIn> {
+        match &self.http {
+            None => {
+                let (user, tokens) = self
+                    .auth
+                    .register(
+                        Registration {
+                            username: account.username,
+                            email: account.email,
+                            password: account.password,
+                            first_name: account.first_name,
+                            last_name: account.last_name,
+                        },
+                        ip,
+                    )
+                    .await?;
+                Ok(SignedIn {
+                    user: bundled_user(&user),
+                    tokens: bundled_tokens(tokens),
+                })
+            }
+            Some(h) => {
+                let limit = self.auth.settings.rate_limit.register_per_ip;
+                self.auth
+                    .consume("register_ip", &ip.to_string(), limit)
+                    .await?;
+                h.register(account).await
+            }
+        }
+    }
+
+    /// The current profile behind a token set (the client's session `update()`).
+    pub async fn profile(&self, tokens: &TokenSet) -> AppResult<SessionUser> {
+        match &self.http {
+            None => Ok(bundled_user(
+                &self.auth.authenticate(&tokens.access_token).await?.user,
+            )),
+            Some(h) => h.me(&tokens.access_token).await,
+        }
+    }
+
+    /// Ends the backend's sign-in (best effort: failures are logged, not returned).
+    pub async fn logout(&self, tokens: &TokenSet) {
+        let Some(refresh) = tokens.refresh_token.as_deref() else {
+            return;
+        };
+        let result = match &self.http {
+            None => self.auth.logout(refresh).await,
+            Some(h) => h.logout(refresh).await,
+        };
+        if let Err(e) = result {
+            tracing::info!(error = %e, "credentials backend sign-out failed (ignored)");
+        }
+    }
+}
+
+/// Reads a string or number field.
+fn text(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| match v.get(*k) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// The profile in a backend answer: under `user`, or at the top level (FastAPI style).
+fn profile_of(body: &Value) -> Option<SessionUser> {
+    let u = body.get("user").filter(|u| u.is_object()).unwrap_or(body);
+    let id = text(u, &["id", "sub", "user_id"])?;
+    let login = text(u, &["username", "login", "preferred_username"]);
+    let first_last = match (text(u, &["first_name"]), text(u, &["last_name"])) {
+        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(f), None) => Some(f),
+        (None, Some(l)) => Some(l),
+        (None, None) => None,
+    };
+    Some(SessionUser {
+        id,
+        name: text(u, &["name", "full_name", "displayname"])
+            .or(first_last)
+            .or_else(|| login.clone()),
+        email: text(u, &["email"]),
+        image: text(u, &["image", "avatar", "picture"]),
+        login,
+    })
+}
+
+fn tokens_of(body: &Value) -> Option<TokenSet> {
+    Some(TokenSet {
+        access_token: text(body, &["access_token"])?,
+        refresh_token: text(body, &["refresh_token"]),
+        expires_at: body
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .map(|s| now() + s),
+        scope: text(body, &["scope"]),
+        token_type: text(body, &["token_type"]),
+    })
+}
+
+impl HttpBackend {
+    fn unreachable(e: impl std::fmt::Display) -> AppError {
+        tracing::warn!(error = %e, "credentials backend unreachable");
+        AppError::Unavailable("credentials backend")
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+    ) -> AppResult<(reqwest::StatusCode, Value)> {
+        let req = self.client.post(url);
+        let req = if self.config.body == "form" {
+            req.form(fields)
+        } else {
+            let map: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+                .collect();
+            req.json(&map)
+        };
+        let resp = req.send().await.map_err(Self::unreachable)?;
+        let status = resp.status();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// Maps a backend refusal to ours; the backend's own texts never reach the browser.
+    fn refusal(status: reqwest::StatusCode, body: &Value) -> AppError {
+        match status.as_u16() {
+            400 | 422 => match body
+                .get("details")
+                .and_then(|d| serde_json::from_value(d.clone()).ok())
+            {
+                Some(details) => AppError::Validation(details),
+                None => AppError::BadRequest("The backend refused these details.".into()),
+            },
+            401 | 403 => AppError::InvalidCredentials,
+            409 => AppError::Conflict("Username or email already exists."),
+            429 => AppError::RateLimited { retry_after: 60 },
+            _ => Self::unreachable(format!("status {status}")),
+        }
+    }
+
+    async fn signed_in(&self, status: reqwest::StatusCode, body: Value) -> AppResult<SignedIn> {
+        if !status.is_success() {
+            return Err(Self::refusal(status, &body));
+        }
+        let tokens =
+            tokens_of(&body).ok_or_else(|| Self::unreachable("answer without access_token"))?;
+        let user = match profile_of(&body) {
+            Some(user) => user,
+            None if !self.config.me_url.is_empty() => self.me(&tokens.access_token).await?,
+            None => return Err(Self::unreachable("answer without a user id and no me_url")),
+        };
+        Ok(SignedIn { user, tokens })
+    }
+
+    async fn login(&self, identifier: &str, password: &str) -> AppResult<SignedIn> {
+        let (status, body) = self
+            .post(
+                &self.config.login_url,
+                &[
+                    ("grant_type", "password"),
+                    ("username", identifier),
+                    ("password", password),
+                ],
+            )
+            .await?;
+        self.signed_in(status, body).await
+    }
+
+    async fn register(&self, a: NewAccount<'_>) -> AppResult<SignedIn> {
+        if self.config.register_url.is_empty() {
+            return Err(AppError::NotFound);
+        }
+        let mut fields = vec![
+            ("username", a.username),
+            ("email", a.email),
+            ("password", a.password),
+        ];
+        fields.extend(a.first_name.map(|f| ("first_name", f)));
+        fields.extend(a.last_name.map(|l| ("last_name", l)));
+        let (status, body) = self.post(&self.config.register_url, &fields).await?;
+        if status.is_success() && tokens_of(&body).is_none() {
+            // A backend whose registration returns no tokens: sign in right after.
+            return self.login(a.username, a.password).await;
+        }
+        self.signed_in(status, body).await
+    }
+
+    async fn me(&self, access_token: &str) -> AppResult<SessionUser> {
+        if self.config.me_url.is_empty() {
+            return Err(AppError::NotFound);
+        }
+        let resp = self
+            .client
+            .get(&self.config.me_url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(Self::unreachable)?;
+        match resp.status().as_u16() {
+            200..=299 => {
+                let body = resp.json::<Value>().await.map_err(Self::unreachable)?;
+                profile_of(&body).ok_or_else(|| Self::unreachable("profile without id"))
+            }
+            401 | 403 => Err(AppError::SessionExpired),
+            s => Err(Self::unreachable(format!("status {s}"))),
+        }
+    }
+
+    async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+        if self.config.logout_url.is_empty() {
+            return Ok(());
+        }
+        let (status, _) = self
+            .post(&self.config.logout_url, &[("refresh_token", refresh_token)])
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Self::unreachable(format!("status {status}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fastapi_and_bundled_shapes() {
+        let fastapi = serde_json::json!({"access_token": "t", "token_type": "bearer", "id": 7, "name": "Ada", "email": "a@x.io"});
+        let u = profile_of(&fastapi).unwrap();
+        assert_eq!((u.id.as_str(), u.name.as_deref()), ("7", Some("Ada")));
+        let ours = serde_json::json!({"access_token": "t", "refresh_token": "r", "expires_in": 900,
+            "user": {"id": "u1", "username": "ada", "email": "a@x.io", "first_name": "Ada", "last_name": "L"}});
+        let u = profile_of(&ours).unwrap();
+        assert_eq!(
+            (u.name.as_deref(), u.login.as_deref()),
+            (Some("Ada L"), Some("ada"))
+        );
+        let t = tokens_of(&ours).unwrap();
+        assert_eq!(t.refresh_token.as_deref(), Some("r"));
+        assert!(t.expires_at.unwrap() > now());
+        assert!(profile_of(&serde_json::json!({"access_token": "t"})).is_none());
+    }
+}

@@ -1,0 +1,53 @@
+//! NextAuth's double-submit CSRF token: the cookie holds `token|sha256(token ‖ secret)`,
+//! the client echoes `token` as `csrfToken` in the body (or `X-CSRF-Token` header). A
+//! cross-site page can neither read the cookie nor forge a matching hash.
+
+use poem::http::HeaderMap;
+
+use crate::crypto::{constant_time_eq, random_bytes, sha256_hex};
+use crate::error::AppError;
+use crate::session::cookie::{self, CookiePolicy};
+
+fn hash(token: &str, secret: &[u8; 32]) -> String {
+    let mut input = token.as_bytes().to_vec();
+    input.extend_from_slice(secret);
+    sha256_hex(input)
+}
+
+/// The token of a well-formed, correctly signed CSRF cookie.
+pub fn token_from_cookie(
+    headers: &HeaderMap,
+    policy: &CookiePolicy,
+    secret: &[u8; 32],
+) -> Option<String> {
+    let raw = cookie::read(headers, policy.csrf_name())?;
+    let raw = raw.replace("%7C", "|").replace("%7c", "|");
+    let (token, mac) = raw.split_once('|')?;
+    if token.len() != 64 || !constant_time_eq(mac.as_bytes(), hash(token, secret).as_bytes()) {
+        return None;
+    }
+    Some(token.to_owned())
+}
+
+/// A new token and the cookie value that goes with it.
+pub fn issue(secret: &[u8; 32]) -> (String, String) {
+    let token = hex::encode(random_bytes::<32>());
+    let value = format!("{token}|{}", hash(&token, secret));
+    (token, value)
+}
+
+/// Checks a submitted token against the cookie.
+pub fn verify(
+    headers: &HeaderMap,
+    policy: &CookiePolicy,
+    secret: &[u8; 32],
+    submitted: Option<&str>,
+) -> Result<(), AppError> {
+    let expected = token_from_cookie(headers, policy, secret).ok_or(AppError::Csrf)?;
+    let submitted = submitted.ok_or(AppError::Csrf)?;
+    if constant_time_eq(expected.as_bytes(), submitted.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AppError::Csrf)
+    }
+}

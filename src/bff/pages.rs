@@ -1,0 +1,92 @@
+//! The two HTML pages NextAuth serves itself: sign-in and error. Plain, dependency-free,
+//! every interpolated value escaped.
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+         label{{display:block;margin:.75rem 0 .25rem}}input{{width:100%;padding:.5rem;box-sizing:border-box}}\
+         button,.button{{display:block;width:100%;margin-top:1rem;padding:.6rem;border:0;border-radius:.3rem;\
+         background:#2d5bd0;color:#fff;font-size:1rem;text-align:center;text-decoration:none}}\
+         .error{{background:#fde8e8;padding:.75rem;border-radius:.3rem}}</style></head>\
+         <body>{body}</body></html>",
+        title = escape(title)
+    )
+}
+
+/// A sign-in page: a credentials form, then a button per OAuth provider.
+pub fn signin(
+    csrf_token: &str,
+    callback_url: &str,
+    error: Option<&str>,
+    oauth: &[(String, String)],
+    credentials_name: &str,
+) -> String {
+    let mut body = String::from("<h1>Sign in</h1>");
+    if let Some(e) = error {
+        body.push_str(&format!("<p class=\"error\">{}</p>", escape(error_text(e))));
+    }
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/api/auth/callback/credentials\">\
+         <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"callbackUrl\" value=\"{cb}\">\
+         <label for=\"username\">Username or email</label>\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" required>\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in with {name}</button></form>",
+        csrf = escape(csrf_token),
+        cb = escape(callback_url),
+        name = escape(credentials_name),
+    ));
+    for (id, name) in oauth {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/api/auth/signin/{id}\">\
+             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"callbackUrl\" value=\"{cb}\">\
+             <button type=\"submit\">Sign in with {name}</button></form>",
+            id = escape(id),
+            csrf = escape(csrf_token),
+            cb = escape(callback_url),
+            name = escape(name),
+        ));
+    }
+    page("Sign in", &body)
+}
+
+/// What an error code means, in words a person understands.
+pub fn error_text(code: &str) -> &'static str {
+    match code {
+        "CredentialsSignin" => "The username or password is not right. Check them and try again.",
+        "RateLimited" => "Too many attempts. Wait a minute, then try again.",
+        "SessionRequired" => "Please sign in to see this page.",
+        "Verification" | "OAuthCallback" | "OAuthSignin" => {
+            "Signing in with that provider did not work. Try again."
+        }
+        "AccessDenied" => "Access was denied.",
+        "Unavailable" => "The sign-in service is unavailable right now. Try again shortly.",
+        _ => "Something went wrong while signing in. Try again.",
+    }
+}
+
+/// The error page.
+pub fn error(code: &str) -> String {
+    page(
+        "Sign-in error",
+        &format!(
+            "<h1>Unable to sign in</h1><p class=\"error\">{}</p><a class=\"button\" href=\"/api/auth/signin\">Back to sign-in</a>",
+            escape(error_text(code))
+        ),
+    )
+}

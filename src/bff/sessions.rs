@@ -1,0 +1,121 @@
+//! `GET /api/auth/sessions` and `DELETE /api/auth/sessions/{id}`: the signed-in user's
+//! own sessions (device, IP, times), and revoking one.
+
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::api::error::{ApiError, ApiResult, Coded};
+use crate::api::ApiTags;
+use crate::bff::csrf;
+use crate::error::AppError;
+use crate::startup::AppState;
+
+pub struct SessionsApi;
+
+/// One of the user's sessions.
+#[derive(Debug, Object)]
+pub struct SessionInfoView {
+    /// Handle to revoke it with (not the cookie: it cannot be turned back into one).
+    pub id: String,
+    /// Whether this is the session making the request.
+    pub current: bool,
+    pub provider: String,
+    pub user_agent: String,
+    pub ip: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, to the minute.
+    pub last_seen: String,
+}
+
+#[derive(ApiResponse)]
+pub enum ListResult {
+    #[oai(status = 200)]
+    Ok(Json<Vec<SessionInfoView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum RevokeResult {
+    /// Revoked. Revoking the current session also clears its cookie.
+    #[oai(status = 204)]
+    Revoked(#[oai(header = "Set-Cookie")] Option<String>),
+}
+
+fn rfc3339(unix: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
+    )
+    .to_string()
+}
+
+#[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Session")]
+impl SessionsApi {
+    /// My sessions
+    ///
+    /// Every live session of the signed-in user, newest first. 401 when signed out.
+    #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
+    async fn list(&self, state: Data<&AppState>, req: &Request) -> ApiResult<ListResult> {
+        let Some((id, session)) = state.session_of(req).await.coded()?.0 else {
+            return Err(ApiError::code(AppError::Unauthenticated("Sign in first.")));
+        };
+        let list = state.sessions.list(&id, &session).await.coded()?;
+        Ok(ListResult::Ok(Json(
+            list.into_iter()
+                .map(|i| SessionInfoView {
+                    id: i.handle,
+                    current: i.current,
+                    provider: i.meta.provider,
+                    user_agent: i.meta.user_agent,
+                    ip: i.meta.ip,
+                    created_at: rfc3339(i.meta.created_at),
+                    last_seen: rfc3339(i.meta.last_seen),
+                })
+                .collect(),
+        )))
+    }
+
+    /// Revoke one of my sessions
+    ///
+    /// Needs the CSRF token (from `/api/auth/csrf`) in `X-CSRF-Token`. 404 when the id is
+    /// not one of the user's live sessions.
+    #[oai(
+        path = "/sessions/:id",
+        method = "delete",
+        operation_id = "revokeSession"
+    )]
+    async fn revoke(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "X-CSRF-Token")] csrf_token: Header<Option<String>>,
+    ) -> ApiResult<RevokeResult> {
+        csrf::verify(
+            req.headers(),
+            &state.cookies,
+            &state.csrf_secret,
+            csrf_token.0.as_deref(),
+        )
+        .coded()?;
+        let Some((current, session)) = state.session_of(req).await.coded()?.0 else {
+            return Err(ApiError::code(AppError::Unauthenticated("Sign in first.")));
+        };
+        if !state.sessions.revoke(&session, &id.0).await.coded()? {
+            return Err(ApiError::code(AppError::NotFound));
+        }
+        let clear = (current.handle() == id.0)
+            .then(|| {
+                state
+                    .cookies
+                    .clear_session()
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten();
+        Ok(RevokeResult::Revoked(clear))
+    }
+}

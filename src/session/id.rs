@@ -1,0 +1,62 @@
+//! Session ids: 256 random bits, base64url in the cookie, parsed strictly.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// A session id. Only its SHA-256 ever reaches the store; `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(crate::crypto::random_bytes::<32>())
+    }
+
+    /// Parses a cookie value: exactly 43 base64url characters decoding to 32 bytes.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != 43 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    /// The cookie value.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Hex SHA-256 of the raw id: the store key suffix and the session's public handle
+    /// (what `/api/auth/sessions` lists). It cannot be turned back into a cookie.
+    pub fn handle(&self) -> String {
+        hex::encode(Sha256::digest(self.0))
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionId({}…)", &self.handle()[..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_malformed_ids() {
+        let id = SessionId::generate();
+        assert_eq!(SessionId::parse(&id.encode()), Some(id.clone()));
+        assert!(SessionId::parse("").is_none());
+        assert!(SessionId::parse(&"A".repeat(44)).is_none());
+        assert!(SessionId::parse(&"!".repeat(43)).is_none());
+        assert!(!format!("{id:?}").contains(&id.encode()));
+        assert_eq!(id.handle().len(), 64);
+    }
+}

@@ -1,0 +1,279 @@
+//! The session manager: ids, sealing, lifetimes and the per-user index, in one place.
+
+use std::time::Duration;
+
+use crate::db::now;
+use crate::error::{AppError, AppResult};
+use crate::session::model::user_key;
+use crate::session::store::SessionStore;
+use crate::session::vault::Keyring;
+use crate::session::{DeviceMeta, Session, SessionId, SessionUser, TokenSet};
+
+const SESSION: &[u8] = b"session";
+const INDEX: &[u8] = b"index";
+/// Sliding expiry is written at most this often per session.
+const TOUCH_EVERY_SECS: i64 = 60;
+/// Longest user agent kept for "my sessions".
+const MAX_USER_AGENT: usize = 256;
+
+/// A session as "my sessions" lists it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The public handle (hash of the id).
+    pub handle: String,
+    pub meta: DeviceMeta,
+    pub current: bool,
+}
+
+pub struct SessionManager {
+    store: SessionStore,
+    keys: Keyring,
+    prefix: String,
+    idle: Duration,
+    absolute: Duration,
+}
+
+impl SessionManager {
+    pub fn new(
+        store: SessionStore,
+        keys: Keyring,
+        prefix: &str,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            prefix: prefix.to_owned(),
+            idle,
+            absolute,
+        }
+    }
+
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
+    /// `{prefix}sess:{hex(sha256(id))}`.
+    pub fn key(&self, id: &SessionId) -> String {
+        self.key_of_handle(&id.handle())
+    }
+
+    fn key_of_handle(&self, handle: &str) -> String {
+        format!("{}sess:{handle}", self.prefix)
+    }
+
+    fn index_key(&self, user_key: &str) -> String {
+        format!("{}user:{user_key}", self.prefix)
+    }
+
+    /// When the session ends if nothing happens: the earlier of idle and absolute expiry.
+    pub fn expires_at(&self, session: &Session) -> i64 {
+        (session.last_seen + self.idle.as_secs() as i64)
+            .min(session.created_at + self.absolute.as_secs() as i64)
+    }
+
+    fn seal_session(&self, id: &SessionId, session: &Session) -> AppResult<Vec<u8>> {
+        let plain = serde_json::to_vec(session).map_err(|e| AppError::Internal(e.into()))?;
+        Ok(self
+            .keys
+            .seal(SESSION, id.as_bytes(), self.key(id).as_bytes(), &plain))
+    }
+
+    fn seal_meta(&self, index: &str, handle: &str, meta: &DeviceMeta) -> AppResult<Vec<u8>> {
+        let plain = serde_json::to_vec(meta).map_err(|e| AppError::Internal(e.into()))?;
+        Ok(self
+            .keys
+            .seal(INDEX, index.as_bytes(), handle.as_bytes(), &plain))
+    }
+
+    fn open_meta(&self, index: &str, handle: &str, blob: &[u8]) -> Option<DeviceMeta> {
+        let plain = self
+            .keys
+            .open(INDEX, index.as_bytes(), handle.as_bytes(), blob)
+            .ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+
+    /// Writes the session (and, when given, its index entry) with the remaining lifetime.
+    async fn write(
+        &self,
+        id: &SessionId,
+        session: &Session,
+        meta: Option<&DeviceMeta>,
+    ) -> AppResult<()> {
+        let remaining = self.expires_at(session) - now();
+        if remaining <= 0 {
+            return Err(AppError::SessionExpired);
+        }
+        let ttl = Duration::from_secs(remaining as u64);
+        let blob = self.seal_session(id, session)?;
+        let index = self.index_key(&session.user_key());
+        let handle = id.handle();
+        let sealed_meta = meta
+            .map(|m| self.seal_meta(&index, &handle, m))
+            .transpose()?;
+        let index_entry = sealed_meta
+            .as_deref()
+            .map(|m| (index.as_str(), handle.as_str(), m, self.absolute));
+        self.store
+            .put(&self.key(id), &blob, ttl, index_entry)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a session under a brand-new id (never a previous one: no fixation).
+    pub async fn create(
+        &self,
+        user: SessionUser,
+        provider: &str,
+        tokens: TokenSet,
+        user_agent: &str,
+        ip: &str,
+    ) -> AppResult<(SessionId, Session)> {
+        let at = now();
+        let id = SessionId::generate();
+        let session = Session {
+            version: 1,
+            user,
+            provider: provider.to_owned(),
+            tokens,
+            created_at: at,
+            last_seen: at,
+        };
+        let meta = DeviceMeta {
+            user_agent: user_agent.chars().take(MAX_USER_AGENT).collect(),
+            ip: ip.to_owned(),
+            created_at: at,
+            last_seen: at,
+            provider: provider.to_owned(),
+        };
+        self.write(&id, &session, Some(&meta)).await?;
+        tracing::info!(session = ?id, provider, "session created");
+        Ok((id, session))
+    }
+
+    /// The session behind a cookie value. Anything that is not a live session — malformed
+    /// id, unknown or expired session, a blob that does not open — is `None`, with a
+    /// warning and the bad blob deleted; never an error but a store outage.
+    pub async fn load(&self, cookie: &str) -> AppResult<Option<(SessionId, Session)>> {
+        let Some(id) = SessionId::parse(cookie) else {
+            tracing::warn!(len = cookie.len(), "malformed session cookie ignored");
+            return Ok(None);
+        };
+        let key = self.key(&id);
+        let Some(blob) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let session = match self
+            .keys
+            .open(SESSION, id.as_bytes(), key.as_bytes(), &blob)
+            .ok()
+            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
+        {
+            Some(s) => s,
+            None => {
+                tracing::warn!(session = ?id, "session blob does not open (tampered, moved or retired key); deleted");
+                self.store.delete(&[key], None).await?;
+                return Ok(None);
+            }
+        };
+        let at = now();
+        if at >= session.created_at + self.absolute.as_secs() as i64 {
+            self.destroy(&id, &session).await?;
+            return Ok(None);
+        }
+        if at - session.last_seen >= TOUCH_EVERY_SECS || !self.keys.is_current(&blob) {
+            let mut touched = session.clone();
+            touched.last_seen = at;
+            let index = self.index_key(&session.user_key());
+            let meta = self
+                .store
+                .index_get(&index, &id.handle())
+                .await?
+                .and_then(|m| self.open_meta(&index, &id.handle(), &m))
+                .map(|mut m| {
+                    m.last_seen = at;
+                    m
+                });
+            self.write(&id, &touched, meta.as_ref()).await?;
+            return Ok(Some((id, touched)));
+        }
+        Ok(Some((id, session)))
+    }
+
+    /// Saves a changed session (profile update, refreshed tokens).
+    pub async fn save(&self, id: &SessionId, session: &mut Session) -> AppResult<()> {
+        session.version += 1;
+        self.write(id, session, None).await
+    }
+
+    /// Ends one session and removes it from its user's index.
+    pub async fn destroy(&self, id: &SessionId, session: &Session) -> AppResult<()> {
+        let index = self.index_key(&session.user_key());
+        self.store
+            .delete(&[self.key(id)], Some((&index, &[id.handle()])))
+            .await?;
+        tracing::info!(session = ?id, "session ended");
+        Ok(())
+    }
+
+    /// The user's live sessions, newest first; stale index entries are dropped.
+    pub async fn list(
+        &self,
+        current: &SessionId,
+        session: &Session,
+    ) -> AppResult<Vec<SessionInfo>> {
+        let index = self.index_key(&session.user_key());
+        let entries = self
+            .store
+            .index_entries(&index, |h| self.key_of_handle(h))
+            .await?;
+        let mut stale = Vec::new();
+        let mut out = Vec::new();
+        let current = current.handle();
+        for (handle, blob, alive) in entries {
+            match (alive, self.open_meta(&index, &handle, &blob)) {
+                (true, Some(meta)) => out.push(SessionInfo {
+                    current: handle == current,
+                    handle,
+                    meta,
+                }),
+                _ => stale.push(handle),
+            }
+        }
+        if !stale.is_empty() {
+            self.store.delete(&[], Some((&index, &stale))).await?;
+        }
+        out.sort_by_key(|i| std::cmp::Reverse(i.meta.created_at));
+        Ok(out)
+    }
+
+    /// Ends the user's session with this handle. `false` when it is not theirs or gone.
+    pub async fn revoke(&self, session: &Session, handle: &str) -> AppResult<bool> {
+        let index = self.index_key(&session.user_key());
+        if handle.len() != 64 || self.store.index_get(&index, handle).await?.is_none() {
+            return Ok(false);
+        }
+        self.store
+            .delete(
+                &[self.key_of_handle(handle)],
+                Some((&index, &[handle.to_owned()])),
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// Ends every session of the user (sign out everywhere); returns how many.
+    pub async fn revoke_all(&self, provider: &str, user_id: &str) -> AppResult<usize> {
+        let index = self.index_key(&user_key(provider, user_id));
+        let entries = self
+            .store
+            .index_entries(&index, |h| self.key_of_handle(h))
+            .await?;
+        let handles: Vec<String> = entries.into_iter().map(|(h, _, _)| h).collect();
+        let keys: Vec<String> = handles.iter().map(|h| self.key_of_handle(h)).collect();
+        self.store.delete(&keys, Some((&index, &handles))).await?;
+        Ok(keys.len())
+    }
+}
