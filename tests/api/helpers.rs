@@ -19,6 +19,8 @@ pub enum Backend {
 }
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// `server.public_url` of test apps (the default): absolute URLs the server builds.
+pub const PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
@@ -388,4 +390,17 @@ pub fn decode_quoted_printable(raw: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Instantiates each listed `async fn name(store: Store)` for Redis and the memory store.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod redis_store {
+            $(#[tokio::test] async fn $name() { super::$name(super::Store::Redis).await }) *
+        }
+        mod memory_store {
+            $(#[tokio::test] async fn $name() { super::$name(super::Store::Memory).await }) *
+        }
+    };
 }

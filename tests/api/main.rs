@@ -2,6 +2,8 @@
 
 mod auth_flow;
 mod bad_input;
+mod bff;
+mod browser;
 mod cli;
 mod helpers;
 mod openapi;
