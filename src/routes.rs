@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use poem::endpoint::make_sync;
-use poem::middleware::CatchPanic;
+use poem::middleware::{CatchPanic, Cors};
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Route};
 
 use crate::error::{AppError, ErrorStyle};
@@ -19,6 +19,8 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let spec = crate::api::spec_json();
     let metrics = state.metrics.clone();
     let body_limit = state.settings.server.body_limit;
+    let cors_origins = state.settings.server.cors_origins.clone();
+    let csrf_header = state.settings.proxy.csrf_header.clone();
 
     Route::new()
         .nest("/docs", api.swagger_ui())
@@ -30,6 +32,17 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(health::metrics))
         .nest("/", api.with(BodyLimit(body_limit)))
+        .with_if(
+            !cors_origins.is_empty(),
+            // Credentials-mode CORS for the listed origins only; others get no CORS
+            // headers, so their pages cannot read answers or send the CSRF headers.
+            Cors::new()
+                .allow_origins(cors_origins)
+                .allow_credentials(true)
+                .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+                .allow_headers(["content-type", "x-csrf-token", csrf_header.as_str()])
+                .max_age(600),
+        )
         .data(state)
         .with(CatchPanic::new().with_handler(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).to_response(ErrorStyle::Code)

@@ -627,3 +627,173 @@ async fn providers_and_pages() {
         .await;
     assert_eq!(log.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_fastapi_style_backend_signs_in() {
+    use crate::stand_ins::{FastApiBackend, FASTAPI_PASSWORD};
+    let backend = FastApiBackend::spawn().await;
+    let base = backend.base.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        let c = &mut s.providers.credentials;
+        c.login_url = format!("{base}/api/v1/login/oauth");
+        c.me_url = format!("{base}/api/v1/users/me");
+        c.logout_url = format!("{base}/api/v1/logout");
+        c.body = "form".into();
+    })
+    .await;
+    let mut b = Browser::new(&app, "B");
+    let seen = b.sign_in("ada", "wrong password").await;
+    assert_eq!(seen.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        seen.json()["url"],
+        format!("{PUBLIC_URL}/api/auth/error?error=CredentialsSignin&provider=credentials")
+    );
+
+    let seen = b.sign_in("ada", FASTAPI_PASSWORD).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let session = b.session().await;
+    assert_eq!(
+        session["user"],
+        json!({"id": "4242", "name": "Fast Ada", "email": "ada@fast.example", "image": null})
+    );
+    {
+        let journal = backend.journal.lock().unwrap();
+        let login = journal
+            .iter()
+            .rfind(|r| r.path == "/api/v1/login/oauth")
+            .unwrap();
+        assert_eq!(login.content_type, "application/x-www-form-urlencoded");
+        assert_eq!(
+            login.body,
+            format!("username=ada&password={FASTAPI_PASSWORD}")
+        );
+    }
+
+    // update() re-reads the profile from me_url with the vaulted token
+    let csrf = b.csrf().await;
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/auth/session",
+            Some(Body::Json(
+                &json!({"csrfToken": csrf, "data": {"name": "ignored"}}),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(seen.json()["user"]["name"], "Fast Ada Renamed");
+    assert_eq!(b.session().await["user"]["name"], "Fast Ada Renamed");
+    let me_call = backend
+        .journal
+        .lock()
+        .unwrap()
+        .iter()
+        .rfind(|r| r.path == "/api/v1/users/me")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        me_call.authorization.as_deref(),
+        Some("Bearer fa-access-ada")
+    );
+    assert!(
+        !seen.body.contains("fa-access"),
+        "the token never reaches the browser"
+    );
+
+    assert_eq!(b.sign_out(false).await.status, StatusCode::OK);
+    assert_eq!(b.session().await, json!({}));
+}
+
+#[tokio::test]
+async fn bff_sign_in_shares_the_login_rate_limit() {
+    let app = app_with(Store::Redis, &sessiongate::crypto::generate_key()).await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "B");
+    for _ in 0..10 {
+        assert_eq!(
+            b.sign_in(&user.username, "wrong guess!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let seen = b.sign_in(&user.username, &user.password).await;
+    assert_eq!(seen.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(seen.headers.get("retry-after").is_some());
+    assert_eq!(seen.json()["error"], "rate_limited");
+    assert!(seen.json()["url"]
+        .as_str()
+        .unwrap()
+        .contains("error=RateLimited"));
+    // and the bundled API counts the same failures
+    assert_eq!(
+        app.login(&user.username, &user.password).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn session_update_rereads_the_bundled_profile() {
+    let app = app_with(Store::Memory, &sessiongate::crypto::generate_key()).await;
+    let (mut b, user) = signed_up(&app, "B").await;
+    let resp = app
+        .patch_me(
+            &user.access_token,
+            &json!({"first_name": "Grace", "last_name": "Hopper"}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        b.session().await["user"]["name"],
+        user.username.as_str(),
+        "unchanged until update()"
+    );
+    let csrf = b.csrf().await;
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/auth/session",
+            Some(Body::Json(&json!({"csrfToken": csrf}))),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.json()["user"]["name"], "Grace Hopper");
+    assert_eq!(b.session().await["user"]["name"], "Grace Hopper");
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_origins_are_listed() {
+    let closed = app_with(Store::Memory, &sessiongate::crypto::generate_key()).await;
+    let resp = closed
+        .client
+        .get(closed.url("/api/auth/session"))
+        .header("origin", "https://spa.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    let open = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.cors_origins = vec!["https://spa.example".into()]
+    })
+    .await;
+    let resp = open
+        .client
+        .get(open.url("/api/auth/session"))
+        .header("origin", "https://spa.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://spa.example"
+    );
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    let resp = open
+        .client
+        .get(open.url("/api/auth/session"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}

@@ -10,3 +10,4 @@ mod openapi;
 mod ops;
 mod passwords;
 mod rate_limits;
+mod stand_ins;
