@@ -21,62 +21,11 @@ use sessiongate::config::Settings;
 use sessiongate::crypto::Secret;
 use sessiongate::startup::Application;
 
+mod common;
+
+use common::{hammer, ms, percentile};
+
 const CONNECTIONS: usize = 32;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Runs `CONNECTIONS` loops of `call` for `secs`; returns every latency, sorted.
-async fn hammer<F, Fut>(secs: u64, call: F) -> (Vec<Duration>, usize)
-where
-    F: Fn(reqwest::Client) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        // One client per task: one keep-alive connection each, like 32 browsers.
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .build()
-            .unwrap();
-        let stop = stop.clone();
-        let call = call.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if call(client.clone()).await {
-                    lat.push(t.elapsed());
-                } else {
-                    errors += 1;
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (lat, e) = t.await.unwrap();
-        all.extend(lat);
-        errors += e;
-    }
-    all.sort();
-    (all, errors)
-}
 
 fn main() {
     let secs: u64 = std::env::var("BENCH_SECONDS")
@@ -116,7 +65,7 @@ fn main() {
         println!("sessiongate load benchmark: {CONNECTIONS} connections, {secs} s per phase");
 
         let me_url = format!("{base}/v1/auth/me");
-        let (lat, errors) = hammer(secs, move |c| {
+        let (lat, errors) = hammer(CONNECTIONS, secs, move |c| {
             let url = me_url.clone();
             let token = token.clone();
             async move {
@@ -152,7 +101,7 @@ fn main() {
             }
         });
         let login_url = format!("{base}/v1/auth/login");
-        let (lat, errors) = hammer(secs, move |c| {
+        let (lat, errors) = hammer(CONNECTIONS, secs, move |c| {
             let url = login_url.clone();
             let user = user.clone();
             async move {
