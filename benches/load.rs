@@ -39,6 +39,8 @@ fn main() {
         let mut settings = Settings::defaults().unwrap();
         settings.server.listen = "127.0.0.1:0".parse().unwrap();
         settings.log.level = "warn".into();
+        // The login storm is the point here, not the brute-force limits.
+        settings.rate_limit.enabled = false;
         settings.auth.jwt_secret = Secret::new(sessiongate::crypto::random_token());
         settings.database.url = Secret::new(
             std::env::var("BENCH_DATABASE_URL")

@@ -48,6 +48,18 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
+/// The identity an IP address is counted under: the address itself for IPv4, its /64
+/// for IPv6 (one subscriber usually holds a whole /64).
+pub fn ip_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// Where the counters live. Chosen once at start; nothing else branches on it.
 #[derive(Clone)]
 pub enum RateLimiter {
@@ -106,15 +118,10 @@ impl RateLimiter {
             RateLimiter::Redis(redis) => {
                 let key = Self::key(&redis.prefix, bucket, id);
                 let mut conn = redis.conn().await?;
-                let (count, _, ttl): (u32, i64, i64) = redis::pipe()
-                    .atomic()
-                    .incr(&key, 1)
-                    .cmd("PEXPIRE")
-                    .arg(&key)
+                let (count, ttl): (u32, i64) = incr_script()
+                    .key(&key)
                     .arg(window_ms)
-                    .arg("NX")
-                    .pttl(&key)
-                    .query_async(&mut conn)
+                    .invoke_async(&mut conn)
                     .await
                     .map_err(|e| unavailable(&e))?;
                 Ok((count, ttl))
@@ -123,7 +130,8 @@ impl RateLimiter {
                 let key = Self::key("", bucket, id);
                 let now = Instant::now();
                 let mut map = map.lock().map_err(|_| poisoned())?;
-                if map.len() >= MEMORY_SWEEP_AT {
+                // Amortized: one sweep per 1024 new keys once the map is large.
+                if map.len() >= MEMORY_SWEEP_AT && map.len() % 1024 == 0 {
                     map.retain(|_, (_, end)| *end > now);
                 }
                 let entry = map.entry(key).or_insert((0, now + limit.window));
@@ -134,6 +142,28 @@ impl RateLimiter {
                 Ok((entry.0, entry.1.duration_since(now).as_millis() as i64))
             }
         }
+    }
+
+    /// Hands back one counted event (an attempt that turned out fine).
+    pub async fn release(&self, bucket: &str, id: &str) -> AppResult<()> {
+        match self {
+            RateLimiter::Redis(redis) => {
+                let key = Self::key(&redis.prefix, bucket, id);
+                let mut conn = redis.conn().await?;
+                let _: i64 = release_script()
+                    .key(&key)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+            RateLimiter::Memory(map) => {
+                let key = Self::key("", bucket, id);
+                if let Some(entry) = map.lock().map_err(|_| poisoned())?.get_mut(&key) {
+                    entry.0 = entry.0.saturating_sub(1);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuses when `limit` events already happened in the window (counts nothing).
@@ -162,6 +192,36 @@ impl RateLimiter {
         }
         Ok(())
     }
+}
+
+/// INCR, starting the window on the first event (works on Redis 6 and 7).
+fn incr_script() -> &'static redis::Script {
+    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        redis::Script::new(
+            r"
+            local n = redis.call('INCR', KEYS[1])
+            if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+              redis.call('PEXPIRE', KEYS[1], ARGV[1])
+            end
+            return {n, redis.call('PTTL', KEYS[1])}
+            ",
+        )
+    })
+}
+
+/// DECR that never goes below zero and never creates a key.
+fn release_script() -> &'static redis::Script {
+    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        redis::Script::new(
+            r"
+            local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+            if n > 0 then return redis.call('DECR', KEYS[1]) end
+            return 0
+            ",
+        )
+    })
 }
 
 fn unavailable(e: &redis::RedisError) -> AppError {

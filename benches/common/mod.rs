@@ -20,7 +20,10 @@ pub fn ms(d: Duration) -> String {
 
 /// Seconds per phase: `BENCH_SECONDS`, default 10.
 pub fn seconds() -> u64 {
-    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
 }
 
 /// Runs `connections` loops of `call` for `secs`; returns every latency (sorted) and the
@@ -34,7 +37,10 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
         let stop = stop.clone();
         let call = call.clone();
         tasks.push(tokio::spawn(async move {

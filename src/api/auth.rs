@@ -254,7 +254,7 @@ impl AuthApi {
         ip: ClientIp,
         body: Json<PasswordResetConfirm>,
     ) -> ApiResult<MessageResult> {
-        state
+        let user_id = state
             .auth
             .confirm_reset(
                 &body.token,
@@ -264,6 +264,11 @@ impl AuthApi {
                 },
                 ip.0,
             )
+            .await?;
+        // Browser sessions of the account end too, not only its API sign-ins.
+        state
+            .sessions
+            .revoke_all(crate::bff::credentials::PROVIDER, &user_id)
             .await?;
         Ok(MessageResult::Ok(Json(MessageResponse::new(
             "Password reset successful.",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::auth::service::{AuthService, Caller};
+use crate::auth::service::{AuthService, Caller, BAD_RESET_TOKEN};
 use crate::crypto::{random_token, sha256_hex};
 use crate::db::now;
 use crate::error::{AppError, AppResult};
@@ -16,8 +16,6 @@ use crate::users::{Email, Password};
 /// The reset-request answer, the same whether or not the account exists.
 pub const RESET_REQUESTED: &str =
     "If an account exists for this email, a password reset link has been sent.";
-
-const BAD_RESET: &str = "The reset link is invalid, expired or already used.";
 
 /// A new password with its optional confirmation, as received.
 pub struct NewPassword<'a> {
@@ -62,8 +60,20 @@ impl AuthService {
         ip: IpAddr,
     ) -> AppResult<()> {
         let limit = self.settings.rate_limit.reset_confirm_per_ip;
-        let ip = ip.to_string();
-        self.check_limit("password_ip", &ip, limit).await?;
+        let ip = crate::ratelimit::ip_key(ip);
+        self.guarded(
+            &[("password_ip", &ip, limit)],
+            self.change_password_unguarded(caller, old_password, new),
+        )
+        .await
+    }
+
+    async fn change_password_unguarded(
+        &self,
+        caller: &Caller,
+        old_password: &str,
+        new: NewPassword<'_>,
+    ) -> AppResult<()> {
         let user = &caller.user;
         let mut v = Validator::default();
         let password = self.check_new_password(&new, &[&user.username, &user.email], &mut v);
@@ -85,7 +95,6 @@ impl AuthService {
                 .verify(old_password.to_owned(), Some(hash))
                 .await?
         {
-            self.record_failure("password_ip", &ip, limit).await?;
             return Err(AppError::field(
                 "old_password",
                 "The current password is incorrect.",
@@ -109,8 +118,12 @@ impl AuthService {
     /// and the mail happen after the response, in the background.
     pub async fn request_reset(self: &Arc<Self>, email: &str, ip: IpAddr) -> AppResult<()> {
         let limits = &self.settings.rate_limit;
-        self.consume("reset_ip", &ip.to_string(), limits.reset_per_ip)
-            .await?;
+        self.consume(
+            "reset_ip",
+            &crate::ratelimit::ip_key(ip),
+            limits.reset_per_ip,
+        )
+        .await?;
         let email = Email::parse(email).map_err(|m| AppError::field("email", m))?;
         self.consume("reset_email", &email.key(), limits.reset_per_email)
             .await?;
@@ -169,15 +182,27 @@ impl AuthService {
 
     /// Sets a new password with a reset token. The token is spent only when the new
     /// password is accepted; then every sign-in of the user is revoked.
+    /// Returns the id of the user whose password changed.
     pub async fn confirm_reset(
         &self,
         token: &str,
         new: NewPassword<'_>,
         ip: IpAddr,
-    ) -> AppResult<()> {
+    ) -> AppResult<String> {
         let limit = self.settings.rate_limit.reset_confirm_per_ip;
-        let ip = ip.to_string();
-        self.check_limit("reset_confirm_ip", &ip, limit).await?;
+        let ip = crate::ratelimit::ip_key(ip);
+        self.guarded(
+            &[("reset_confirm_ip", &ip, limit)],
+            self.confirm_reset_unguarded(token, new),
+        )
+        .await
+    }
+
+    async fn confirm_reset_unguarded(
+        &self,
+        token: &str,
+        new: NewPassword<'_>,
+    ) -> AppResult<String> {
         let token = token.trim();
         let found = if token.len() == 43
             && token
@@ -189,8 +214,7 @@ impl AuthService {
             None
         };
         let Some((user, current_hash)) = found else {
-            self.record_failure("reset_confirm_ip", &ip, limit).await?;
-            return Err(AppError::Unauthenticated(BAD_RESET));
+            return Err(AppError::Unauthenticated(BAD_RESET_TOKEN));
         };
         let mut v = Validator::default();
         let password = self.check_new_password(&new, &[&user.username, &user.email], &mut v);
@@ -216,9 +240,9 @@ impl AuthService {
             .complete_reset(&sha256_hex(token), &user.id, &new_hash)
             .await?
         {
-            return Err(AppError::Unauthenticated(BAD_RESET));
+            return Err(AppError::Unauthenticated(BAD_RESET_TOKEN));
         }
         tracing::info!(user = %user.id, "password reset; every sign-in revoked");
-        Ok(())
+        Ok(user.id)
     }
 }

@@ -64,6 +64,8 @@ pub struct AuthService {
 }
 
 const BAD_TOKEN: &str = "The token is invalid or has expired.";
+/// The refusal of a reset token that is not live (counted as a failure).
+pub(crate) const BAD_RESET_TOKEN: &str = "The reset link is invalid, expired or already used.";
 
 impl AuthService {
     pub fn new(
@@ -98,25 +100,46 @@ impl AuthService {
         Ok(())
     }
 
-    /// Refuses when `limit` is already reached (no-op when disabled).
-    pub(crate) async fn check_limit(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
-        if self.settings.rate_limit.enabled {
-            self.limiter.check(bucket, id, limit).await?;
+    /// Runs `attempt` under failure limits. Each bucket is counted *before* the attempt
+    /// (so a concurrent burst cannot slip past the check while passwords are being
+    /// verified) and handed back afterwards unless the attempt failed with a wrong
+    /// credential or password: only failures stay counted. Over a limit: 429 at once.
+    pub(crate) async fn guarded<T>(
+        &self,
+        buckets: &[(&str, &str, Limit)],
+        attempt: impl std::future::Future<Output = AppResult<T>>,
+    ) -> AppResult<T> {
+        if !self.settings.rate_limit.enabled {
+            return attempt.await;
         }
-        Ok(())
+        let mut taken = Vec::with_capacity(buckets.len());
+        for (bucket, id, limit) in buckets {
+            self.limiter.consume(bucket, id, *limit).await?;
+            taken.push((*bucket, *id));
+        }
+        let result = attempt.await;
+        let failed = matches!(result, Err(AppError::InvalidCredentials))
+            || matches!(&result, Err(AppError::Validation(d)) if d.contains_key("old_password"))
+            || matches!(result, Err(AppError::Unauthenticated(BAD_RESET_TOKEN)));
+        if !failed {
+            for (bucket, id) in taken {
+                self.limiter.release(bucket, id).await?;
+            }
+        }
+        result
     }
 
-    /// Counts a failure against `limit` (no-op when disabled).
-    pub(crate) async fn record_failure(
+    /// The failed-sign-in buckets of one attempt: per client IP and per account.
+    pub(crate) fn login_buckets<'a>(
         &self,
-        bucket: &str,
-        id: &str,
-        limit: Limit,
-    ) -> AppResult<()> {
-        if self.settings.rate_limit.enabled {
-            self.limiter.record(bucket, id, limit).await?;
-        }
-        Ok(())
+        ip: &'a str,
+        account: &'a str,
+    ) -> [(&'static str, &'a str, Limit); 2] {
+        let limits = &self.settings.rate_limit;
+        [
+            ("login_ip", ip, limits.login_per_ip),
+            ("login_account", account, limits.login_per_account),
+        ]
     }
 
     pub fn repo(&self) -> &UserRepo {
@@ -132,7 +155,7 @@ impl AuthService {
     ) -> AppResult<(User, TokenPair)> {
         self.consume(
             "register_ip",
-            &ip.to_string(),
+            &crate::ratelimit::ip_key(ip),
             self.settings.rate_limit.register_per_ip,
         )
         .await?;
@@ -211,23 +234,15 @@ impl AuthService {
         password: &str,
         ip: IpAddr,
     ) -> AppResult<User> {
-        let limits = &self.settings.rate_limit;
-        let ip = ip.to_string();
-        let account = identifier.trim().to_lowercase();
-        self.check_limit("login_ip", &ip, limits.login_per_ip)
-            .await?;
-        self.check_limit("login_account", &account, limits.login_per_account)
-            .await?;
-        match self.verify_credentials(identifier, password).await {
-            Err(AppError::InvalidCredentials) => {
-                self.record_failure("login_ip", &ip, limits.login_per_ip)
-                    .await?;
-                self.record_failure("login_account", &account, limits.login_per_account)
-                    .await?;
-                Err(AppError::InvalidCredentials)
-            }
-            other => other,
-        }
+        let (ip, account) = (
+            crate::ratelimit::ip_key(ip),
+            identifier.trim().to_lowercase(),
+        );
+        self.guarded(
+            &self.login_buckets(&ip, &account),
+            self.verify_credentials(identifier, password),
+        )
+        .await
     }
 
     /// Signs in with credentials.

@@ -106,24 +106,16 @@ impl CredentialsBackend {
                 tokens: bundled_tokens(tokens),
             });
         };
-        let limits = &self.auth.settings.rate_limit;
-        let (ip, account) = (ip.to_string(), identifier.trim().to_lowercase());
+        let (ip, account) = (
+            crate::ratelimit::ip_key(ip),
+            identifier.trim().to_lowercase(),
+        );
         self.auth
-            .check_limit("login_ip", &ip, limits.login_per_ip)
-            .await?;
-        self.auth
-            .check_limit("login_account", &account, limits.login_per_account)
-            .await?;
-        let result = http.login(identifier, password).await;
-        if matches!(result, Err(AppError::InvalidCredentials)) {
-            self.auth
-                .record_failure("login_ip", &ip, limits.login_per_ip)
-                .await?;
-            self.auth
-                .record_failure("login_account", &account, limits.login_per_account)
-                .await?;
-        }
-        result
+            .guarded(
+                &self.auth.login_buckets(&ip, &account),
+                http.login(identifier, password),
+            )
+            .await
     }
 
     pub async fn register(&self, account: NewAccount<'_>, ip: IpAddr) -> AppResult<SignedIn> {
@@ -150,7 +142,7 @@ impl CredentialsBackend {
             Some(h) => {
                 let limit = self.auth.settings.rate_limit.register_per_ip;
                 self.auth
-                    .consume("register_ip", &ip.to_string(), limit)
+                    .consume("register_ip", &crate::ratelimit::ip_key(ip), limit)
                     .await?;
                 h.register(account).await
             }

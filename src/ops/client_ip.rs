@@ -43,11 +43,16 @@ impl<'a> FromRequest<'a> for ClientIp {
             .data::<AppState>()
             .map(|s| s.settings.server.trusted_proxies.as_slice())
             .unwrap_or_default();
-        let forwarded = req
+        // Every X-Forwarded-For line, in order: a proxy may append its own line after
+        // one the client forged.
+        let lines: Vec<&str> = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        Ok(ClientIp(resolve(peer, forwarded, trusted)))
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+        Ok(ClientIp(resolve(peer, forwarded.as_deref(), trusted)))
     }
 }
 

@@ -13,6 +13,8 @@ const SESSION: &[u8] = b"session";
 const INDEX: &[u8] = b"index";
 /// Sliding expiry is written at most this often per session.
 const TOUCH_EVERY_SECS: i64 = 60;
+/// Most live sessions one user may have; signing in once more ends the oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 50;
 /// Longest user agent kept for "my sessions".
 const MAX_USER_AGENT: usize = 256;
 
@@ -96,15 +98,18 @@ impl SessionManager {
     }
 
     /// Writes the session (and, when given, its index entry) with the remaining lifetime.
+    /// Updates (`create = false`) happen only while the session still exists; `false`
+    /// means it ended meanwhile (revoked, signed out, expired) and stays ended.
     async fn write(
         &self,
         id: &SessionId,
         session: &Session,
         meta: Option<&DeviceMeta>,
-    ) -> AppResult<()> {
+        create: bool,
+    ) -> AppResult<bool> {
         let remaining = self.expires_at(session) - now();
         if remaining <= 0 {
-            return Err(AppError::SessionExpired);
+            return Ok(false);
         }
         let ttl = Duration::from_secs(remaining as u64);
         let blob = self.seal_session(id, session)?;
@@ -116,10 +121,10 @@ impl SessionManager {
         let index_entry = sealed_meta
             .as_deref()
             .map(|m| (index.as_str(), handle.as_str(), m, self.absolute));
-        self.store
-            .put(&self.key(id), &blob, ttl, index_entry)
-            .await?;
-        Ok(())
+        Ok(self
+            .store
+            .put(&self.key(id), &blob, ttl, index_entry, !create)
+            .await?)
     }
 
     /// Starts a session under a brand-new id (never a previous one: no fixation).
@@ -148,7 +153,12 @@ impl SessionManager {
             last_seen: at,
             provider: provider.to_owned(),
         };
-        self.write(&id, &session, Some(&meta)).await?;
+        if !self.write(&id, &session, Some(&meta), true).await? {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "a new session could not be written"
+            )));
+        }
+        self.enforce_cap(&session.user_key()).await?;
         tracing::info!(session = ?id, provider, "session created");
         Ok((id, session))
     }
@@ -196,16 +206,51 @@ impl SessionManager {
                     m.last_seen = at;
                     m
                 });
-            self.write(&id, &touched, meta.as_ref()).await?;
+            if !self.write(&id, &touched, meta.as_ref(), false).await? {
+                return Ok(None);
+            }
             return Ok(Some((id, touched)));
         }
         Ok(Some((id, session)))
     }
 
-    /// Saves a changed session (profile update, refreshed tokens).
+    /// Saves a changed session (profile update, refreshed tokens). A session that ended
+    /// meanwhile is not brought back: that is [`AppError::SessionExpired`].
     pub async fn save(&self, id: &SessionId, session: &mut Session) -> AppResult<()> {
         session.version += 1;
-        self.write(id, session, None).await
+        if self.write(id, session, None, false).await? {
+            Ok(())
+        } else {
+            Err(AppError::SessionExpired)
+        }
+    }
+
+    /// Keeps at most [`MAX_SESSIONS_PER_USER`] live sessions per user (the oldest go) and
+    /// drops index entries of sessions that have expired.
+    async fn enforce_cap(&self, user_key: &str) -> AppResult<()> {
+        let index = self.index_key(user_key);
+        let entries = self
+            .store
+            .index_entries(&index, |h| self.key_of_handle(h))
+            .await?;
+        let mut live: Vec<(i64, String)> = Vec::new();
+        let mut dead: Vec<String> = Vec::new();
+        for (handle, blob, alive) in entries {
+            match (alive, self.open_meta(&index, &handle, &blob)) {
+                (true, Some(meta)) => live.push((meta.created_at, handle)),
+                _ => dead.push(handle),
+            }
+        }
+        if live.len() > MAX_SESSIONS_PER_USER {
+            live.sort();
+            let excess = live.len() - MAX_SESSIONS_PER_USER;
+            dead.extend(live.into_iter().take(excess).map(|(_, h)| h));
+        }
+        if !dead.is_empty() {
+            let keys: Vec<String> = dead.iter().map(|h| self.key_of_handle(h)).collect();
+            self.store.delete(&keys, Some((&index, &dead))).await?;
+        }
+        Ok(())
     }
 
     /// Ends one session and removes it from its user's index.

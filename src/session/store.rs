@@ -54,6 +54,26 @@ pub struct MemoryStore {
     hashes: Mutex<HashMap<String, Expiring<Hash>>>,
 }
 
+/// The conditional session write: one round trip, atomic.
+/// KEYS: session key, index key (may be empty). ARGV: value, ttl, field, meta, index ttl,
+/// only-if-present flag.
+fn put_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        redis::Script::new(
+            r"
+            if ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+            redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+            if KEYS[2] ~= '' then
+              redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+              redis.call('EXPIRE', KEYS[2], ARGV[5])
+            end
+            return 1
+            ",
+        )
+    })
+}
+
 /// Sweep expired entries once a map reaches a multiple of this size.
 const SWEEP_EVERY: usize = 4096;
 
@@ -92,31 +112,42 @@ impl SessionStore {
         }
     }
 
-    /// Writes `value` under `key` for `ttl`, and (same round trip) `meta` under `field` of
-    /// the hash `index`, whose own TTL becomes `index_ttl`.
+    /// Writes `value` under `key` for `ttl`, and (atomically) `meta` under `field` of the
+    /// hash `index`, whose own TTL becomes `index_ttl`. With `only_if_present`, nothing is
+    /// written unless `key` still exists — a session revoked meanwhile stays revoked —
+    /// and the answer says whether the write happened.
     pub async fn put(
         &self,
         key: &str,
         value: &[u8],
         ttl: Duration,
         index: Option<(&str, &str, &[u8], Duration)>,
-    ) -> Result<(), StoreError> {
+        only_if_present: bool,
+    ) -> Result<bool, StoreError> {
         match self {
             Self::Redis(h) => {
-                let mut pipe = redis::pipe();
-                pipe.set_ex(key, value, ttl.as_secs().max(1)).ignore();
-                if let Some((index, field, meta, index_ttl)) = index {
-                    pipe.hset(index, field, meta).ignore();
-                    pipe.expire(index, index_ttl.as_secs().max(1) as i64)
-                        .ignore();
-                }
-                let () = pipe.query_async(&mut Self::redis(h).await?).await?;
-                Ok(())
+                let (index_key, field, meta, index_ttl) =
+                    index.unwrap_or(("", "", b"", Duration::ZERO));
+                let written: i64 = put_script()
+                    .key(key)
+                    .key(index_key)
+                    .arg(value)
+                    .arg(ttl.as_secs().max(1))
+                    .arg(field)
+                    .arg(meta)
+                    .arg(index_ttl.as_secs().max(1))
+                    .arg(i64::from(only_if_present))
+                    .invoke_async(&mut Self::redis(h).await?)
+                    .await?;
+                Ok(written == 1)
             }
             Self::Memory(m) => {
                 let now = Instant::now();
                 {
                     let mut values = lock(&m.values)?;
+                    if only_if_present && values.get(key).is_none_or(|(_, exp)| *exp <= now) {
+                        return Ok(false);
+                    }
                     if values.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
                         values.retain(|_, (_, exp)| *exp > now);
                     }
@@ -136,7 +167,7 @@ impl SessionStore {
                     entry.0.insert(field.to_owned(), meta.to_vec());
                     entry.1 = now + index_ttl;
                 }
-                Ok(())
+                Ok(true)
             }
         }
     }

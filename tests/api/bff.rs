@@ -797,3 +797,26 @@ async fn cors_is_off_unless_origins_are_listed() {
         .unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_password_reset_ends_browser_sessions_too() {
+    let app = app_with(Store::Redis, &sessiongate::crypto::generate_key()).await;
+    let (mut b, user) = signed_up(&app, "B").await;
+    assert_eq!(
+        app.post_json("/v1/auth/password/reset", &json!({"email": user.email}))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let mail = &app.wait_for_mails(1).await[0];
+    let start = mail.find("token=").unwrap() + 6;
+    let token: String = mail[start..].chars().take(43).collect();
+    let resp = app
+        .post_json(
+            "/v1/auth/password/reset/confirm",
+            &json!({"token": token, "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(b.session().await, json!({}));
+}

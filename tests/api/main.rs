@@ -11,3 +11,4 @@ mod ops;
 mod passwords;
 mod rate_limits;
 mod stand_ins;
+mod store_contract;

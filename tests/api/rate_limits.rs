@@ -192,3 +192,40 @@ async fn unknown_users_cost_a_dummy_verify() {
     );
     assert!(unknown > Duration::from_millis(1));
 }
+
+#[tokio::test]
+async fn a_concurrent_burst_cannot_slip_past_the_limit() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    let attempts = (0..30).map(|_| app.login(&user.username, "a concurrent guess"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.status())
+        .collect();
+    let guessed = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        guessed <= 10,
+        "at most 10 passwords were checked, not {guessed}"
+    );
+    assert_eq!(guessed + refused, 30);
+}
+
+#[tokio::test]
+async fn successful_sign_ins_do_not_count() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    for _ in 0..15 {
+        assert_eq!(
+            app.login(&user.username, &user.password).await.status(),
+            StatusCode::OK
+        );
+    }
+}
