@@ -21,6 +21,7 @@ pub enum ApiTags {
     Users,
     /// Browser sessions under `/api/auth` (NextAuth protocol, cookie-authenticated):
     /// the browser holds only an HttpOnly session cookie, never a token.
+    #[oai(rename = "session")]
     Session,
 }
 
