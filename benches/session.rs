@@ -34,7 +34,9 @@ fn main() {
         settings.auth.jwt_secret = Secret::new(sessiongate::crypto::random_token());
         settings.session.keys = vec![Secret::new(sessiongate::crypto::generate_key())];
         settings.database.url = Secret::new(format!("sqlite://{}/bench.db", dir.display()));
-        settings.redis.url = Secret::new(redis_url.clone());
+        // BENCH_STORE=memory measures the same path without Redis (for comparison).
+        let memory = std::env::var("BENCH_STORE").is_ok_and(|s| s == "memory");
+        settings.redis.url = Secret::new(if memory { String::new() } else { redis_url.clone() });
         settings.redis.prefix = prefix.clone();
         let app = Application::build(settings).await.unwrap();
         let base = format!("http://{}", app.addr());
@@ -81,6 +83,9 @@ fn main() {
         let health_rps = report("GET /healthz", secs, &lat, errors);
         println!("ratio session/healthz: {:.2}", session_rps / health_rps);
 
+        if memory {
+            return;
+        }
         // Redis bytes of this session.
         let id = SessionId::parse(session_cookie.split_once('=').unwrap().1).unwrap();
         let key = format!("{prefix}sess:{}", id.handle());

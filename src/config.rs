@@ -137,6 +137,9 @@ pub struct SessionSettings {
     /// Absolute session lifetime.
     #[serde(with = "humantime_serde")]
     pub absolute_timeout: Duration,
+    /// How long an instance may reuse a session it read (0: always read the store).
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +321,11 @@ impl Settings {
         }
         if self.session.idle_timeout.is_zero() {
             problems.push("session.idle_timeout: must be positive".into());
+        }
+        if self.session.cache_ttl > Duration::from_secs(60) {
+            problems.push(
+                "session.cache_ttl: at most 60s (it bounds how late a revocation is seen)".into(),
+            );
         }
         if self.session.absolute_timeout < self.session.idle_timeout {
             problems.push("session.absolute_timeout: must not be shorter than idle_timeout".into());

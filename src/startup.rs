@@ -86,6 +86,7 @@ impl AppState {
             &settings.redis.prefix,
             settings.session.idle_timeout,
             settings.session.absolute_timeout,
+            settings.session.cache_ttl,
         ));
         let cookies = CookiePolicy {
             secure: settings.session.cookie_secure,

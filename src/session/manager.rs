@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::db::now;
 use crate::error::{AppError, AppResult};
+use crate::session::cache::ReadCache;
 use crate::session::model::user_key;
 use crate::session::store::SessionStore;
 use crate::session::vault::Keyring;
@@ -33,6 +34,7 @@ pub struct SessionManager {
     prefix: String,
     idle: Duration,
     absolute: Duration,
+    cache: ReadCache,
 }
 
 impl SessionManager {
@@ -42,6 +44,7 @@ impl SessionManager {
         prefix: &str,
         idle: Duration,
         absolute: Duration,
+        cache_ttl: Duration,
     ) -> Self {
         Self {
             store,
@@ -49,6 +52,7 @@ impl SessionManager {
             prefix: prefix.to_owned(),
             idle,
             absolute,
+            cache: ReadCache::new(cache_ttl),
         }
     }
 
@@ -97,6 +101,14 @@ impl SessionManager {
         serde_json::from_slice(&plain).ok()
     }
 
+    /// Deletes sessions (dropping them from the read cache first) and index fields.
+    async fn delete(&self, keys: &[String], index: Option<(&str, &[String])>) -> AppResult<()> {
+        for key in keys {
+            self.cache.remove(key);
+        }
+        Ok(self.store.delete(keys, index).await?)
+    }
+
     /// Writes the session (and, when given, its index entry) with the remaining lifetime.
     /// Updates (`create = false`) happen only while the session still exists; `false`
     /// means it ended meanwhile (revoked, signed out, expired) and stays ended.
@@ -121,9 +133,11 @@ impl SessionManager {
         let index_entry = sealed_meta
             .as_deref()
             .map(|m| (index.as_str(), handle.as_str(), m, self.absolute));
+        let key = self.key(id);
+        self.cache.remove(&key);
         Ok(self
             .store
-            .put(&self.key(id), &blob, ttl, index_entry, !create)
+            .put(&key, &blob, ttl, index_entry, !create)
             .await?)
     }
 
@@ -172,20 +186,25 @@ impl SessionManager {
             return Ok(None);
         };
         let key = self.key(&id);
-        let Some(blob) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        let session = match self
-            .keys
-            .open(SESSION, id.as_bytes(), key.as_bytes(), &blob)
-            .ok()
-            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
-        {
-            Some(s) => s,
+        let (session, current_key) = match self.cache.get(&key) {
+            Some(hit) => hit,
             None => {
-                tracing::warn!(session = ?id, "session blob does not open (tampered, moved or retired key); deleted");
-                self.store.delete(&[key], None).await?;
-                return Ok(None);
+                let Some(blob) = self.store.get(&key).await? else {
+                    return Ok(None);
+                };
+                let Some(session) = self
+                    .keys
+                    .open(SESSION, id.as_bytes(), key.as_bytes(), &blob)
+                    .ok()
+                    .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
+                else {
+                    tracing::warn!(session = ?id, "session blob does not open (tampered, moved or retired key); deleted");
+                    self.delete(&[key], None).await?;
+                    return Ok(None);
+                };
+                let current = self.keys.is_current(&blob);
+                self.cache.insert(&key, &session, current);
+                (session, current)
             }
         };
         let at = now();
@@ -193,7 +212,7 @@ impl SessionManager {
             self.destroy(&id, &session).await?;
             return Ok(None);
         }
-        if at - session.last_seen >= TOUCH_EVERY_SECS || !self.keys.is_current(&blob) {
+        if at - session.last_seen >= TOUCH_EVERY_SECS || !current_key {
             let mut touched = session.clone();
             touched.last_seen = at;
             let index = self.index_key(&session.user_key());
@@ -248,7 +267,7 @@ impl SessionManager {
         }
         if !dead.is_empty() {
             let keys: Vec<String> = dead.iter().map(|h| self.key_of_handle(h)).collect();
-            self.store.delete(&keys, Some((&index, &dead))).await?;
+            self.delete(&keys, Some((&index, &dead))).await?;
         }
         Ok(())
     }
@@ -256,8 +275,7 @@ impl SessionManager {
     /// Ends one session and removes it from its user's index.
     pub async fn destroy(&self, id: &SessionId, session: &Session) -> AppResult<()> {
         let index = self.index_key(&session.user_key());
-        self.store
-            .delete(&[self.key(id)], Some((&index, &[id.handle()])))
+        self.delete(&[self.key(id)], Some((&index, &[id.handle()])))
             .await?;
         tracing::info!(session = ?id, "session ended");
         Ok(())
@@ -288,7 +306,7 @@ impl SessionManager {
             }
         }
         if !stale.is_empty() {
-            self.store.delete(&[], Some((&index, &stale))).await?;
+            self.delete(&[], Some((&index, &stale))).await?;
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.meta.created_at));
         Ok(out)
@@ -300,12 +318,11 @@ impl SessionManager {
         if handle.len() != 64 || self.store.index_get(&index, handle).await?.is_none() {
             return Ok(false);
         }
-        self.store
-            .delete(
-                &[self.key_of_handle(handle)],
-                Some((&index, &[handle.to_owned()])),
-            )
-            .await?;
+        self.delete(
+            &[self.key_of_handle(handle)],
+            Some((&index, &[handle.to_owned()])),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -318,7 +335,7 @@ impl SessionManager {
             .await?;
         let handles: Vec<String> = entries.into_iter().map(|(h, _, _)| h).collect();
         let keys: Vec<String> = handles.iter().map(|h| self.key_of_handle(h)).collect();
-        self.store.delete(&keys, Some((&index, &handles))).await?;
+        self.delete(&keys, Some((&index, &handles))).await?;
         Ok(keys.len())
     }
 }

@@ -5,6 +5,7 @@
 //! AES-256-GCM, enforces idle and absolute lifetimes, issues a new id at sign-in and
 //! keeps the per-user index. So Redis and memory are equally safe.
 
+pub mod cache;
 pub mod cookie;
 pub mod id;
 pub mod manager;

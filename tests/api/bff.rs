@@ -270,7 +270,10 @@ async fn no_token_ever_leaves_the_server_and_redis_holds_no_plaintext() {
 
     b.sign_out(false).await;
     // sign-out revoked the vaulted refresh token at the backend, too
-    assert_eq!(app.refresh(&refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     for seen in b.log.lock().unwrap().iter() {
         let headers = format!("{:?}", seen.headers);
         for secret in [tokens.access_token.as_str(), refresh.as_str()] {
