@@ -32,7 +32,8 @@ fn main() {
         settings.server.listen = "127.0.0.1:0".parse().unwrap();
         settings.log.level = "warn".into();
         settings.auth.jwt_secret = Secret::new(sessiongate::crypto::random_token());
-        settings.session.keys = vec![Secret::new(sessiongate::crypto::generate_key())];
+        let key_b64 = sessiongate::crypto::generate_key();
+        settings.session.keys = vec![Secret::new(key_b64.clone())];
         settings.database.url = Secret::new(format!("sqlite://{}/bench.db", dir.display()));
         // BENCH_STORE=memory measures the same path without Redis (for comparison).
         let memory = std::env::var("BENCH_STORE").is_ok_and(|s| s == "memory");
@@ -92,7 +93,15 @@ fn main() {
         let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
         let value_len: usize = redis::cmd("STRLEN").arg(&key).query_async(&mut conn).await.unwrap();
         let usage: usize = redis::cmd("MEMORY").arg("USAGE").arg(&key).query_async(&mut conn).await.unwrap();
-        println!("Redis per session: MEMORY USAGE {usage} bytes (sealed value {value_len} bytes, tokens ~330 bytes each)");
+        let blob: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        let ring = sessiongate::session::Keyring::new(&[sessiongate::crypto::decode_key(&key_b64).unwrap()]).unwrap();
+        let plain = ring.open(b"session", id.as_bytes(), key.as_bytes(), &blob).unwrap();
+        let session: sessiongate::session::Session = serde_json::from_slice(&plain).unwrap();
+        println!(
+            "Redis per session: MEMORY USAGE {usage} bytes (sealed value {value_len} bytes; access token {} + refresh token {} bytes)",
+            session.tokens.access_token.len(),
+            session.tokens.refresh_token.as_deref().map_or(0, str::len),
+        );
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
