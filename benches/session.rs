@@ -95,7 +95,9 @@ fn main() {
         let usage: usize = redis::cmd("MEMORY").arg("USAGE").arg(&key).query_async(&mut conn).await.unwrap();
         let blob: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
         let ring = sessiongate::session::Keyring::new(&[sessiongate::crypto::decode_key(&key_b64).unwrap()]).unwrap();
-        let plain = ring.open(b"session", id.as_bytes(), key.as_bytes(), &blob).unwrap();
+        let (version, sealed) = blob.split_at(8);
+        let aad = [key.as_bytes(), version].concat();
+        let plain = ring.open(b"session", id.as_bytes(), &aad, sealed).unwrap();
         let session: sessiongate::session::Session = serde_json::from_slice(&plain).unwrap();
         println!(
             "Redis per session: MEMORY USAGE {usage} bytes (sealed value {value_len} bytes; access token {} + refresh token {} bytes)",

@@ -360,14 +360,22 @@ impl AuthJsApi {
     ) -> ApiResult<SessionResult> {
         state.check_csrf(req, body.csrf_token.as_deref()).coded()?;
         let (found, _) = state.session_of(req).await.coded()?;
-        let Some((id, mut session)) = found else {
+        let Some((id, session)) = found else {
             return Ok(SessionResult::Ok(Json(SessionView::default()), None));
         };
-        if session.provider == PROVIDER {
-            session.user = state.credentials.profile(&session.tokens).await.coded()?;
-            state.sessions.save(&id, &mut session).await.coded()?;
+        if session.provider != PROVIDER {
+            return Ok(SessionResult::Ok(Json(state.view(&session)), None));
         }
-        Ok(SessionResult::Ok(Json(state.view(&session)), None))
+        let profile = state.credentials.profile(&session.tokens).await.coded()?;
+        let updated = state
+            .sessions
+            .update(&id, |s| s.user = profile.clone())
+            .await
+            .coded()?;
+        Ok(SessionResult::Ok(
+            Json(updated.map(|s| state.view(&s)).unwrap_or_default()),
+            None,
+        ))
     }
 
     /// Sign in with username and password

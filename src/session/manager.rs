@@ -79,11 +79,26 @@ impl SessionManager {
             .min(session.created_at + self.absolute.as_secs() as i64)
     }
 
+    /// The stored value: `version (8 bytes, big-endian) ‖ sealed session`. The version is
+    /// in clear so the store can compare-and-set on it, and inside the associated data so
+    /// it cannot be altered without the blob failing to open.
     fn seal_session(&self, id: &SessionId, session: &Session) -> AppResult<Vec<u8>> {
         let plain = serde_json::to_vec(session).map_err(|e| AppError::Internal(e.into()))?;
-        Ok(self
-            .keys
-            .seal(SESSION, id.as_bytes(), self.key(id).as_bytes(), &plain))
+        let version = session.version.to_be_bytes();
+        let aad = [self.key(id).as_bytes(), &version].concat();
+        let mut out = version.to_vec();
+        out.extend(self.keys.seal(SESSION, id.as_bytes(), &aad, &plain));
+        Ok(out)
+    }
+
+    /// Opens a stored value; `None` for anything that is not a valid session of `id`.
+    /// The flag says whether it was sealed under the current key.
+    fn open_session(&self, id: &SessionId, stored: &[u8]) -> Option<(Session, bool)> {
+        let (version, sealed) = stored.split_at_checked(8)?;
+        let aad = [self.key(id).as_bytes(), version].concat();
+        let plain = self.keys.open(SESSION, id.as_bytes(), &aad, sealed).ok()?;
+        let session: Session = serde_json::from_slice(&plain).ok()?;
+        (session.version.to_be_bytes() == version).then(|| (session, self.keys.is_current(sealed)))
     }
 
     fn seal_meta(&self, index: &str, handle: &str, meta: &DeviceMeta) -> AppResult<Vec<u8>> {
@@ -110,14 +125,16 @@ impl SessionManager {
     }
 
     /// Writes the session (and, when given, its index entry) with the remaining lifetime.
-    /// Updates (`create = false`) happen only while the session still exists; `false`
-    /// means it ended meanwhile (revoked, signed out, expired) and stays ended.
+    /// An update (`expect = Some(version)`) is a compare-and-set: it happens only while
+    /// the stored session still has that version. `false` means it ended meanwhile
+    /// (revoked, signed out, expired — it stays ended) or someone else wrote a newer
+    /// version (never overwritten: no older token set goes back over a newer one).
     async fn write(
         &self,
         id: &SessionId,
         session: &Session,
         meta: Option<&DeviceMeta>,
-        create: bool,
+        expect: Option<u64>,
     ) -> AppResult<bool> {
         let remaining = self.expires_at(session) - now();
         if remaining <= 0 {
@@ -137,7 +154,7 @@ impl SessionManager {
         self.cache.remove(&key);
         Ok(self
             .store
-            .put(&key, &blob, ttl, index_entry, !create)
+            .put(&key, &blob, ttl, index_entry, expect)
             .await?)
     }
 
@@ -167,7 +184,7 @@ impl SessionManager {
             last_seen: at,
             provider: provider.to_owned(),
         };
-        if !self.write(&id, &session, Some(&meta), true).await? {
+        if !self.write(&id, &session, Some(&meta), None).await? {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "a new session could not be written"
             )));
@@ -189,20 +206,9 @@ impl SessionManager {
         let (session, current_key) = match self.cache.get(&key) {
             Some(hit) => hit,
             None => {
-                let Some(blob) = self.store.get(&key).await? else {
+                let Some((session, current)) = self.read_store(&id).await? else {
                     return Ok(None);
                 };
-                let Some(session) = self
-                    .keys
-                    .open(SESSION, id.as_bytes(), key.as_bytes(), &blob)
-                    .ok()
-                    .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
-                else {
-                    tracing::warn!(session = ?id, "session blob does not open (tampered, moved or retired key); deleted");
-                    self.delete(&[key], None).await?;
-                    return Ok(None);
-                };
-                let current = self.keys.is_current(&blob);
                 self.cache.insert(&key, &session, current);
                 (session, current)
             }
@@ -215,6 +221,7 @@ impl SessionManager {
         if at - session.last_seen >= TOUCH_EVERY_SECS || !current_key {
             let mut touched = session.clone();
             touched.last_seen = at;
+            touched.version += 1;
             let index = self.index_key(&session.user_key());
             let meta = self
                 .store
@@ -225,23 +232,61 @@ impl SessionManager {
                     m.last_seen = at;
                     m
                 });
-            if !self.write(&id, &touched, meta.as_ref(), false).await? {
-                return Ok(None);
+            if !self
+                .write(&id, &touched, meta.as_ref(), Some(session.version))
+                .await?
+            {
+                // Ended or changed meanwhile: what the store holds now is the truth.
+                return Ok(self.fresh(&id).await?.map(|s| (id, s)));
             }
             return Ok(Some((id, touched)));
         }
         Ok(Some((id, session)))
     }
 
-    /// Saves a changed session (profile update, refreshed tokens). A session that ended
-    /// meanwhile is not brought back: that is [`AppError::SessionExpired`].
-    pub async fn save(&self, id: &SessionId, session: &mut Session) -> AppResult<()> {
-        session.version += 1;
-        if self.write(id, session, None, false).await? {
-            Ok(())
-        } else {
-            Err(AppError::SessionExpired)
+    /// Reads and opens the stored session; a value that does not open is deleted.
+    async fn read_store(&self, id: &SessionId) -> AppResult<Option<(Session, bool)>> {
+        let key = self.key(id);
+        let Some(stored) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        match self.open_session(id, &stored) {
+            Some(found) => Ok(Some(found)),
+            None => {
+                tracing::warn!(session = ?id, "session blob does not open (tampered, moved or retired key); deleted");
+                self.delete(&[key], None).await?;
+                Ok(None)
+            }
         }
+    }
+
+    /// The session as the store holds it right now (no cache, no sliding write).
+    pub async fn fresh(&self, id: &SessionId) -> AppResult<Option<Session>> {
+        Ok(self.read_store(id).await?.map(|(s, _)| s))
+    }
+
+    /// Changes a session with compare-and-set: reads the current version, applies
+    /// `change`, writes only if nobody wrote in between, retrying on a lost race. `None`
+    /// when the session has ended.
+    pub async fn update(
+        &self,
+        id: &SessionId,
+        change: impl Fn(&mut Session),
+    ) -> AppResult<Option<Session>> {
+        for _ in 0..8 {
+            let Some(mut session) = self.fresh(id).await? else {
+                return Ok(None);
+            };
+            let expect = session.version;
+            change(&mut session);
+            session.version = expect + 1;
+            if self.write(id, &session, None, Some(expect)).await? {
+                return Ok(Some(session));
+            }
+        }
+        Err(AppError::Internal(anyhow::anyhow!(
+            "session update lost the race 8 times"
+        )))
     }
 
     /// Keeps at most [`MAX_SESSIONS_PER_USER`] live sessions per user (the oldest go) and

@@ -56,13 +56,16 @@ pub struct MemoryStore {
 
 /// The conditional session write: one round trip, atomic.
 /// KEYS: session key, index key (may be empty). ARGV: value, ttl, field, meta, index ttl,
-/// only-if-present flag.
+/// expected version prefix (empty: unconditional).
 fn put_script() -> &'static redis::Script {
     static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| {
         redis::Script::new(
             r"
-            if ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+            if ARGV[6] ~= '' then
+              local cur = redis.call('GET', KEYS[1])
+              if not cur or string.sub(cur, 1, 8) ~= ARGV[6] then return 0 end
+            end
             redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
             if KEYS[2] ~= '' then
               redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
@@ -113,17 +116,19 @@ impl SessionStore {
     }
 
     /// Writes `value` under `key` for `ttl`, and (atomically) `meta` under `field` of the
-    /// hash `index`, whose own TTL becomes `index_ttl`. With `only_if_present`, nothing is
-    /// written unless `key` still exists — a session revoked meanwhile stays revoked —
-    /// and the answer says whether the write happened.
+    /// hash `index`, whose own TTL becomes `index_ttl`. With `expect = Some(version)`,
+    /// nothing is written unless the stored value still starts with that version (8 bytes,
+    /// big-endian) — a session revoked or rewritten meanwhile is left alone — and the
+    /// answer says whether the write happened.
     pub async fn put(
         &self,
         key: &str,
         value: &[u8],
         ttl: Duration,
         index: Option<(&str, &str, &[u8], Duration)>,
-        only_if_present: bool,
+        expect: Option<u64>,
     ) -> Result<bool, StoreError> {
+        let expected = expect.map(u64::to_be_bytes);
         match self {
             Self::Redis(h) => {
                 let (index_key, field, meta, index_ttl) =
@@ -136,7 +141,7 @@ impl SessionStore {
                     .arg(field)
                     .arg(meta)
                     .arg(index_ttl.as_secs().max(1))
-                    .arg(i64::from(only_if_present))
+                    .arg(expected.map(|v| v.to_vec()).unwrap_or_default())
                     .invoke_async(&mut Self::redis(h).await?)
                     .await?;
                 Ok(written == 1)
@@ -145,8 +150,13 @@ impl SessionStore {
                 let now = Instant::now();
                 {
                     let mut values = lock(&m.values)?;
-                    if only_if_present && values.get(key).is_none_or(|(_, exp)| *exp <= now) {
-                        return Ok(false);
+                    if let Some(expected) = expected {
+                        let matches = values.get(key).is_some_and(|(v, exp)| {
+                            *exp > now && v.get(..8) == Some(expected.as_slice())
+                        });
+                        if !matches {
+                            return Ok(false);
+                        }
                     }
                     if values.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
                         values.retain(|_, (_, exp)| *exp > now);

@@ -202,9 +202,9 @@ crate::both_stores!(
 fn open_blob(key_b64: &str, cookie: &str, store_key: &str, blob: &[u8]) -> TokenSet {
     let ring = Keyring::new(&[sessiongate::crypto::decode_key(key_b64).unwrap()]).unwrap();
     let id = SessionId::parse(cookie).unwrap();
-    let plain = ring
-        .open(b"session", id.as_bytes(), store_key.as_bytes(), blob)
-        .unwrap();
+    let (version, sealed) = blob.split_at(8);
+    let aad = [store_key.as_bytes(), version].concat();
+    let plain = ring.open(b"session", id.as_bytes(), &aad, sealed).unwrap();
     let session: sessiongate::session::Session = serde_json::from_slice(&plain).unwrap();
     session.tokens
 }
@@ -347,7 +347,7 @@ async fn keys_rotate_without_signing_anyone_out() {
         .get(store_key(&rotated, s1r.session_cookie().unwrap()))
         .await
         .unwrap();
-    assert_eq!(&blob[..4], kid(&key_b).as_slice(), "new writes use B");
+    assert_eq!(&blob[8..12], kid(&key_b).as_slice(), "new writes use B");
     let mut fresh = Browser::new(&rotated, "S3");
     let other = rotated.create_user().await; // each test app has its own users database
     fresh.sign_in(&other.username, &other.password).await;
@@ -355,7 +355,7 @@ async fn keys_rotate_without_signing_anyone_out() {
         .get(store_key(&rotated, fresh.session_cookie().unwrap()))
         .await
         .unwrap();
-    assert_eq!(&blob[..4], kid(&key_b).as_slice());
+    assert_eq!(&blob[8..12], kid(&key_b).as_slice());
 
     // [B] alone: the session never read under [B, A] (still sealed with A) is signed
     // out cleanly; the migrated ones live on

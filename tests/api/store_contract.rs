@@ -24,7 +24,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 async fn values_round_trip_and_delete((store, p): (SessionStore, String)) {
     let key = format!("{p}sess:a");
     assert_eq!(store.get(&key).await.unwrap(), None);
-    assert!(store.put(&key, b"blob", HOUR, None, false).await.unwrap());
+    assert!(store.put(&key, b"blob", HOUR, None, None).await.unwrap());
     assert_eq!(
         store.get(&key).await.unwrap().as_deref(),
         Some(&b"blob"[..])
@@ -36,28 +36,41 @@ async fn values_round_trip_and_delete((store, p): (SessionStore, String)) {
     assert_eq!(store.get(&key).await.unwrap(), None);
 }
 
-async fn updates_never_resurrect_a_deleted_value((store, p): (SessionStore, String)) {
+fn versioned(version: u64, body: &[u8]) -> Vec<u8> {
+    [&version.to_be_bytes()[..], body].concat()
+}
+
+async fn updates_are_compare_and_set((store, p): (SessionStore, String)) {
     let key = format!("{p}sess:b");
     let index = format!("{p}user:u");
+    // an update never resurrects a missing value, nor its index entry
+    let late = versioned(2, b"late");
     assert!(!store
         .put(
             &key,
-            b"late",
+            &late,
             HOUR,
             Some((&index, "b", b"meta", HOUR)),
-            true
+            Some(1)
         )
         .await
         .unwrap());
     assert_eq!(store.get(&key).await.unwrap(), None);
-    assert_eq!(
-        store.index_get(&index, "b").await.unwrap(),
-        None,
-        "nor its index entry"
-    );
-    assert!(store.put(&key, b"v1", HOUR, None, false).await.unwrap());
-    assert!(store.put(&key, b"v2", HOUR, None, true).await.unwrap());
-    assert_eq!(store.get(&key).await.unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(store.index_get(&index, "b").await.unwrap(), None);
+    // v1 → v2 succeeds once; a second writer that also read v1 loses
+    assert!(store
+        .put(&key, &versioned(1, b"one"), HOUR, None, None)
+        .await
+        .unwrap());
+    assert!(store
+        .put(&key, &versioned(2, b"two"), HOUR, None, Some(1))
+        .await
+        .unwrap());
+    assert!(!store
+        .put(&key, &versioned(2, b"stale"), HOUR, None, Some(1))
+        .await
+        .unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), Some(versioned(2, b"two")));
 }
 
 async fn index_lists_entries_and_liveness((store, p): (SessionStore, String)) {
@@ -69,7 +82,7 @@ async fn index_lists_entries_and_liveness((store, p): (SessionStore, String)) {
             b"1",
             HOUR,
             Some((&index, "one", b"m1", HOUR)),
-            false,
+            None,
         )
         .await
         .unwrap();
@@ -79,7 +92,7 @@ async fn index_lists_entries_and_liveness((store, p): (SessionStore, String)) {
             b"2",
             HOUR,
             Some((&index, "two", b"m2", HOUR)),
-            false,
+            None,
         )
         .await
         .unwrap();
@@ -109,7 +122,7 @@ async fn values_expire((store, p): (SessionStore, String)) {
     // the memory store is checked by its own clock below.
     let key = format!("{p}sess:ttl");
     store
-        .put(&key, b"x", Duration::from_secs(1), None, false)
+        .put(&key, b"x", Duration::from_secs(1), None, None)
         .await
         .unwrap();
     if let SessionStore::Redis(_) = &store {
@@ -126,7 +139,7 @@ async fn values_expire((store, p): (SessionStore, String)) {
         assert!((0..=1).contains(&ttl), "ttl {ttl}");
     } else {
         store
-            .put(&key, b"x", Duration::ZERO, None, false)
+            .put(&key, b"x", Duration::ZERO, None, None)
             .await
             .unwrap();
         assert_eq!(
@@ -150,7 +163,7 @@ macro_rules! store_contract {
 
 store_contract!(
     values_round_trip_and_delete,
-    updates_never_resurrect_a_deleted_value,
+    updates_are_compare_and_set,
     index_lists_entries_and_liveness,
     values_expire,
 );
