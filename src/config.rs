@@ -171,6 +171,47 @@ pub struct ProxySettings {
     pub refresh_skew: Duration,
     /// Header required on unsafe proxied methods.
     pub csrf_header: String,
+    /// Largest proxied request body, in bytes (streamed, never buffered).
+    pub body_limit: u64,
+    /// Time to connect to an upstream.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Default total time of one proxied request (a route may set its own).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest a token refresh may hold the session's lock (others wait at most this).
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// Upstream routes; the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: Vec<ProxyRoute>,
+}
+
+/// `[[proxy.routes]]`: requests under `prefix` go to `upstream` with `provider`'s token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRoute {
+    /// Path prefix under `/api`, e.g. `/api/42`.
+    pub prefix: String,
+    /// Upstream base URL, or `bundled` for this server's own `/v1` API.
+    pub upstream: String,
+    /// Provider whose access token is sent (`credentials`, `42`, …).
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// Replace the prefix by the upstream URL (default) or append the full path.
+    #[serde(default = "default_true")]
+    pub strip_prefix: bool,
+    /// Total time of one request on this route (default: `proxy.timeout`).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+fn default_provider() -> String {
+    "credentials".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Limits written `"count/window"`, e.g. `"10/1m"`. Counted per client IP or per account
@@ -340,6 +381,38 @@ impl Settings {
         if self.auth.refresh_token_ttl <= self.auth.access_token_ttl {
             problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
         }
+        for (i, route) in self.proxy.routes.iter().enumerate() {
+            let p = &route.prefix;
+            let under_api = p == "/api" || p.starts_with("/api/");
+            if !under_api
+                || p == "/api/auth"
+                || p.starts_with("/api/auth/")
+                || p.ends_with('/') && p != "/api/"
+            {
+                problems.push(format!(
+                    "proxy.routes[{i}].prefix: `{p}` must be /api or a path under it, not under /api/auth"
+                ));
+            }
+            if route.upstream != "bundled" {
+                match url_origin(&route.upstream) {
+                    Ok(origin) if origin.starts_with("https://") || is_loopback_origin(&origin) => {
+                    }
+                    Ok(_) => problems.push(format!(
+                        "proxy.routes[{i}].upstream: must be https (plain http only on loopback)"
+                    )),
+                    Err(e) => problems.push(format!("proxy.routes[{i}].upstream: {e}")),
+                }
+            }
+            if route.provider != "credentials"
+                && !self.providers.others.contains_key(&route.provider)
+                && !(route.provider == "42" && self.providers.others.contains_key("fortytwo"))
+            {
+                problems.push(format!(
+                    "proxy.routes[{i}].provider: no provider `{}` is configured",
+                    route.provider
+                ));
+            }
+        }
         if self.auth.password_min_score > 4 {
             problems.push("auth.password_min_score: must be between 0 and 4".into());
         }
@@ -408,6 +481,19 @@ fn describe_figment_error(error: figment::Error) -> String {
         kind = format!("{kind} (from {source})");
     }
     format!("{key}: {kind}")
+}
+
+/// Whether an origin's host is a loopback address (plain http is allowed there only).
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let host = origin.split_once("://").map_or("", |(_, h)| h);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.split_once(']').map(|(h, _)| h))
+        .unwrap_or_else(|| host.rsplit_once(':').map_or(host, |(h, _)| h));
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses an absolute http(s) URL and returns its origin (`scheme://host[:port]`).

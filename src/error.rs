@@ -60,6 +60,15 @@ pub enum AppError {
     /// A dependency (named) cannot be reached right now; the request changed nothing.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
+    /// The upstream could not be reached or answered garbage (proxy).
+    #[error("upstream unavailable")]
+    BadGateway,
+    /// The upstream did not answer in time (proxy).
+    #[error("upstream timeout")]
+    GatewayTimeout,
+    /// The provider could not refresh the token right now; the session is kept.
+    #[error("refresh unavailable")]
+    RefreshUnavailable,
     /// A bug or an unexpected failure. Its text never reaches the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -144,7 +153,9 @@ impl AppError {
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "csrf",
-                "The CSRF token is missing or invalid; fetch /api/auth/csrf and retry.".into(),
+                "Missing or invalid anti-CSRF proof: /api/auth POSTs need the `csrfToken` from \
+                 /api/auth/csrf; proxied POST/PUT/PATCH/DELETE need the anti-CSRF header."
+                    .into(),
             ),
             StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -194,6 +205,24 @@ impl AppError {
                 "Service Unavailable",
                 "service_unavailable",
                 format!("The {dependency} is unavailable; try again shortly."),
+            ),
+            BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                "upstream_unavailable",
+                "The upstream API could not be reached or answered invalidly.".into(),
+            ),
+            GatewayTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "Gateway Timeout",
+                "upstream_timeout",
+                "The upstream API did not answer in time.".into(),
+            ),
+            RefreshUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "refresh_unavailable",
+                "Your sign-in could not be renewed right now; try again shortly.".into(),
             ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -69,4 +69,37 @@ impl RedisHandle {
         })?;
         Ok(())
     }
+
+    /// Takes the lock `key` for `ttl` (`SET NX PX`); `true` when this caller owns it now.
+    pub async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, AppError> {
+        let mut conn = self.conn().await?;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(|_| AppError::StoreUnavailable)?;
+        Ok(set.is_some())
+    }
+
+    /// Releases the lock `key` if (and only if) `owner` still holds it.
+    pub async fn unlock(&self, key: &str, owner: &str) -> Result<(), AppError> {
+        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            )
+        });
+        let mut conn = self.conn().await?;
+        let _: i64 = script
+            .key(key)
+            .arg(owner)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|_| AppError::StoreUnavailable)?;
+        Ok(())
+    }
 }

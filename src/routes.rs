@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use poem::endpoint::make_sync;
+use poem::endpoint::{make, make_sync};
 use poem::middleware::{CatchPanic, Cors};
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Route};
 
@@ -31,6 +31,12 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(health::metrics))
+        // /api/auth/** is the session API; the rest of /api/** is the proxy.
+        .nest_no_strip(
+            "/api/auth",
+            crate::api::service().with(BodyLimit(body_limit)),
+        )
+        .nest_no_strip("/api", make(crate::proxy::forward::handle))
         .nest("/", api.with(BodyLimit(body_limit)))
         .with_if(
             !cors_origins.is_empty(),

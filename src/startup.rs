@@ -15,6 +15,8 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::mail::Mailer;
 use crate::ops::metrics::Metrics;
+use crate::proxy::refresh::SingleFlight;
+use crate::proxy::ProxyRoutes;
 use crate::ratelimit::RateLimiter;
 use crate::redis_store::RedisHandle;
 use crate::session::cookie::CookiePolicy;
@@ -36,11 +38,14 @@ pub struct AppState {
     pub csrf_secret: [u8; 32],
     /// The one outbound HTTP client (pooled keep-alive).
     pub http: reqwest::Client,
+    pub proxy_routes: Arc<ProxyRoutes>,
+    pub single_flight: Arc<SingleFlight>,
 }
 
 impl AppState {
-    /// Connects to the database (applying migrations) and prepares Redis.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// Connects to the database (applying migrations) and prepares Redis. `self_url` is
+    /// where this server answers on loopback (the proxy's `bundled` upstream).
+    pub async fn build(settings: Settings, self_url: &str) -> anyhow::Result<Self> {
         let db = Database::connect(&settings).await?;
         db.migrate().await?;
         tracing::info!(backend = ?db.backend, "database ready");
@@ -93,11 +98,13 @@ impl AppState {
             max_age: settings.session.absolute_timeout,
         };
         let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(settings.proxy.connect_timeout)
+            .timeout(settings.proxy.timeout)
+            .pool_max_idle_per_host(256)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
+        let proxy_routes = Arc::new(ProxyRoutes::new(&settings, self_url));
         let settings = Arc::new(settings);
         let auth = AuthService::new(
             UserRepo::new(db.pool.clone()),
@@ -122,6 +129,8 @@ impl AppState {
             credentials,
             csrf_secret: keyring.derive(b"csrf"),
             http,
+            proxy_routes,
+            single_flight: Arc::default(),
         })
     }
 }
@@ -159,10 +168,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the state and binds `server.listen` (port 0 picks a free port).
+    /// Binds `server.listen` (port 0 picks a free port), then builds the state.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let listen = settings.server.listen;
-        let state = AppState::build(settings).await?;
         let acceptor = TcpListener::bind(listen)
             .into_acceptor()
             .await
@@ -172,6 +180,14 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("listener has no local address")?;
+        // This server seen from itself: the loopback address of the bound port.
+        let loopback: std::net::IpAddr = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv6() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let self_url = format!("http://{}", SocketAddr::new(loopback, addr.port()));
+        let state = AppState::build(settings, &self_url).await?;
         Ok(Self {
             acceptor,
             state,

@@ -80,7 +80,11 @@ impl ApiError {
             AppError::Conflict(_) => ApiError::Conflict(body),
             AppError::PayloadTooLarge => ApiError::PayloadTooLarge(body),
             AppError::RateLimited { retry_after } => ApiError::TooManyRequests(body, retry_after),
-            AppError::Unavailable(_) | AppError::StoreUnavailable => ApiError::Unavailable(body),
+            AppError::Unavailable(_)
+            | AppError::StoreUnavailable
+            | AppError::RefreshUnavailable
+            | AppError::BadGateway
+            | AppError::GatewayTimeout => ApiError::Unavailable(body),
             AppError::Internal(_) => ApiError::Internal(body),
         }
     }

@@ -18,6 +18,15 @@ use crate::users::User;
 /// Provider id of username/password sign-in.
 pub const PROVIDER: &str = "credentials";
 
+/// Why a refresh did not produce tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// The provider refused the refresh token (`invalid_grant`): the sign-in is over.
+    Rejected,
+    /// The provider could not be reached or failed: try again later.
+    Unavailable,
+}
+
 /// A successful sign-in: who, and the tokens to keep in the vault.
 #[derive(Debug)]
 pub struct SignedIn {
@@ -156,6 +165,26 @@ impl CredentialsBackend {
                 &self.auth.authenticate(&tokens.access_token).await?.user,
             )),
             Some(h) => h.me(&tokens.access_token).await,
+        }
+    }
+
+    /// Exchanges the refresh token for a new token set (RFC 6749 §6 semantics: a
+    /// rejection means the sign-in is over; anything else is worth retrying later).
+    pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet, RefreshError> {
+        let refresh = tokens
+            .refresh_token
+            .as_deref()
+            .ok_or(RefreshError::Rejected)?;
+        match &self.http {
+            None => match self.auth.refresh(refresh).await {
+                Ok(pair) => Ok(bundled_tokens(pair)),
+                Err(AppError::Unauthenticated(_)) => Err(RefreshError::Rejected),
+                Err(e) => {
+                    tracing::warn!(error = %e, "bundled refresh failed");
+                    Err(RefreshError::Unavailable)
+                }
+            },
+            Some(h) => h.refresh(refresh).await,
         }
     }
 
@@ -327,6 +356,34 @@ impl HttpBackend {
             }
             401 | 403 => Err(AppError::SessionExpired),
             s => Err(Self::unreachable(format!("status {s}"))),
+        }
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, RefreshError> {
+        if self.config.refresh_url.is_empty() {
+            return Err(RefreshError::Rejected);
+        }
+        let (status, body) = self
+            .post(
+                &self.config.refresh_url,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+            .await
+            .map_err(|_| RefreshError::Unavailable)?;
+        match status.as_u16() {
+            200..=299 => {
+                let mut tokens = tokens_of(&body).ok_or(RefreshError::Unavailable)?;
+                // A backend that does not rotate keeps the refresh token it had.
+                if tokens.refresh_token.is_none() {
+                    tokens.refresh_token = Some(refresh_token.to_owned());
+                }
+                Ok(tokens)
+            }
+            400 | 401 | 403 => Err(RefreshError::Rejected),
+            _ => Err(RefreshError::Unavailable),
         }
     }
 

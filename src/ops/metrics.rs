@@ -24,6 +24,51 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Other counters: (metric name, rendered labels) → count.
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Upstream latency of proxied requests, by route prefix.
+    upstream: Mutex<BTreeMap<String, Histogram>>,
+}
+
+fn observe_into(map: &Mutex<BTreeMap<String, Histogram>>, key: &str, took: Duration) {
+    let secs = took.as_secs_f64();
+    if let Ok(mut map) = map.lock() {
+        let h = map.entry(key.to_owned()).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+}
+
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    label: &str,
+    map: &Mutex<BTreeMap<String, Histogram>>,
+) {
+    if let Ok(map) = map.lock() {
+        for (key, h) in map.iter() {
+            let key = escape(key);
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{label}=\"{key}\",le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label}=\"{key}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "{name}_sum{{{label}=\"{key}\"}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{label}=\"{key}\"}} {}", h.count);
+        }
+    }
 }
 
 fn method_label(method: &poem::http::Method) -> &'static str {
@@ -48,17 +93,19 @@ impl Metrics {
         if let Ok(mut map) = self.requests.lock() {
             *map.entry(key).or_default() += 1;
         }
-        let secs = took.as_secs_f64();
-        if let Ok(mut map) = self.latency.lock() {
-            let h = map.entry(route.to_owned()).or_default();
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                if secs <= *bound {
-                    h.counts[i] += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += secs;
+        observe_into(&self.latency, route, took);
+    }
+
+    /// Adds one to counter `name` with `labels` (already rendered: `a="x",b="y"`).
+    pub fn count(&self, name: &'static str, labels: String) {
+        if let Ok(mut map) = self.counters.lock() {
+            *map.entry((name, labels)).or_default() += 1;
         }
+    }
+
+    /// Records the upstream time of one proxied request.
+    pub fn observe_upstream(&self, route: &str, took: Duration) {
+        observe_into(&self.upstream, route, took);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -81,31 +128,28 @@ impl Metrics {
             "# HELP sessiongate_http_request_duration_seconds Request latency by route.\n",
         );
         out.push_str("# TYPE sessiongate_http_request_duration_seconds histogram\n");
-        if let Ok(map) = self.latency.lock() {
-            for (route, h) in map.iter() {
-                let route = escape(route);
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "sessiongate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
-                        h.counts[i]
-                    );
+        render_histogram(
+            &mut out,
+            "sessiongate_http_request_duration_seconds",
+            "route",
+            &self.latency,
+        );
+        out.push_str("# HELP sessiongate_upstream_duration_seconds Upstream time of proxied requests, by route.\n");
+        out.push_str("# TYPE sessiongate_upstream_duration_seconds histogram\n");
+        render_histogram(
+            &mut out,
+            "sessiongate_upstream_duration_seconds",
+            "route",
+            &self.upstream,
+        );
+        if let Ok(map) = self.counters.lock() {
+            let mut last = "";
+            for ((name, labels), n) in map.iter() {
+                if *name != last {
+                    let _ = writeln!(out, "# TYPE {name} counter");
+                    last = name;
                 }
-                let _ = writeln!(
-                    out,
-                    "sessiongate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "sessiongate_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "sessiongate_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                    h.count
-                );
+                let _ = writeln!(out, "{name}{{{labels}}} {n}");
             }
         }
         out

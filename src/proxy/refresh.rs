@@ -1,0 +1,181 @@
+//! Token refresh that never races.
+//!
+//! Exactly one refresh per session at a time, across every instance:
+//! 1. an in-process single flight keyed by session (waiters queue on one mutex);
+//! 2. a Redis lock (`SET NX PX`, released only by its owner) across instances.
+//!
+//! After each step the session is re-read from the store (never the cache): if someone
+//! else refreshed meanwhile, their tokens are used and no second refresh happens. New
+//! tokens are written with compare-and-set before anyone uses them, so a rotated
+//! refresh token is never lost and an older token set never overwrites a newer one.
+//! `invalid_grant` ends the session (401 `session_expired`); a provider that is down
+//! keeps it (503 `refresh_unavailable`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::bff::credentials::{RefreshError, PROVIDER};
+use crate::db::now;
+use crate::error::{AppError, AppResult};
+use crate::session::{Session, SessionId, SessionStore, TokenSet};
+use crate::startup::AppState;
+
+/// Per-session mutexes of this process.
+#[derive(Default)]
+pub struct SingleFlight {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SingleFlight {
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget mutexes nobody holds any more, so the map stays small.
+        if map.len() > 1024 {
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+        }
+        map.entry(key.to_owned()).or_default().clone()
+    }
+}
+
+/// Whether the access token must be refreshed before use: it expires within `skew`.
+pub fn due(tokens: &TokenSet, skew: Duration) -> bool {
+    tokens
+        .expires_at
+        .is_some_and(|at| at - now() <= skew.as_secs() as i64)
+}
+
+/// Asks the session's provider for new tokens.
+async fn provider_refresh(state: &AppState, session: &Session) -> Result<TokenSet, RefreshError> {
+    let started = Instant::now();
+    let result = if session.provider == PROVIDER {
+        state.credentials.refresh(&session.tokens).await
+    } else {
+        // OAuth providers plug in here (their token endpoint's refresh grant).
+        Err(RefreshError::Rejected)
+    };
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(RefreshError::Rejected) => "rejected",
+        Err(RefreshError::Unavailable) => "unavailable",
+    };
+    state.metrics.count(
+        "sessiongate_token_refreshes_total",
+        format!("provider=\"{}\",outcome=\"{outcome}\"", session.provider),
+    );
+    tracing::info!(provider = %session.provider, outcome, ms = started.elapsed().as_millis() as u64, "token refresh");
+    result
+}
+
+/// The session with a usable access token: `session` itself when its token is fresh,
+/// otherwise after the (single) refresh. `stale_token`, when given, forces a refresh
+/// unless the session's token already differs from it (an upstream said it is invalid).
+pub async fn fresh_session(
+    state: &AppState,
+    id: &SessionId,
+    session: Session,
+    stale_token: Option<&str>,
+) -> AppResult<Session> {
+    let skew = state.settings.proxy.refresh_skew;
+    let needs = |s: &Session| match stale_token {
+        Some(t) => s.tokens.access_token == t,
+        None => due(&s.tokens, skew),
+    };
+    if !needs(&session) {
+        return Ok(session);
+    }
+    let key = state.sessions.key(id);
+    let local = state.single_flight.lock_for(&key);
+    let wait_started = Instant::now();
+    let _flight = local.lock().await;
+    if wait_started.elapsed() > Duration::from_millis(1) {
+        state.metrics.count(
+            "sessiongate_refresh_lock_waits_total",
+            "scope=\"process\"".into(),
+        );
+    }
+    let current = state
+        .sessions
+        .fresh(id)
+        .await?
+        .ok_or(AppError::SessionExpired)?;
+    if !needs(&current) {
+        return Ok(current);
+    }
+
+    // Across instances: the store's lock (memory: this process is the only instance).
+    let lock = match state.sessions.store() {
+        SessionStore::Redis(redis) => Some((
+            redis.clone(),
+            format!("{}lock:{}", redis.prefix, id.handle()),
+        )),
+        SessionStore::Memory(_) => None,
+    };
+    let owner = crate::crypto::random_token();
+    let lock_ttl = state.settings.proxy.lock_timeout;
+    if let Some((redis, lock_key)) = &lock {
+        let deadline = Instant::now() + lock_ttl;
+        let mut waited = false;
+        while !redis.try_lock(lock_key, &owner, lock_ttl).await? {
+            if !waited {
+                state.metrics.count(
+                    "sessiongate_refresh_lock_waits_total",
+                    "scope=\"cluster\"".into(),
+                );
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let current = state
+                .sessions
+                .fresh(id)
+                .await?
+                .ok_or(AppError::SessionExpired)?;
+            if !needs(&current) {
+                return Ok(current);
+            }
+            if Instant::now() > deadline {
+                return Err(AppError::RefreshUnavailable);
+            }
+        }
+    }
+
+    let result = refresh_locked(state, id, &needs).await;
+    if let Some((redis, lock_key)) = &lock {
+        if let Err(e) = redis.unlock(lock_key, &owner).await {
+            tracing::warn!(error = %e, "refresh lock not released (it expires by itself)");
+        }
+    }
+    result
+}
+
+/// The refresh itself, with the lock held.
+async fn refresh_locked(
+    state: &AppState,
+    id: &SessionId,
+    needs: &impl Fn(&Session) -> bool,
+) -> AppResult<Session> {
+    let current = state
+        .sessions
+        .fresh(id)
+        .await?
+        .ok_or(AppError::SessionExpired)?;
+    if !needs(&current) {
+        return Ok(current);
+    }
+    if current.tokens.refresh_token.is_none() {
+        state.sessions.destroy(id, &current).await?;
+        return Err(AppError::SessionExpired);
+    }
+    match provider_refresh(state, &current).await {
+        Ok(tokens) => state
+            .sessions
+            .update(id, |s| s.tokens = tokens.clone())
+            .await?
+            .ok_or(AppError::SessionExpired),
+        Err(RefreshError::Rejected) => {
+            state.sessions.destroy(id, &current).await?;
+            Err(AppError::SessionExpired)
+        }
+        Err(RefreshError::Unavailable) => Err(AppError::RefreshUnavailable),
+    }
+}
