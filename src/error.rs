@@ -52,6 +52,9 @@ pub enum AppError {
     Conflict(&'static str),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request's headers are larger than any upstream should have to accept.
+    #[error("headers too large")]
+    HeadersTooLarge,
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     /// Over a rate limit; retry after this many seconds.
@@ -187,6 +190,12 @@ impl AppError {
                 "Payload Too Large",
                 "payload_too_large",
                 "The request body is too large.".into(),
+            ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+                "headers_too_large",
+                "The request headers are too large.".into(),
             ),
             UnsupportedMediaType(msg) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -78,7 +78,9 @@ impl ApiError {
             AppError::Forbidden(_) | AppError::Csrf => ApiError::Forbidden(body),
             AppError::NotFound => ApiError::NotFound(body),
             AppError::Conflict(_) => ApiError::Conflict(body),
-            AppError::PayloadTooLarge => ApiError::PayloadTooLarge(body),
+            AppError::PayloadTooLarge | AppError::HeadersTooLarge => {
+                ApiError::PayloadTooLarge(body)
+            }
             AppError::RateLimited { retry_after } => ApiError::TooManyRequests(body, retry_after),
             AppError::Unavailable(_)
             | AppError::StoreUnavailable

@@ -15,6 +15,9 @@ use crate::proxy::{path, refresh, Upstream};
 use crate::session::cookie;
 use crate::startup::AppState;
 
+/// Largest total size of a proxied request's headers (431 above).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and what the proxy replaces or never forwards.
 const NEVER_FORWARDED: &[&str] = &[
     "connection",
@@ -129,6 +132,22 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
             .is_none_or(|v| v.is_empty())
     {
         return Err(AppError::Csrf);
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(AppError::HeadersTooLarge);
+    }
+    // Both framings at once is how requests get smuggled past proxies (RFC 9112 §6.3).
+    if req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(AppError::BadRequest(
+            "Content-Length together with Transfer-Encoding is refused.".into(),
+        ));
     }
     let declared = req
         .headers()

@@ -50,9 +50,14 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(app: &TestApp, user_agent: &str) -> Self {
+        Self::at(&app.address, app.client.clone(), user_agent)
+    }
+
+    /// A browser for a server at `base` (e.g. one running as a child process).
+    pub fn at(base: &str, client: reqwest::Client, user_agent: &str) -> Self {
         Self {
-            base: app.address.clone(),
-            client: app.client.clone(),
+            base: base.to_owned(),
+            client,
             cookies: BTreeMap::new(),
             user_agent: user_agent.to_owned(),
             log: Arc::new(Mutex::new(Vec::new())),

@@ -9,6 +9,7 @@ mod helpers;
 mod openapi;
 mod ops;
 mod passwords;
+mod proxy;
 mod rate_limits;
 mod stand_ins;
 mod store_contract;
