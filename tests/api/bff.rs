@@ -825,3 +825,103 @@ async fn a_password_reset_ends_browser_sessions_too() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(b.session().await, json!({}));
 }
+
+#[tokio::test]
+async fn production_mode_refuses_to_start_without_keys() {
+    let dir = crate::helpers::tempdir::TempDir::new();
+    let mut s = crate::helpers::test_settings(Backend::Sqlite, &dir.0).await;
+    s.session.cookie_secure = true;
+    s.session.keys = vec![];
+    let err = sessiongate::startup::Application::build(s)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("session.keys"), "{err:#}");
+}
+
+/// A private redis-server on a free port, stopped on drop.
+struct OwnRedis {
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (the machine's Redis)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn service_resumes_by_itself_when_redis_returns() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = OwnRedis::start(port);
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.redis.url = Secret::new(format!("redis://127.0.0.1:{port}/"));
+        s.redis.timeout = std::time::Duration::from_millis(500);
+        s.session.keys = vec![Secret::new(sessiongate::crypto::generate_key())];
+    })
+    .await;
+    let (mut b, user) = signed_up(&app, "B").await;
+    assert_eq!(b.session().await["user"]["id"], user.id.as_str());
+
+    drop(redis);
+    // a write (sign-in) and a fresh read both need the store: 503, no hang, no 500
+    let mut other = Browser::new(&app, "Other");
+    let seen = other.sign_in(&user.username, &user.password).await;
+    assert_eq!(
+        seen.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        seen.body
+    );
+    assert_eq!(seen.json()["error"], "session_store_unavailable");
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let _redis = OwnRedis::start(port);
+    // no restart of sessiongate: the connection manager reconnects by itself
+    let mut resumed = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.status() == StatusCode::OK {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "readyz recovers");
+    let seen = other.sign_in(&user.username, &user.password).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(other.session().await["user"]["id"], user.id.as_str());
+}
