@@ -3,6 +3,7 @@
 use poem_openapi::Object;
 
 use crate::auth::TokenPair;
+use crate::db::rfc3339;
 use crate::users::User;
 
 /// A user as the API shows it (never the password hash).
@@ -18,11 +19,6 @@ pub struct UserOut {
     pub created_at: String,
     /// RFC 3339 time of the last profile change.
     pub updated_at: String,
-}
-
-fn rfc3339(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 impl From<User> for UserOut {

@@ -240,6 +240,21 @@ impl AppState {
         Ok((found, stale))
     }
 
+    /// The browser's CSRF token: the one its cookie holds, or a new one with the
+    /// `Set-Cookie` that stores it.
+    fn csrf_token(&self, req: &Request) -> (String, Option<String>) {
+        if let Some(token) =
+            csrf::token_from_cookie(req.headers(), &self.cookies, &self.csrf_secret)
+        {
+            return (token, None);
+        }
+        let (token, value) = csrf::issue(&self.csrf_secret);
+        (
+            token,
+            self.cookies.csrf(&value).to_str().ok().map(str::to_owned),
+        )
+    }
+
     fn check_csrf(&self, req: &Request, submitted: Option<&str>) -> AppResult<()> {
         csrf::verify(req.headers(), &self.cookies, &self.csrf_secret, submitted)
     }
@@ -314,13 +329,7 @@ impl AuthJsApi {
     /// signed copy.
     #[oai(path = "/csrf", method = "get", operation_id = "csrf")]
     async fn csrf(&self, state: Data<&AppState>, req: &Request) -> CsrfResult {
-        if let Some(token) =
-            csrf::token_from_cookie(req.headers(), &state.cookies, &state.csrf_secret)
-        {
-            return CsrfResult::Ok(Json(CsrfView { csrf_token: token }), None);
-        }
-        let (token, value) = csrf::issue(&state.csrf_secret);
-        let cookie = state.cookies.csrf(&value).to_str().ok().map(str::to_owned);
+        let (token, cookie) = state.csrf_token(req);
         CsrfResult::Ok(Json(CsrfView { csrf_token: token }), cookie)
     }
 
@@ -514,17 +523,7 @@ impl AuthJsApi {
         #[oai(name = "callbackUrl")] callback_url: Query<Option<String>>,
         error: Query<Option<String>>,
     ) -> PageResult {
-        let (token, cookie) =
-            match csrf::token_from_cookie(req.headers(), &state.cookies, &state.csrf_secret) {
-                Some(token) => (token, None),
-                None => {
-                    let (token, value) = csrf::issue(&state.csrf_secret);
-                    (
-                        token,
-                        state.cookies.csrf(&value).to_str().ok().map(str::to_owned),
-                    )
-                }
-            };
+        let (token, cookie) = state.csrf_token(req);
         let callback =
             RedirectTarget::resolve(callback_url.0.as_deref(), &state.settings).into_string();
         let html = pages::signin(
@@ -572,8 +571,6 @@ impl AuthJsApi {
 impl AppState {
     /// The JSON the client sees for a session.
     pub fn view(&self, s: &Session) -> SessionView {
-        let expires = std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(self.sessions.expires_at(s).max(0) as u64);
         SessionView {
             user: Some(SessionUserView {
                 id: s.user.id.clone(),
@@ -581,7 +578,7 @@ impl AppState {
                 email: s.user.email.clone(),
                 image: s.user.image.clone(),
             }),
-            expires: Some(humantime::format_rfc3339_seconds(expires).to_string()),
+            expires: Some(crate::db::rfc3339(self.sessions.expires_at(s))),
             provider: Some(s.provider.clone()),
         }
     }

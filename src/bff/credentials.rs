@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::auth::service::Registration;
 use crate::auth::{AuthService, TokenPair};
 use crate::config::CredentialsSettings;
 use crate::db::now;
@@ -34,14 +33,8 @@ pub struct SignedIn {
     pub tokens: TokenSet,
 }
 
-/// Registration fields, as received.
-pub struct NewAccount<'a> {
-    pub username: &'a str,
-    pub email: &'a str,
-    pub password: &'a str,
-    pub first_name: Option<&'a str>,
-    pub last_name: Option<&'a str>,
-}
+/// Registration fields, as received (the same shape the bundled API takes).
+pub use crate::auth::service::Registration as NewAccount;
 
 /// Where credentials go: the bundled API, or a remote one (`http`). The bundled account
 /// service also provides the rate limiter both use.
@@ -130,19 +123,7 @@ impl CredentialsBackend {
     pub async fn register(&self, account: NewAccount<'_>, ip: IpAddr) -> AppResult<SignedIn> {
         match &self.http {
             None => {
-                let (user, tokens) = self
-                    .auth
-                    .register(
-                        Registration {
-                            username: account.username,
-                            email: account.email,
-                            password: account.password,
-                            first_name: account.first_name,
-                            last_name: account.last_name,
-                        },
-                        ip,
-                    )
-                    .await?;
+                let (user, tokens) = self.auth.register(account, ip).await?;
                 Ok(SignedIn {
                     user: bundled_user(&user),
                     tokens: bundled_tokens(tokens),

@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::api::error::{ApiError, ApiResult, Coded};
 use crate::api::ApiTags;
 use crate::bff::csrf;
+use crate::db::rfc3339;
 use crate::error::AppError;
 use crate::startup::AppState;
 
@@ -42,13 +43,6 @@ pub enum RevokeResult {
     /// Revoked. Revoking the current session also clears its cookie.
     #[oai(status = 204)]
     Revoked(#[oai(header = "Set-Cookie")] Option<String>),
-}
-
-fn rfc3339(unix: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
-    )
-    .to_string()
 }
 
 #[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Session")]
