@@ -53,6 +53,9 @@ pub enum Rotation {
 
 const USER_COLUMNS: &str = "id, username, email, first_name, last_name, created_at, updated_at";
 const CONFLICT: &str = "Username or email already exists.";
+const INSERT_REFRESH_TOKEN: &str =
+    "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
+     VALUES ($1, $2, $3, $4)";
 
 fn conflict_or(err: sqlx::Error) -> AppError {
     match &err {
@@ -189,16 +192,13 @@ impl UserRepo {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(family_id)
-        .bind(at)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(INSERT_REFRESH_TOKEN)
+            .bind(token_hash)
+            .bind(family_id)
+            .bind(at)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -229,16 +229,13 @@ impl UserRepo {
         .rows_affected()
             == 1;
         if spent_now {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(new_hash)
-            .bind(family_id)
-            .bind(at)
-            .bind(new_expires_at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_REFRESH_TOKEN)
+                .bind(new_hash)
+                .bind(family_id)
+                .bind(at)
+                .bind(new_expires_at)
+                .execute(&mut *tx)
+                .await?;
             let (user_id,): (String,) =
                 sqlx::query_as("SELECT user_id FROM refresh_families WHERE id = $1")
                     .bind(family_id)
