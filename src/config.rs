@@ -413,6 +413,14 @@ impl Settings {
                 ));
             }
         }
+        if self.proxy.refresh_skew >= self.auth.access_token_ttl {
+            problems.push(
+                "proxy.refresh_skew: must be shorter than auth.access_token_ttl (or every request refreshes)".into(),
+            );
+        }
+        if self.proxy.lock_timeout < Duration::from_secs(2) {
+            problems.push("proxy.lock_timeout: at least 2s (a refresh gets half of it)".into());
+        }
         if self.auth.password_min_score > 4 {
             problems.push("auth.password_min_score: must be between 0 and 4".into());
         }

@@ -97,9 +97,12 @@ impl AppState {
             secure: settings.session.cookie_secure,
             max_age: settings.session.absolute_timeout,
         };
+        // No total timeout on the shared client: proxied bodies may stream for long. Each
+        // caller bounds its own wait; a stalled connection fails after `proxy.timeout`
+        // without a byte.
         let http = reqwest::Client::builder()
             .connect_timeout(settings.proxy.connect_timeout)
-            .timeout(settings.proxy.timeout)
+            .read_timeout(settings.proxy.timeout)
             .pool_max_idle_per_host(256)
             .redirect(reqwest::redirect::Policy::none())
             .build()

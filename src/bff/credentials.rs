@@ -14,6 +14,9 @@ use crate::error::{AppError, AppResult};
 use crate::session::{SessionUser, TokenSet};
 use crate::users::User;
 
+/// Longest wait for a remote credentials backend's answer.
+const BACKEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Provider id of username/password sign-in.
 pub const PROVIDER: &str = "credentials";
 
@@ -239,7 +242,7 @@ impl HttpBackend {
         url: &str,
         fields: &[(&str, &str)],
     ) -> AppResult<(reqwest::StatusCode, Value)> {
-        let req = self.client.post(url);
+        let req = self.client.post(url).timeout(BACKEND_TIMEOUT);
         let req = if self.config.body == "form" {
             req.form(fields)
         } else {
@@ -326,6 +329,7 @@ impl HttpBackend {
         let resp = self
             .client
             .get(&self.config.me_url)
+            .timeout(BACKEND_TIMEOUT)
             .bearer_auth(access_token)
             .send()
             .await
@@ -363,7 +367,12 @@ impl HttpBackend {
                 }
                 Ok(tokens)
             }
-            400 | 401 | 403 => Err(RefreshError::Rejected),
+            // Only a refusal of the token itself ends the sign-in; a misconfigured client
+            // (invalid_client, a wrong body format) must not sign everyone out.
+            401 => Err(RefreshError::Rejected),
+            400 if body.get("error").and_then(Value::as_str) == Some("invalid_grant") => {
+                Err(RefreshError::Rejected)
+            }
             _ => Err(RefreshError::Unavailable),
         }
     }

@@ -36,6 +36,8 @@ const NEVER_FORWARDED: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
 ];
 
 /// Hop-by-hop headers of the answer, and cookies the upstream tries to set.
@@ -162,8 +164,10 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
         .map_err(AppError::from_poem)?;
 
     let session = refresh::fresh_session(state, &id, session, None).await?;
-    let has_body =
-        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    // HTTP/2 bodies may come without Content-Length: any unsafe method carries its body.
+    let has_body = declared.is_some_and(|n| n > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING)
+        || (declared.is_none() && is_unsafe(req.method()));
     let retryable = matches!(*req.method(), Method::GET | Method::HEAD);
     let resp = send(
         state,
@@ -242,8 +246,7 @@ async fn send(
     let mut builder = state
         .http
         .request(req.method().clone(), url)
-        .headers(headers)
-        .timeout(route.timeout);
+        .headers(headers);
     if has_body {
         let limit = state.settings.proxy.body_limit;
         let mut seen: u64 = 0;

@@ -51,8 +51,9 @@ async fn provider_refresh(state: &AppState, session: &Session) -> Result<TokenSe
     let result = if session.provider == PROVIDER {
         state.credentials.refresh(&session.tokens).await
     } else {
-        // OAuth providers plug in here (their token endpoint's refresh grant).
-        Err(RefreshError::Rejected)
+        // OAuth providers plug in here (their token endpoint's refresh grant). Until
+        // then the session is kept: only a provider's own refusal ends it.
+        Err(RefreshError::Unavailable)
     };
     let outcome = match result {
         Ok(_) => "ok",
@@ -70,6 +71,9 @@ async fn provider_refresh(state: &AppState, session: &Session) -> Result<TokenSe
 /// The session with a usable access token: `session` itself when its token is fresh,
 /// otherwise after the (single) refresh. `stale_token`, when given, forces a refresh
 /// unless the session's token already differs from it (an upstream said it is invalid).
+///
+/// "Needs a refresh" always means *still the access token this request started with*:
+/// once anyone has replaced it, waiters take the new one instead of refreshing again.
 pub async fn fresh_session(
     state: &AppState,
     id: &SessionId,
@@ -77,13 +81,28 @@ pub async fn fresh_session(
     stale_token: Option<&str>,
 ) -> AppResult<Session> {
     let skew = state.settings.proxy.refresh_skew;
-    let needs = |s: &Session| match stale_token {
-        Some(t) => s.tokens.access_token == t,
-        None => due(&s.tokens, skew),
-    };
-    if !needs(&session) {
+    let started_with = session.tokens.access_token.clone();
+    let forced = stale_token.is_some();
+    if !(forced || due(&session.tokens, skew)) || stale_token.is_some_and(|t| t != started_with) {
         return Ok(session);
     }
+    let needs = move |s: &Session| {
+        s.tokens.access_token == started_with && (forced || due(&s.tokens, skew))
+    };
+
+    // The locked part runs in its own task: a browser that gives up on its request must
+    // not cancel a refresh between the provider's rotation and the store write.
+    let (state, id) = (state.clone(), id.clone());
+    tokio::spawn(async move { refresh_single_flight(&state, &id, &needs).await })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?
+}
+
+async fn refresh_single_flight(
+    state: &AppState,
+    id: &SessionId,
+    needs: &(impl Fn(&Session) -> bool + Sync),
+) -> AppResult<Session> {
     let key = state.sessions.key(id);
     let local = state.single_flight.lock_for(&key);
     let wait_started = Instant::now();
@@ -139,7 +158,19 @@ pub async fn fresh_session(
         }
     }
 
-    let result = refresh_locked(state, id, &needs).await;
+    // The provider call is bounded well inside the lock's lifetime, so the lock cannot
+    // expire under a slow refresh and let a second instance refresh with a spent token.
+    let budget = lock_ttl / 2;
+    let result = match tokio::time::timeout(budget, refresh_locked(state, id, needs)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                budget_ms = budget.as_millis() as u64,
+                "token refresh timed out"
+            );
+            Err(AppError::RefreshUnavailable)
+        }
+    };
     if let Some((redis, lock_key)) = &lock {
         if let Err(e) = redis.unlock(lock_key, &owner).await {
             tracing::warn!(error = %e, "refresh lock not released (it expires by itself)");
@@ -166,10 +197,17 @@ async fn refresh_locked(
         state.sessions.destroy(id, &current).await?;
         return Err(AppError::SessionExpired);
     }
+    let used = current.tokens.refresh_token.clone();
     match provider_refresh(state, &current).await {
+        // Stored with compare-and-set, and only over the token set that was used: a
+        // newer set (from anyone) is never replaced by this one.
         Ok(tokens) => state
             .sessions
-            .update(id, |s| s.tokens = tokens.clone())
+            .update(id, |s| {
+                if s.tokens.refresh_token == used {
+                    s.tokens = tokens.clone();
+                }
+            })
             .await?
             .ok_or(AppError::SessionExpired),
         Err(RefreshError::Rejected) => {

@@ -152,10 +152,13 @@ impl SessionManager {
             .map(|m| (index.as_str(), handle.as_str(), m, self.absolute));
         let key = self.key(id);
         self.cache.remove(&key);
-        Ok(self
+        let written = self
             .store
             .put(&key, &blob, ttl, index_entry, expect)
-            .await?)
+            .await?;
+        // Again after the write: a read racing with it may have cached the old value.
+        self.cache.remove(&key);
+        Ok(written)
     }
 
     /// Starts a session under a brand-new id (never a previous one: no fixation).
@@ -277,6 +280,9 @@ impl SessionManager {
             let Some(mut session) = self.fresh(id).await? else {
                 return Ok(None);
             };
+            if self.expires_at(&session) <= now() {
+                return Ok(None);
+            }
             let expect = session.version;
             change(&mut session);
             session.version = expect + 1;
