@@ -224,9 +224,15 @@ async fn send(
     has_body: bool,
 ) -> AppResult<reqwest::Response> {
     let mut headers = copy_headers(req.headers(), NEVER_FORWARDED);
-    let bearer =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| AppError::SessionExpired)?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        tracing::warn!("the provider's access token is not a valid header value");
+        AppError::BadGateway
+    })?;
     headers.insert(header::AUTHORIZATION, bearer);
+    if !has_body {
+        // No body goes with this request (a retry replays none): no stale framing either.
+        headers.remove(header::CONTENT_LENGTH);
+    }
     if let Ok(v) = HeaderValue::from_str(&ip.0.to_string()) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
@@ -260,8 +266,19 @@ async fn send(
         });
         builder = builder.body(reqwest::Body::wrap_stream(stream));
     }
+    // `route.timeout` bounds the wait for the upstream's answer (its headers); the body
+    // then streams for as long as it keeps flowing (the client's idle read timeout).
     let started = Instant::now();
-    let result = builder.send().await;
+    let result = match tokio::time::timeout(route.timeout, builder.send()).await {
+        Ok(result) => result,
+        Err(_) => {
+            state
+                .metrics
+                .observe_upstream(&route.prefix, started.elapsed());
+            tracing::warn!(route = %route.prefix, "upstream timed out");
+            return Err(AppError::GatewayTimeout);
+        }
+    };
     state
         .metrics
         .observe_upstream(&route.prefix, started.elapsed());
