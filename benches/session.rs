@@ -98,7 +98,7 @@ fn main() {
         let (version, sealed) = blob.split_at(8);
         let aad = [key.as_bytes(), version].concat();
         let plain = ring.open(b"session", id.as_bytes(), &aad, sealed).unwrap();
-        let session: sessiongate::session::Session = serde_json::from_slice(&plain).unwrap();
+        let session = sessiongate::session::Session::decode(&plain).unwrap();
         println!(
             "Redis per session: MEMORY USAGE {usage} bytes (sealed value {value_len} bytes; access token {} + refresh token {} bytes)",
             session.tokens.access_token.len(),

@@ -83,7 +83,7 @@ impl SessionManager {
     /// in clear so the store can compare-and-set on it, and inside the associated data so
     /// it cannot be altered without the blob failing to open.
     fn seal_session(&self, id: &SessionId, session: &Session) -> AppResult<Vec<u8>> {
-        let plain = serde_json::to_vec(session).map_err(|e| AppError::Internal(e.into()))?;
+        let plain = session.encode().map_err(|e| AppError::Internal(e.into()))?;
         let version = session.version.to_be_bytes();
         let aad = [self.key(id).as_bytes(), &version].concat();
         let mut out = version.to_vec();
@@ -97,7 +97,7 @@ impl SessionManager {
         let (version, sealed) = stored.split_at_checked(8)?;
         let aad = [self.key(id).as_bytes(), version].concat();
         let plain = self.keys.open(SESSION, id.as_bytes(), &aad, sealed).ok()?;
-        let session: Session = serde_json::from_slice(&plain).ok()?;
+        let session = Session::decode(&plain)?;
         (session.version.to_be_bytes() == version).then(|| (session, self.keys.is_current(sealed)))
     }
 

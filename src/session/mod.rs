@@ -6,6 +6,7 @@
 //! keeps the per-user index. So Redis and memory are equally safe.
 
 pub mod cache;
+pub mod compact;
 pub mod cookie;
 pub mod id;
 pub mod manager;

@@ -1,5 +1,7 @@
-//! What a session holds. Field names are one letter on the wire: the blob is sealed and
-//! stored per session, so every byte counts (DESIGN: ≤ 1 KiB with two 300-byte tokens).
+//! What a session holds. Sealed sessions are encoded with postcard (no field names, no
+//! JSON punctuation) and JWTs stored as bytes (`compact`): the blob is stored per
+//! session, so every byte counts (DESIGN: ≤ 1 KiB with two 300-byte tokens). Every field
+//! is always encoded: postcard is not self-describing.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,29 +10,29 @@ use serde::{Deserialize, Serialize};
 pub struct SessionUser {
     #[serde(rename = "i")]
     pub id: String,
-    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "n")]
     pub name: Option<String>,
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "e")]
     pub email: Option<String>,
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "m")]
     pub image: Option<String>,
-    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "l")]
     pub login: Option<String>,
 }
 
 /// Upstream tokens. Never serialized anywhere but into the sealed blob; `Debug` redacts.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenSet {
-    #[serde(rename = "a")]
+    #[serde(rename = "a", with = "crate::session::compact::token")]
     pub access_token: String,
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "r", with = "crate::session::compact::optional_token")]
     pub refresh_token: Option<String>,
     /// Unix seconds when the access token expires.
-    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "x")]
     pub expires_at: Option<i64>,
-    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "s")]
     pub scope: Option<String>,
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "t")]
     pub token_type: Option<String>,
 }
 
@@ -69,6 +71,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// The plaintext that gets sealed (postcard).
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(self)
+    }
+
+    /// The inverse of [`Session::encode`]; `None` for anything else.
+    pub fn decode(plain: &[u8]) -> Option<Self> {
+        postcard::from_bytes(plain).ok()
+    }
+
     /// The key of the user's session index: provider and user id, hashed.
     pub fn user_key(&self) -> String {
         user_key(&self.provider, &self.user.id)

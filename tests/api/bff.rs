@@ -205,7 +205,7 @@ fn open_blob(key_b64: &str, cookie: &str, store_key: &str, blob: &[u8]) -> Token
     let (version, sealed) = blob.split_at(8);
     let aad = [store_key.as_bytes(), version].concat();
     let plain = ring.open(b"session", id.as_bytes(), &aad, sealed).unwrap();
-    let session: sessiongate::session::Session = serde_json::from_slice(&plain).unwrap();
+    let session = sessiongate::session::Session::decode(&plain).unwrap();
     session.tokens
 }
 

@@ -341,7 +341,14 @@ impl TestApp {
 
 /// Reads a JSON body and checks it is the error envelope with `code`.
 pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(resp.status(), status, "unexpected status");
+    let url = resp.url().path().to_owned();
+    if resp.status() != status {
+        let got = resp.status();
+        panic!(
+            "{url}: expected {status}, got {got}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
     assert!(
         resp.headers()
             .get("content-type")
