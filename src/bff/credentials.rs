@@ -222,10 +222,11 @@ fn tokens_of(body: &Value) -> Option<TokenSet> {
     Some(TokenSet {
         access_token: text(body, &["access_token"])?,
         refresh_token: text(body, &["refresh_token"]),
+        // Clamped: a hostile or broken backend cannot overflow the clock.
         expires_at: body
             .get("expires_in")
             .and_then(Value::as_i64)
-            .map(|s| now() + s),
+            .map(|s| now().saturating_add(s.clamp(0, 10 * 365 * 86_400))),
         scope: text(body, &["scope"]),
         token_type: text(body, &["token_type"]),
     })
@@ -261,12 +262,21 @@ impl HttpBackend {
     /// Maps a backend refusal to ours; the backend's own texts never reach the browser.
     fn refusal(status: reqwest::StatusCode, body: &Value) -> AppError {
         match status.as_u16() {
-            400 | 422 => match body
-                .get("details")
-                .and_then(|d| serde_json::from_value(d.clone()).ok())
-            {
-                Some(details) => AppError::Validation(details),
-                None => AppError::BadRequest("The backend refused these details.".into()),
+            // Field names only: the backend's own messages are not ours to show.
+            400 | 422 => match body.get("details").and_then(Value::as_object) {
+                Some(fields) if !fields.is_empty() => AppError::Validation(
+                    fields
+                        .keys()
+                        .take(16)
+                        .map(|k| {
+                            (
+                                k.chars().take(64).collect(),
+                                vec!["The account service refused this value.".to_owned()],
+                            )
+                        })
+                        .collect(),
+                ),
+                _ => AppError::BadRequest("The account service refused these details.".into()),
             },
             401 | 403 => AppError::InvalidCredentials,
             409 => AppError::Conflict("Username or email already exists."),
@@ -412,5 +422,11 @@ mod tests {
         assert_eq!(t.refresh_token.as_deref(), Some("r"));
         assert!(t.expires_at.unwrap() > now());
         assert!(profile_of(&serde_json::json!({"access_token": "t"})).is_none());
+        let huge =
+            tokens_of(&serde_json::json!({"access_token": "t", "expires_in": i64::MAX})).unwrap();
+        assert!(
+            huge.expires_at.unwrap() <= now() + 10 * 365 * 86_400,
+            "clamped, no overflow"
+        );
     }
 }
