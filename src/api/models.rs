@@ -149,9 +149,12 @@ impl LoginResponse {
 #[derive(Debug, Object)]
 pub struct ProfileUpdate {
     pub username: Option<String>,
+    /// Changing it needs `current_password`.
     pub email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// The account's password; required when `email` changes.
+    pub current_password: Option<String>,
 }
 
 /// The updated profile.

@@ -10,6 +10,7 @@ use crate::api::models::{ProfileUpdate, ProfileUpdated};
 use crate::api::security::BearerAuth;
 use crate::api::ApiTags;
 use crate::auth::service::ProfilePatch;
+use crate::ops::client_ip::ClientIp;
 use crate::startup::AppState;
 
 pub struct UsersApi;
@@ -32,13 +33,15 @@ impl UsersApi {
 
     /// Change my profile
     ///
-    /// Partial update: absent fields keep their value. A username or email that another
-    /// account uses answers 409 and changes nothing.
+    /// Partial update: absent fields keep their value. Changing the email needs
+    /// `current_password`. A username or email that another account uses answers 409 and
+    /// changes nothing.
     #[oai(path = "/me", method = "patch", operation_id = "updateProfile")]
     async fn patch_me(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        ip: ClientIp,
         body: Json<ProfileUpdate>,
     ) -> ApiResult<ProfileResult> {
         let caller = state.auth.authenticate(auth.token()).await?;
@@ -51,7 +54,9 @@ impl UsersApi {
                     email: body.email.as_deref(),
                     first_name: body.first_name.as_deref(),
                     last_name: body.last_name.as_deref(),
+                    current_password: body.current_password.as_deref(),
                 },
+                ip.0,
             )
             .await?;
         Ok(ProfileResult::Ok(Json(ProfileUpdated {

@@ -42,6 +42,8 @@ pub struct ProfilePatch<'a> {
     pub email: Option<&'a str>,
     pub first_name: Option<&'a str>,
     pub last_name: Option<&'a str>,
+    /// Required to change the email: the address password resets go to.
+    pub current_password: Option<&'a str>,
 }
 
 /// The authenticated caller of a `/v1` endpoint.
@@ -341,8 +343,48 @@ impl AuthService {
         })
     }
 
-    /// Validates and applies a profile change.
-    pub async fn update_profile(&self, user: &User, patch: ProfilePatch<'_>) -> AppResult<User> {
+    /// Validates and applies a profile change. Changing the email needs the current
+    /// password (otherwise a stolen token could redirect password resets and keep the
+    /// account); wrong passwords count against the per-IP password limit.
+    pub async fn update_profile(
+        &self,
+        user: &User,
+        patch: ProfilePatch<'_>,
+        ip: IpAddr,
+    ) -> AppResult<User> {
+        let changes_email = patch
+            .email
+            .is_some_and(|e| e.trim().to_lowercase() != user.email.to_lowercase());
+        if changes_email {
+            let Some(password) = patch.current_password.filter(|p| !p.is_empty()) else {
+                return Err(AppError::field(
+                    "current_password",
+                    "Your current password is required to change the email.",
+                ));
+            };
+            let limit = self.settings.rate_limit.reset_confirm_per_ip;
+            let ip = crate::ratelimit::ip_key(ip);
+            self.guarded(&[("password_ip", &ip, limit)], async {
+                let hash = self.repo.password_hash(&user.id).await?;
+                let ok = password.chars().count() <= crate::users::domain::PASSWORD_MAX_CHARS
+                    && self.hasher.verify(password.to_owned(), hash).await?;
+                if ok {
+                    Ok(())
+                } else {
+                    Err(AppError::field(
+                        "old_password",
+                        "The current password is incorrect.",
+                    ))
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                AppError::Validation(_) => {
+                    AppError::field("current_password", "The current password is incorrect.")
+                }
+                other => other,
+            })?;
+        }
         let mut v = Validator::default();
         let mut change = ProfileChange::default();
         if let Some(raw) = patch.username {

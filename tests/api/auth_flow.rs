@@ -47,11 +47,38 @@ async fn full_journey(backend: Backend) {
         assert_eq!(me["email"], email.as_str());
     }
 
-    // patch profile
+    // patch profile: a new email needs the current password, and nothing changes without it
+    let change = json!({"first_name": "Augusta", "email": format!("new.{email}")});
+    let body = assert_error(
+        app.patch_me(&access, &change).await,
+        StatusCode::BAD_REQUEST,
+        "validation_error",
+    )
+    .await;
+    assert_eq!(
+        body["details"]["current_password"][0],
+        "Your current password is required to change the email."
+    );
+    let wrong = json!({"first_name": "Augusta", "email": format!("new.{email}"), "current_password": "not it at all"});
+    let body = assert_error(
+        app.patch_me(&access, &wrong).await,
+        StatusCode::BAD_REQUEST,
+        "validation_error",
+    )
+    .await;
+    assert_eq!(
+        body["details"]["current_password"][0],
+        "The current password is incorrect."
+    );
+    let me: Value = app.me(&access).await.json().await.unwrap();
+    assert_eq!(
+        (me["first_name"].as_str(), me["email"].as_str()),
+        (Some("Ada"), Some(email.as_str()))
+    );
     let resp = app
         .patch_me(
             &access,
-            &json!({"first_name": "Augusta", "email": format!("new.{email}")}),
+            &json!({"first_name": "Augusta", "email": format!("new.{email}"), "current_password": password}),
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -154,7 +181,7 @@ async fn taken_usernames_and_emails_conflict(backend: Backend) {
     let resp = app
         .patch_me(
             &second.access_token,
-            &json!({"email": user.email, "first_name": "X"}),
+            &json!({"email": user.email, "first_name": "X", "current_password": second.password}),
         )
         .await;
     assert_error(resp, StatusCode::CONFLICT, "conflict").await;
