@@ -84,33 +84,6 @@ impl RateLimiter {
         format!("{prefix}rl:{bucket}:{}", &digest[..32])
     }
 
-    /// The count in the current window and the milliseconds left of it.
-    async fn read(&self, bucket: &str, id: &str) -> AppResult<(u32, i64)> {
-        match self {
-            RateLimiter::Redis(redis) => {
-                let key = Self::key(&redis.prefix, bucket, id);
-                let mut conn = redis.conn().await?;
-                let (count, ttl): (Option<u32>, i64) = redis::pipe()
-                    .get(&key)
-                    .pttl(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                Ok((count.unwrap_or(0), ttl))
-            }
-            RateLimiter::Memory(map) => {
-                let key = Self::key("", bucket, id);
-                let map = map.lock().map_err(|_| poisoned())?;
-                Ok(match map.get(&key) {
-                    Some((n, end)) if *end > Instant::now() => {
-                        (*n, end.duration_since(Instant::now()).as_millis() as i64)
-                    }
-                    _ => (0, 0),
-                })
-            }
-        }
-    }
-
     /// Counts one event; returns the new count and the milliseconds left in the window.
     async fn incr(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<(u32, i64)> {
         let window_ms = limit.window.as_millis() as i64;
@@ -164,22 +137,6 @@ impl RateLimiter {
             }
         }
         Ok(())
-    }
-
-    /// Refuses when `limit` events already happened in the window (counts nothing).
-    pub async fn check(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
-        let (count, ttl) = self.read(bucket, id).await?;
-        if count >= limit.max {
-            return Err(AppError::RateLimited {
-                retry_after: retry_after(ttl),
-            });
-        }
-        Ok(())
-    }
-
-    /// Counts one event (a failure, typically) without refusing.
-    pub async fn record(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
-        self.incr(bucket, id, limit).await.map(|_| ())
     }
 
     /// Counts one event and refuses it when it is over the limit.
@@ -266,7 +223,7 @@ mod tests {
             other => panic!("expected 429, got {other:?}"),
         }
         rl.consume("b", "other-ip", limit).await.unwrap();
-        assert!(rl.check("b", "ip", limit).await.is_err());
-        assert!(rl.check("b", "fresh", limit).await.is_ok());
+        assert!(rl.consume("b", "ip", limit).await.is_err());
+        assert!(rl.consume("b", "fresh", limit).await.is_ok());
     }
 }

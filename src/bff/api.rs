@@ -161,6 +161,17 @@ pub enum RedirectOrUrl {
     ),
 }
 
+impl RedirectOrUrl {
+    /// Where the client goes next: `{url}` when it asked with `json=true`, else a 302.
+    fn to(url: String, json: bool, cookie: Option<String>) -> Self {
+        if json {
+            Self::Url(Json(UrlView { url }), cookie)
+        } else {
+            Self::Redirect(url, cookie)
+        }
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum SessionResult {
     /// The session, or `{}` when signed out (a stale cookie is cleared).
@@ -249,13 +260,10 @@ impl AppState {
             return (token, None);
         }
         let (token, value) = csrf::issue(&self.csrf_secret);
-        (
-            token,
-            self.cookies.csrf(&value).to_str().ok().map(str::to_owned),
-        )
+        (token, Some(self.cookies.csrf(&value)))
     }
 
-    fn check_csrf(&self, req: &Request, submitted: Option<&str>) -> AppResult<()> {
+    pub(crate) fn check_csrf(&self, req: &Request, submitted: Option<&str>) -> AppResult<()> {
         csrf::verify(req.headers(), &self.cookies, &self.csrf_secret, submitted)
     }
 
@@ -282,13 +290,9 @@ impl AppState {
             .sessions
             .create(signed.user, provider, signed.tokens, ua, &ip.0.to_string())
             .await?;
-        let cookie = self.cookies.session(&id).to_str().ok().map(str::to_owned);
+        let cookie = Some(self.cookies.session(&id));
         let target = RedirectTarget::resolve(callback, &self.settings).into_string();
-        Ok(if json {
-            RedirectOrUrl::Url(Json(UrlView { url: target }), cookie)
-        } else {
-            RedirectOrUrl::Redirect(target, cookie)
-        })
+        Ok(RedirectOrUrl::to(target, json, cookie))
     }
 
     /// A failed sign-in: JSON (with NextAuth's `url`) for `json=true`, else a redirect to
@@ -340,16 +344,7 @@ impl AuthJsApi {
     #[oai(path = "/session", method = "get", operation_id = "getSession")]
     async fn session(&self, state: Data<&AppState>, req: &Request) -> ApiResult<SessionResult> {
         let (found, stale) = state.session_of(req).await.coded()?;
-        let clear = stale
-            .then(|| {
-                state
-                    .cookies
-                    .clear_session()
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-            })
-            .flatten();
+        let clear = stale.then(|| state.cookies.clear_session());
         Ok(SessionResult::Ok(
             Json(found.map(|(_, s)| state.view(&s)).unwrap_or_default()),
             clear,
@@ -457,19 +452,13 @@ impl AuthJsApi {
                 state.sessions.destroy(&id, &session).await.coded()?;
             }
         }
-        let clear = state
-            .cookies
-            .clear_session()
-            .to_str()
-            .ok()
-            .map(str::to_owned);
         let target =
             RedirectTarget::resolve(f.callback_url.as_deref(), &state.settings).into_string();
-        Ok(if truthy(&f.json) {
-            RedirectOrUrl::Url(Json(UrlView { url: target }), clear)
-        } else {
-            RedirectOrUrl::Redirect(target, clear)
-        })
+        Ok(RedirectOrUrl::to(
+            target,
+            truthy(&f.json),
+            Some(state.cookies.clear_session()),
+        ))
     }
 
     /// Create an account and sign in

@@ -9,7 +9,6 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::error::{ApiError, ApiResult, Coded};
 use crate::api::ApiTags;
-use crate::bff::csrf;
 use crate::db::rfc3339;
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -87,29 +86,14 @@ impl SessionsApi {
         id: Path<String>,
         #[oai(name = "X-CSRF-Token")] csrf_token: Header<Option<String>>,
     ) -> ApiResult<RevokeResult> {
-        csrf::verify(
-            req.headers(),
-            &state.cookies,
-            &state.csrf_secret,
-            csrf_token.0.as_deref(),
-        )
-        .coded()?;
+        state.check_csrf(req, csrf_token.0.as_deref()).coded()?;
         let Some((current, session)) = state.session_of(req).await.coded()?.0 else {
             return Err(ApiError::code(AppError::Unauthenticated("Sign in first.")));
         };
         if !state.sessions.revoke(&session, &id.0).await.coded()? {
             return Err(ApiError::code(AppError::NotFound));
         }
-        let clear = (current.handle() == id.0)
-            .then(|| {
-                state
-                    .cookies
-                    .clear_session()
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-            })
-            .flatten();
+        let clear = (current.handle() == id.0).then(|| state.cookies.clear_session());
         Ok(RevokeResult::Revoked(clear))
     }
 }

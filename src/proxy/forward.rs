@@ -92,8 +92,9 @@ pub async fn handle(mut req: Request) -> Response {
         Err(err) => {
             let mut resp = err.to_response(ErrorStyle::Code);
             if matches!(err, AppError::SessionExpired) {
-                resp.headers_mut()
-                    .append(header::SET_COOKIE, state.cookies.clear_session());
+                if let Ok(clear) = HeaderValue::try_from(state.cookies.clear_session()) {
+                    resp.headers_mut().append(header::SET_COOKIE, clear);
+                }
             }
             resp
         }

@@ -38,6 +38,15 @@ impl SingleFlight {
     }
 }
 
+/// The session as the store holds it now (never the cache); gone is `session_expired`.
+async fn live(state: &AppState, id: &SessionId) -> AppResult<Session> {
+    state
+        .sessions
+        .fresh(id)
+        .await?
+        .ok_or(AppError::SessionExpired)
+}
+
 /// Whether the access token must be refreshed before use: it expires within `skew`.
 pub fn due(tokens: &TokenSet, skew: Duration) -> bool {
     tokens
@@ -113,11 +122,7 @@ async fn refresh_single_flight(
             "scope=\"process\"".into(),
         );
     }
-    let current = state
-        .sessions
-        .fresh(id)
-        .await?
-        .ok_or(AppError::SessionExpired)?;
+    let current = live(state, id).await?;
     if !needs(&current) {
         return Ok(current);
     }
@@ -144,11 +149,7 @@ async fn refresh_single_flight(
                 waited = true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let current = state
-                .sessions
-                .fresh(id)
-                .await?
-                .ok_or(AppError::SessionExpired)?;
+            let current = live(state, id).await?;
             if !needs(&current) {
                 return Ok(current);
             }
@@ -185,11 +186,7 @@ async fn refresh_locked(
     id: &SessionId,
     needs: &impl Fn(&Session) -> bool,
 ) -> AppResult<Session> {
-    let current = state
-        .sessions
-        .fresh(id)
-        .await?
-        .ok_or(AppError::SessionExpired)?;
+    let current = live(state, id).await?;
     if !needs(&current) {
         return Ok(current);
     }

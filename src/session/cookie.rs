@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use poem::http::{HeaderMap, HeaderValue};
+use poem::http::HeaderMap;
 
 use crate::session::SessionId;
 
@@ -34,7 +34,9 @@ impl CookiePolicy {
         }
     }
 
-    fn build(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+    /// A `Set-Cookie` value. Names are constants and values base64url or hex, so it is
+    /// always valid header text.
+    fn build(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
         let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
         if self.secure {
             c.push_str("; Secure");
@@ -42,13 +44,11 @@ impl CookiePolicy {
         if let Some(age) = max_age {
             c.push_str(&format!("; Max-Age={age}"));
         }
-        // Names are constants and values base64url/hex: always a valid header value.
-        HeaderValue::from_str(&c)
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+        c
     }
 
     /// `Set-Cookie` for a new session id.
-    pub fn session(&self, id: &SessionId) -> HeaderValue {
+    pub fn session(&self, id: &SessionId) -> String {
         self.build(
             self.session_name(),
             &id.encode(),
@@ -57,18 +57,13 @@ impl CookiePolicy {
     }
 
     /// `Set-Cookie` that removes the session cookie.
-    pub fn clear_session(&self) -> HeaderValue {
+    pub fn clear_session(&self) -> String {
         self.build(self.session_name(), "", Some(0))
     }
 
     /// `Set-Cookie` for the CSRF double-submit cookie (a browser-session cookie).
-    pub fn csrf(&self, value: &str) -> HeaderValue {
+    pub fn csrf(&self, value: &str) -> String {
         self.build(self.csrf_name(), value, None)
-    }
-
-    /// A short-lived cookie (OAuth flow binding), or its removal with `max_age = 0`.
-    pub fn short_lived(&self, name: &str, value: &str, max_age: u64) -> HeaderValue {
-        self.build(name, value, Some(max_age))
     }
 }
 
@@ -95,20 +90,16 @@ mod tests {
             max_age: Duration::from_secs(60),
         };
         let id = SessionId::generate();
-        let c = p.session(&id).to_str().unwrap().to_owned();
+        let c = p.session(&id);
         assert!(c.starts_with(&format!("__Host-sessiongate={}", id.encode())));
         assert!(c.contains("; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60"));
-        assert!(p.clear_session().to_str().unwrap().contains("Max-Age=0"));
+        assert!(p.clear_session().contains("Max-Age=0"));
         let dev = CookiePolicy {
             secure: false,
             max_age: Duration::from_secs(60),
         };
-        assert!(dev
-            .session(&id)
-            .to_str()
-            .unwrap()
-            .starts_with("sessiongate="));
-        assert!(!dev.session(&id).to_str().unwrap().contains("Secure"));
+        assert!(dev.session(&id).starts_with("sessiongate="));
+        assert!(!dev.session(&id).contains("Secure"));
     }
 
     #[test]
@@ -116,7 +107,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(
             "cookie",
-            HeaderValue::from_static("a=1; sessiongate=abc; b=2"),
+            poem::http::HeaderValue::from_static("a=1; sessiongate=abc; b=2"),
         );
         assert_eq!(read(&h, "sessiongate"), Some("abc"));
         assert_eq!(read(&h, "missing"), None);
