@@ -229,6 +229,8 @@ pub struct RateLimitSettings {
     pub register_per_ip: Limit,
     /// Password-reset requests per client IP.
     pub reset_per_ip: Limit,
+    /// OAuth/OIDC sign-ins started per client IP.
+    pub oauth_signin_per_ip: Limit,
     /// Password-reset requests per email address.
     pub reset_per_email: Limit,
     /// Failed reset confirmations and password changes per client IP.
@@ -381,6 +383,13 @@ impl Settings {
         if self.auth.refresh_token_ttl <= self.auth.access_token_ttl {
             problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
         }
+        let enabled = match crate::providers::config::parse_all(&self.providers.others) {
+            Ok(enabled) => enabled,
+            Err(mut lines) => {
+                problems.append(&mut lines);
+                Vec::new()
+            }
+        };
         for (i, route) in self.proxy.routes.iter().enumerate() {
             let p = &route.prefix;
             let under_api = p == "/api" || p.starts_with("/api/");
@@ -403,10 +412,7 @@ impl Settings {
                     Err(e) => problems.push(format!("proxy.routes[{i}].upstream: {e}")),
                 }
             }
-            if route.provider != "credentials"
-                && !self.providers.others.contains_key(&route.provider)
-                && !(route.provider == "42" && self.providers.others.contains_key("fortytwo"))
-            {
+            if route.provider != "credentials" && !enabled.iter().any(|p| p.id == route.provider) {
                 problems.push(format!(
                     "proxy.routes[{i}].provider: no provider `{}` is configured",
                     route.provider

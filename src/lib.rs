@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod mail;
 pub mod ops;
+pub mod providers;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redis_store;

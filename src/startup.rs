@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::mail::Mailer;
 use crate::ops::metrics::Metrics;
+use crate::providers::{FlowStore, Providers};
 use crate::proxy::refresh::SingleFlight;
 use crate::proxy::ProxyRoutes;
 use crate::ratelimit::RateLimiter;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub proxy_routes: Arc<ProxyRoutes>,
     pub single_flight: Arc<SingleFlight>,
+    /// OAuth2/OIDC providers and their sign-ins in progress.
+    pub providers: Arc<Providers>,
 }
 
 impl AppState {
@@ -105,6 +108,8 @@ impl AppState {
             .read_timeout(settings.proxy.timeout)
             .pool_max_idle_per_host(256)
             .redirect(reqwest::redirect::Policy::none())
+            // Some providers (GitHub) refuse requests without one.
+            .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
         let proxy_routes = Arc::new(ProxyRoutes::new(&settings, self_url));
@@ -121,7 +126,15 @@ impl AppState {
             Arc::clone(&auth),
             http.clone(),
         );
+        let configs = crate::providers::config::parse_all(&settings.providers.others)
+            .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
+        let providers = Arc::new(Providers::new(
+            configs,
+            settings.public_url(),
+            FlowStore::new(sessions.store().clone(), &settings.redis.prefix),
+        ));
         Ok(Self {
+            providers,
             settings,
             db,
             redis,

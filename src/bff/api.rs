@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::api::error::{ApiError, ApiResult, Coded};
 use crate::api::ApiTags;
 use crate::bff::credentials::{NewAccount, SignedIn, PROVIDER};
+use crate::bff::oauth::CallbackParams;
 use crate::bff::redirect::RedirectTarget;
 use crate::bff::{csrf, pages};
 use crate::error::{AppError, AppResult};
@@ -120,6 +121,18 @@ pub struct SignOutForm {
     pub everywhere: Option<Value>,
 }
 
+/// `POST /api/auth/signin/{provider}` (form or JSON), as `signIn("42")` sends it.
+#[derive(Debug, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct SignInForm {
+    pub csrf_token: Option<String>,
+    /// Where to go once signed in (same origin or allow-listed; anything else is `/`).
+    pub callback_url: Option<String>,
+    /// `true`: answer `{url}` (the provider's authorization URL) instead of redirecting.
+    pub json: Option<Value>,
+}
+
 /// `POST /api/auth/session` (the client's `update()`).
 #[derive(Debug, Object, Deserialize)]
 #[oai(rename_all = "camelCase")]
@@ -140,6 +153,12 @@ pub enum CredentialsPayload {
 pub enum RegisterPayload {
     Form(Form<RegisterForm>),
     Json(Json<RegisterForm>),
+}
+
+#[derive(ApiRequest)]
+pub enum SignInPayload {
+    Form(Form<SignInForm>),
+    Json(Json<SignInForm>),
 }
 
 #[derive(ApiRequest)]
@@ -170,6 +189,17 @@ impl RedirectOrUrl {
             Self::Redirect(url, cookie)
         }
     }
+}
+
+#[derive(ApiResponse)]
+pub enum CallbackResult {
+    /// Signed in: to the saved `callbackUrl`, with a new session cookie. Failed: to
+    /// `/api/auth/error?error=AccessDenied|OAuthCallback|Unavailable`, nothing stored.
+    #[oai(status = 302)]
+    Redirect(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -277,6 +307,19 @@ impl AppState {
         callback: Option<&str>,
         json: bool,
     ) -> AppResult<RedirectOrUrl> {
+        let cookie = Some(self.new_session(req, ip, signed, provider).await?);
+        let target = RedirectTarget::resolve(callback, &self.settings).into_string();
+        Ok(RedirectOrUrl::to(target, json, cookie))
+    }
+
+    /// A new session (never a reused id) for a successful sign-in; the `Set-Cookie`.
+    pub(crate) async fn new_session(
+        &self,
+        req: &Request,
+        ip: ClientIp,
+        signed: SignedIn,
+        provider: &str,
+    ) -> AppResult<String> {
         // The browser's previous session (if any) ends: one browser, one session.
         if let (Some((old_id, old)), _) = self.session_of(req).await? {
             self.sessions.destroy(&old_id, &old).await?;
@@ -290,9 +333,29 @@ impl AppState {
             .sessions
             .create(signed.user, provider, signed.tokens, ua, &ip.0.to_string())
             .await?;
-        let cookie = Some(self.cookies.session(&id));
-        let target = RedirectTarget::resolve(callback, &self.settings).into_string();
-        Ok(RedirectOrUrl::to(target, json, cookie))
+        Ok(self.cookies.session(&id))
+    }
+
+    /// Starts a sign-in with provider `id` (the credentials provider has a page instead).
+    async fn begin_sign_in(
+        &self,
+        req: &Request,
+        ip: ClientIp,
+        id: &str,
+        callback: Option<&str>,
+        json: bool,
+    ) -> ApiResult<RedirectOrUrl> {
+        if id == PROVIDER {
+            let page = format!("{}/api/auth/signin", self.settings.public_url());
+            return Ok(RedirectOrUrl::to(page, json, None));
+        }
+        let Some(provider) = self.providers.get(id).cloned() else {
+            return Err(ApiError::code(AppError::NotFound));
+        };
+        match self.start_oauth(req, ip, &provider, callback).await {
+            Ok(started) => Ok(RedirectOrUrl::to(started.url, json, started.cookie)),
+            Err(e) => self.sign_in_failed(e, json),
+        }
     }
 
     /// A failed sign-in: JSON (with NextAuth's `url`) for `json=true`, else a redirect to
@@ -324,6 +387,19 @@ impl AuthJsApi {
                 callback_url: format!("{base}/api/auth/callback/{PROVIDER}"),
             },
         );
+        for p in state.providers.iter() {
+            let id = &p.config.id;
+            map.insert(
+                id.clone(),
+                ProviderView {
+                    id: id.clone(),
+                    name: p.config.name.clone(),
+                    kind: "oauth".into(),
+                    signin_url: format!("{base}/api/auth/signin/{id}"),
+                    callback_url: p.redirect_uri.clone(),
+                },
+            );
+        }
         ProvidersResult::Ok(Json(map))
     }
 
@@ -440,6 +516,8 @@ impl AuthJsApi {
         if let (Some((id, session)), _) = state.session_of(req).await.coded()? {
             if session.provider == PROVIDER {
                 state.credentials.logout(&session.tokens).await;
+            } else if let Some(provider) = state.providers.get(&session.provider) {
+                provider.revoke(&state.http, &session.tokens).await;
             }
             if truthy(&f.everywhere) {
                 let n = state
@@ -515,28 +593,108 @@ impl AuthJsApi {
         let (token, cookie) = state.csrf_token(req);
         let callback =
             RedirectTarget::resolve(callback_url.0.as_deref(), &state.settings).into_string();
+        let oauth: Vec<(String, String)> = state
+            .providers
+            .iter()
+            .map(|p| (p.config.id.clone(), p.config.name.clone()))
+            .collect();
         let html = pages::signin(
             &token,
             &callback,
             error.0.as_deref(),
-            &[],
+            &oauth,
             &state.credentials_name(),
         );
         PageResult::Ok(Html(html), cookie)
     }
 
-    /// Sign-in page of one provider
+    /// Sign in with a provider (link)
+    ///
+    /// A plain link that starts the sign-in: redirects to the provider's authorization
+    /// URL (state, PKCE S256 and, for OIDC, a nonce kept server-side for 10 minutes) and
+    /// sets a short-lived cookie binding the sign-in to this browser. `credentials`
+    /// redirects to the sign-in page; an unknown provider is 404.
     #[oai(
         path = "/signin/:provider",
         method = "get",
-        operation_id = "signInProviderPage"
+        operation_id = "signInProviderLink"
     )]
-    async fn signin_provider(&self, provider: Path<String>) -> ApiResult<PageResult> {
-        if provider.0 == PROVIDER {
-            Ok(PageResult::Redirect("/api/auth/signin".into()))
-        } else {
-            Err(ApiError::code(AppError::NotFound))
+    async fn signin_provider_link(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        ip: ClientIp,
+        provider: Path<String>,
+        #[oai(name = "callbackUrl")] callback_url: Query<Option<String>>,
+    ) -> ApiResult<RedirectOrUrl> {
+        state
+            .begin_sign_in(req, ip, &provider.0, callback_url.0.as_deref(), false)
+            .await
+    }
+
+    /// Sign in with a provider
+    ///
+    /// What `signIn("42")` posts: form or JSON with `csrfToken`, `callbackUrl`, `json`.
+    /// Answers `{url}` (`json=true`) or redirects to the provider's authorization URL,
+    /// setting the cookie that binds the sign-in to this browser.
+    #[oai(
+        path = "/signin/:provider",
+        method = "post",
+        operation_id = "signInProvider"
+    )]
+    async fn signin_provider(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        ip: ClientIp,
+        provider: Path<String>,
+        body: SignInPayload,
+    ) -> ApiResult<RedirectOrUrl> {
+        let (SignInPayload::Form(Form(f)) | SignInPayload::Json(Json(f))) = body;
+        let json = truthy(&f.json);
+        if let Err(e) = state.check_csrf(req, f.csrf_token.as_deref()) {
+            return state.sign_in_failed(e, json);
         }
+        state
+            .begin_sign_in(req, ip, &provider.0, f.callback_url.as_deref(), json)
+            .await
+    }
+
+    /// Provider callback
+    ///
+    /// Where the provider sends the browser back. The state is taken exactly once and
+    /// must belong to this browser; the code is exchanged (with the PKCE verifier), an
+    /// OIDC id_token is validated, the profile is read once and kept in the session. Any
+    /// failure redirects to the error page (`AccessDenied` when the user said no,
+    /// `OAuthCallback` otherwise) and creates nothing.
+    #[oai(
+        path = "/callback/:provider",
+        method = "get",
+        operation_id = "oauthCallback"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn callback_oauth(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        ip: ClientIp,
+        provider: Path<String>,
+        code: Query<Option<String>>,
+        #[oai(name = "state")] flow_state: Query<Option<String>>,
+        error: Query<Option<String>>,
+        iss: Query<Option<String>>,
+    ) -> ApiResult<CallbackResult> {
+        let Some(provider) = state.providers.get(&provider.0).cloned() else {
+            return Err(ApiError::code(AppError::NotFound));
+        };
+        let params = CallbackParams {
+            code: code.0,
+            state: flow_state.0,
+            error: error.0,
+            iss: iss.0,
+        };
+        let outcome = state.finish_oauth(req, ip, &provider, params).await;
+        Ok(CallbackResult::Redirect(outcome.url, outcome.cookie))
     }
 
     /// Error page

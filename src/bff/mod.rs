@@ -5,6 +5,7 @@
 pub mod api;
 pub mod credentials;
 pub mod csrf;
+pub mod oauth;
 pub mod pages;
 pub mod redirect;
 pub mod sessions;

@@ -59,9 +59,10 @@ async fn provider_refresh(state: &AppState, session: &Session) -> Result<TokenSe
     let started = Instant::now();
     let result = if session.provider == PROVIDER {
         state.credentials.refresh(&session.tokens).await
+    } else if let Some(provider) = state.providers.get(&session.provider) {
+        provider.refresh(&state.http, &session.tokens).await
     } else {
-        // OAuth providers plug in here (their token endpoint's refresh grant). Until
-        // then the session is kept: only a provider's own refusal ends it.
+        // A provider removed from the configuration: keep the session, as for an outage.
         Err(RefreshError::Unavailable)
     };
     let outcome = match result {

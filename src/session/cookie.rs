@@ -34,6 +34,15 @@ impl CookiePolicy {
         }
     }
 
+    /// The cookie that binds an OAuth sign-in to the browser that started it.
+    pub fn flow_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-sessiongate.flow"
+        } else {
+            "sessiongate.flow"
+        }
+    }
+
     /// A `Set-Cookie` value. Names are constants and values base64url or hex, so it is
     /// always valid header text.
     fn build(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
@@ -59,6 +68,16 @@ impl CookiePolicy {
     /// `Set-Cookie` that removes the session cookie.
     pub fn clear_session(&self) -> String {
         self.build(self.session_name(), "", Some(0))
+    }
+
+    /// `Set-Cookie` for the sign-in binding value: SameSite=Lax, so the provider's
+    /// top-level redirect back carries it; gone after the 10 minutes a flow may take.
+    pub fn flow(&self, value: &str) -> String {
+        self.build(
+            self.flow_name(),
+            value,
+            Some(crate::providers::flow::FLOW_TTL.as_secs()),
+        )
     }
 
     /// `Set-Cookie` for the CSRF double-submit cookie (a browser-session cookie).

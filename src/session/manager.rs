@@ -73,10 +73,19 @@ impl SessionManager {
         format!("{}user:{user_key}", self.prefix)
     }
 
-    /// When the session ends if nothing happens: the earlier of idle and absolute expiry.
+    /// When the session ends if nothing happens: the earlier of idle and hard expiry.
     pub fn expires_at(&self, session: &Session) -> i64 {
-        (session.last_seen + self.idle.as_secs() as i64)
-            .min(session.created_at + self.absolute.as_secs() as i64)
+        (session.last_seen + self.idle.as_secs() as i64).min(self.ends_at(session))
+    }
+
+    /// When the session ends however it is used: its absolute lifetime, or — for a
+    /// provider that issued no refresh token — when the access token does.
+    fn ends_at(&self, session: &Session) -> i64 {
+        let absolute = session.created_at + self.absolute.as_secs() as i64;
+        match (&session.tokens.refresh_token, session.tokens.expires_at) {
+            (None, Some(token_end)) => absolute.min(token_end),
+            _ => absolute,
+        }
     }
 
     /// The stored value: `version (8 bytes, big-endian) ‖ sealed session`. The version is
@@ -217,7 +226,7 @@ impl SessionManager {
             }
         };
         let at = now();
-        if at >= session.created_at + self.absolute.as_secs() as i64 {
+        if at >= self.ends_at(&session) {
             self.destroy(&id, &session).await?;
             return Ok(None);
         }

@@ -182,6 +182,21 @@ impl SessionStore {
         }
     }
 
+    /// Reads and deletes `key` in one atomic step (`GETDEL`): of two concurrent takers,
+    /// at most one gets the value.
+    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::Redis(h) => Ok(redis::cmd("GETDEL")
+                .arg(key)
+                .query_async(&mut Self::redis(h).await?)
+                .await?),
+            Self::Memory(m) => Ok(lock(&m.values)?
+                .remove(key)
+                .filter(|(_, exp)| *exp > Instant::now())
+                .map(|(v, _)| v)),
+        }
+    }
+
     /// Deletes `keys` and removes `fields` from `index` (one round trip).
     pub async fn delete(
         &self,
