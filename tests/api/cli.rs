@@ -32,6 +32,44 @@ fn a_bad_env_value_stops_the_start_naming_the_key() {
 }
 
 #[test]
+fn provider_tables_are_checked_at_start() {
+    let dir = TempDir::new();
+    let file = dir.0.join("providers.toml");
+    std::fs::write(
+        &file,
+        "[providers.acme]\ntype = \"oidc\"\nissuer = \"http://id.acme.example\"\n\
+         client_id = \"a\"\nclient_secret = \"b\"\n\
+         [providers.forge]\ntype = \"oauth2\"\nclient_id = \"a\"\nclient_secret = \"b\"\n\
+         authorize_url = \"https://forge.example/a\"\ntoken_url = \"https://forge.example/t\"\n\
+         profile_url = \"https://forge.example/me\"\nclientsecret = \"typo\"\n",
+    )
+    .unwrap();
+    let out = sessiongate().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("providers.acme.issuer: `http://id.acme.example` must be https"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("providers.forge.clientsecret: unknown configuration key"),
+        "{stderr}"
+    );
+
+    // 42 needs both halves of its credentials (a number from the environment is text).
+    let out = sessiongate()
+        .env("SESSIONGATE_PROVIDERS__FORTYTWO__CLIENT_ID", "12345")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "sessiongate: invalid configuration: providers.fortytwo.client_secret: required"
+    );
+}
+
+#[test]
 fn config_file_errors_name_each_key() {
     let dir = TempDir::new();
     let file = dir.0.join("bad.toml");

@@ -381,6 +381,31 @@ async fn token_and_profile_failures_end_on_the_error_page() {
 }
 
 #[tokio::test]
+async fn sign_in_starts_are_rate_limited_per_ip() {
+    let idp = StandInIdp::spawn(false).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        fortytwo(s, &idp, &[]);
+        s.rate_limit.oauth_signin_per_ip = "2/1m".parse().unwrap();
+    })
+    .await;
+    let mut b = Browser::new(&app, "Flood");
+    start(&mut b, "42").await;
+    start(&mut b, "42").await;
+    let csrf = b.csrf().await;
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/auth/signin/42",
+            Some(Body::Form(&[("csrfToken", &csrf), ("json", "true")])),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::TOO_MANY_REQUESTS, "{}", seen.body);
+    assert_eq!(seen.json()["error"], "rate_limited");
+    assert!(seen.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
 async fn a_provider_that_is_down_at_the_start_is_an_error_not_a_hang() {
     let idp = StandInIdp::spawn(true).await;
     let closed = {
