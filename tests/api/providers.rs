@@ -281,6 +281,60 @@ async fn the_state_is_single_use_and_bound_to_the_browser_that_started() {
 }
 
 #[tokio::test]
+async fn an_expired_state_fails_and_the_store_holds_flows_for_ten_minutes() {
+    let idp = StandInIdp::spawn(false).await;
+    let app = app_42(&idp, Store::Redis).await;
+    let mut b = Browser::new(&app, "Slow user");
+    let url = start(&mut b, "42").await;
+    let back = idp.approve(&url).await;
+
+    let mut conn = redis::Client::open(crate::helpers::REDIS_URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}flow:*", app.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one pending flow, keyed by a hash of the state"
+    );
+    assert!(!keys[0].contains(&query(&url)["state"]));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((590..=600).contains(&ttl), "{ttl}");
+    let stored: String = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!stored.contains(CLIENT_SECRET));
+
+    // The ten minutes pass (shortened here to one second).
+    let () = redis::cmd("PEXPIRE")
+        .arg(&keys[0])
+        .arg(1000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let seen = come_back(&mut b, &back).await;
+    assert_failed(&mut b, &seen, "OAuthCallback").await;
+    assert_eq!(
+        idp.with(|s| s.token_requests.len()),
+        0,
+        "no code was exchanged"
+    );
+}
+
+#[tokio::test]
 async fn refusals_and_broken_callbacks_store_nothing() {
     let idp = StandInIdp::spawn(false).await;
     let app = app_42(&idp, Store::Redis).await;
