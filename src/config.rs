@@ -38,6 +38,43 @@ pub struct Settings {
     pub providers: ProvidersSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
+    /// The bundled OAuth2 authorization server (`/oauth`).
+    pub oauth: OAuthSettings,
+}
+
+/// `[oauth]`: the bundled authorization server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSettings {
+    /// Serve `/oauth/*` (it signs users in against the bundled `/v1` users).
+    pub enabled: bool,
+    /// Lifetime of an authorization code.
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Clients declared here (development); others come from `sessiongate clients add`.
+    #[serde(default)]
+    pub clients: Vec<OAuthClientSettings>,
+}
+
+/// `[[oauth.clients]]`: a client declared in configuration (created or updated at start).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientSettings {
+    pub client_id: String,
+    /// Empty for a public client (`public = true`).
+    #[serde(default)]
+    pub client_secret: Secret,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// Space-separated scopes the client may ask for (default: all).
+    #[serde(default)]
+    pub scopes: String,
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// `[providers.*]`: the credentials backend, and OAuth2/OIDC providers by id.
@@ -438,6 +475,49 @@ impl Settings {
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             problems
                 .push("mail.from: not a valid mailbox (e.g. `App <no-reply@example.com>`)".into());
+        }
+        for (i, c) in self.oauth.clients.iter().enumerate() {
+            let key = format!("oauth.clients[{i}]");
+            if c.client_id.trim().is_empty() || c.client_id.len() > 128 {
+                problems.push(format!("{key}.client_id: required, at most 128 characters"));
+            }
+            match (c.public, c.client_secret.expose().len()) {
+                (true, 0) => {}
+                (true, _) => {
+                    problems.push(format!("{key}.client_secret: a public client has none"))
+                }
+                (false, n) if n < 16 => problems.push(format!(
+                    "{key}.client_secret: at least 16 characters (or public = true)"
+                )),
+                _ => {}
+            }
+            if c.redirect_uris.is_empty() {
+                problems.push(format!("{key}.redirect_uris: at least one"));
+            }
+            for (j, uri) in c.redirect_uris.iter().enumerate() {
+                if let Err(e) = crate::oauth::check_redirect_uri(uri) {
+                    problems.push(format!("{key}.redirect_uris[{j}]: {e}"));
+                }
+            }
+            for scope in c.scopes.split_whitespace() {
+                if !crate::oauth::SCOPES.contains(&scope) {
+                    problems.push(format!(
+                        "{key}.scopes: unknown scope `{scope}` (known: {})",
+                        crate::oauth::SCOPES.join(" ")
+                    ));
+                }
+            }
+        }
+        if self.oauth.code_ttl.is_zero() || self.oauth.code_ttl > Duration::from_secs(600) {
+            problems.push("oauth.code_ttl: between 1s and 10m".into());
+        }
+        if self.oauth.access_token_ttl < Duration::from_secs(10)
+            || self.oauth.refresh_token_ttl <= self.oauth.access_token_ttl
+        {
+            problems.push(
+                "oauth.access_token_ttl: at least 10s, and shorter than oauth.refresh_token_ttl"
+                    .into(),
+            );
         }
         if self.proxy.csrf_header.is_empty()
             || poem::http::HeaderName::from_bytes(self.proxy.csrf_header.as_bytes()).is_err()

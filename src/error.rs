@@ -72,6 +72,12 @@ pub enum AppError {
     /// The provider could not refresh the token right now; the session is kept.
     #[error("refresh unavailable")]
     RefreshUnavailable,
+    /// An OAuth 2.0 protocol error (RFC 6749 §5.2 / §4.1.2.1 codes), from `/oauth`.
+    #[error("oauth error {error}")]
+    OAuth {
+        error: &'static str,
+        description: String,
+    },
     /// A bug or an unexpected failure. Its text never reaches the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -84,6 +90,8 @@ pub enum AppError {
 pub enum ErrorStyle {
     Title,
     Code,
+    /// `/oauth/*`: `error` is an RFC 6749 code, with `error_description`.
+    OAuth,
 }
 
 /// The JSON body of every error response.
@@ -108,6 +116,10 @@ pub struct ErrorBody {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// `/oauth/*` errors: RFC 6749's human-readable description (same as `message`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
 }
 
 impl AppError {
@@ -233,12 +245,42 @@ impl AppError {
                 "refresh_unavailable",
                 "Your sign-in could not be renewed right now; try again shortly.".into(),
             ),
+            OAuth { error, description } => (
+                match *error {
+                    "invalid_client" | "invalid_token" => StatusCode::UNAUTHORIZED,
+                    "insufficient_scope" => StatusCode::FORBIDDEN,
+                    "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::BAD_REQUEST,
+                },
+                "OAuth Error",
+                error,
+                description.clone(),
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
                 "internal_error",
                 "Something went wrong on our side.".into(),
             ),
+        }
+    }
+
+    /// The closest RFC 6749 error code, for `/oauth` answers.
+    pub fn rfc6749_code(&self) -> &'static str {
+        use AppError::*;
+        match self {
+            OAuth { error, .. } => error,
+            Unauthenticated(_) | SessionExpired => "invalid_token",
+            InvalidCredentials => "invalid_client",
+            RateLimited { .. }
+            | Unavailable(_)
+            | StoreUnavailable
+            | RefreshUnavailable
+            | BadGateway
+            | GatewayTimeout => "temporarily_unavailable",
+            Internal(_) => "server_error",
+            _ => "invalid_request",
         }
     }
 
@@ -260,7 +302,9 @@ impl AppError {
             error: match style {
                 ErrorStyle::Title => title.to_owned(),
                 ErrorStyle::Code => code.to_owned(),
+                ErrorStyle::OAuth => self.rfc6749_code().to_owned(),
             },
+            error_description: (style == ErrorStyle::OAuth).then(|| message.clone()),
             message,
             code: code.to_owned(),
             details: match self {

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod mail;
+pub mod oauth;
 pub mod ops;
 pub mod providers;
 pub mod proxy;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub single_flight: Arc<SingleFlight>,
     /// OAuth2/OIDC providers and their sign-ins in progress.
     pub providers: Arc<Providers>,
+    /// The bundled authorization server (`/oauth`), when enabled.
+    pub oauth: Option<Arc<crate::oauth::AuthorizationServer>>,
 }
 
 impl AppState {
@@ -133,7 +135,26 @@ impl AppState {
             settings.public_url(),
             FlowStore::new(sessions.store().clone(), &settings.redis.prefix),
         ));
+        let oauth = if settings.oauth.enabled && credentials.is_bundled() {
+            Some(Arc::new(
+                crate::oauth::AuthorizationServer::start(
+                    crate::oauth::OAuthRepo::new(db.pool.clone()),
+                    UserRepo::new(db.pool.clone()),
+                    Arc::clone(&settings),
+                )
+                .await?,
+            ))
+        } else {
+            if settings.oauth.enabled {
+                tracing::warn!(
+                    "oauth.enabled, but the credentials backend is remote: the authorization \
+                     server serves bundled users only and stays off"
+                );
+            }
+            None
+        };
         Ok(Self {
+            oauth,
             providers,
             settings,
             db,

@@ -65,9 +65,24 @@ impl ApiError {
         self
     }
 
+    /// The error in RFC 6749's shape (`/oauth/*`).
+    pub fn oauth(err: AppError) -> Self {
+        Self::styled(err, ErrorStyle::OAuth)
+    }
+
     fn styled(err: AppError, style: ErrorStyle) -> Self {
         let body = Json(err.to_body(style));
         match err {
+            AppError::OAuth { error, .. } => match err.status().as_u16() {
+                401 if error == "invalid_client" => {
+                    ApiError::Unauthorized(body, "Basic realm=\"sessiongate\"".into())
+                }
+                401 => ApiError::Unauthorized(body, format!("Bearer error=\"{error}\"")),
+                403 => ApiError::Forbidden(body),
+                500 => ApiError::Internal(body),
+                503 => ApiError::Unavailable(body),
+                _ => ApiError::BadRequest(body),
+            },
             AppError::Validation(_)
             | AppError::BadRequest(_)
             | AppError::UnsupportedMediaType(_)

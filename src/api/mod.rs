@@ -23,6 +23,10 @@ pub enum ApiTags {
     /// the browser holds only an HttpOnly session cookie, never a token.
     #[oai(rename = "session")]
     Session,
+    /// The bundled OAuth2 authorization server: authorize, token, userinfo, revocation,
+    /// introspection, deauthorization, and OpenID Connect discovery.
+    #[oai(rename = "oauth")]
+    OAuth,
 }
 
 /// All documented operations.
@@ -31,6 +35,7 @@ pub type Apis = (
     users::UsersApi,
     crate::bff::api::AuthJsApi,
     crate::bff::sessions::SessionsApi,
+    crate::oauth::api::OAuthApi,
 );
 
 /// The service that routes and documents the API.
@@ -41,6 +46,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             users::UsersApi,
             crate::bff::api::AuthJsApi,
             crate::bff::sessions::SessionsApi,
+            crate::oauth::api::OAuthApi,
         ),
         "sessiongate",
         env!("CARGO_PKG_VERSION"),

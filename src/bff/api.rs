@@ -283,7 +283,7 @@ impl AppState {
 
     /// The browser's CSRF token: the one its cookie holds, or a new one with the
     /// `Set-Cookie` that stores it.
-    fn csrf_token(&self, req: &Request) -> (String, Option<String>) {
+    pub(crate) fn csrf_token(&self, req: &Request) -> (String, Option<String>) {
         if let Some(token) =
             csrf::token_from_cookie(req.headers(), &self.cookies, &self.csrf_secret)
         {

@@ -94,6 +94,12 @@ impl CredentialsBackend {
         Self { auth, http }
     }
 
+    /// Whether sign-ins are checked against the bundled users (the authorization server
+    /// serves only those).
+    pub fn is_bundled(&self) -> bool {
+        self.http.is_none()
+    }
+
     /// Whether registration is available.
     pub fn can_register(&self) -> bool {
         self.http

@@ -40,6 +40,8 @@ pub struct ObserveEndpoint<E> {
 fn style_for(path: &str) -> ErrorStyle {
     if path == "/v1" || path.starts_with("/v1/") {
         ErrorStyle::Title
+    } else if path.starts_with("/oauth/") {
+        ErrorStyle::OAuth
     } else {
         ErrorStyle::Code
     }

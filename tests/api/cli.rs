@@ -32,6 +32,77 @@ fn a_bad_env_value_stops_the_start_naming_the_key() {
 }
 
 #[test]
+fn clients_add_list_remove_and_signing_key_rotation() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}/cli.db", dir.0.display());
+    let run = |args: &[&str]| {
+        let out = sessiongate()
+            .env("SESSIONGATE_DATABASE__URL", &db)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&[
+        "clients",
+        "add",
+        "--name",
+        "Prescriptions",
+        "--redirect-uri",
+        "http://127.0.0.1:5000/callback",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let added: Value = serde_json::from_str(out.trim()).unwrap();
+    let id = added["client_id"].as_str().unwrap().to_owned();
+    assert!(added["client_secret"].as_str().unwrap().len() >= 43);
+    let (_, out, _) = run(&[
+        "clients",
+        "add",
+        "--name",
+        "SPA",
+        "--redirect-uri",
+        "https://spa.example/cb",
+        "--public",
+        "--json",
+    ]);
+    let public: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(public["client_secret"].is_null());
+
+    let (_, out, _) = run(&["clients", "list", "--json"]);
+    let list: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(
+        !out.contains(added["client_secret"].as_str().unwrap()),
+        "secrets are never listed"
+    );
+
+    let (code, _, err) = run(&["clients", "remove", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["clients", "remove", &id]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("no client `{id}`")), "{err}");
+    let (code, _, err) = run(&[
+        "clients",
+        "add",
+        "--name",
+        "Bad",
+        "--redirect-uri",
+        "http://evil.example/cb",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("must be https"), "{err}");
+
+    let (_, first, _) = run(&["rotate-signing-key"]);
+    let (_, second, _) = run(&["rotate-signing-key"]);
+    assert!(first.trim().starts_with("es256-") && first != second);
+}
+
+#[test]
 fn provider_tables_are_checked_at_start() {
     let dir = TempDir::new();
     let file = dir.0.join("providers.toml");

@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod helpers;
 mod idp;
+mod oauth_server;
 mod openapi;
 mod ops;
 mod passwords;

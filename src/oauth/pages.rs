@@ -1,0 +1,94 @@
+//! The authorization server's HTML: consent, the error page for requests that cannot
+//! be sent back to the client, and the connected-apps page. Every value is escaped.
+
+use crate::bff::pages::{escape, page};
+
+/// What a scope lets the app do, in words.
+fn describe(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "Know who you are (your account id)",
+        "profile" => "See your name and username",
+        "email" => "See your email address",
+        "user" => "See your account details (name, username, email)",
+        _ => "An unknown permission",
+    }
+}
+
+/// The consent page: the app, what it asks, allow or deny. `fields` are the request's
+/// parameters, posted back unchanged with the decision.
+pub fn consent(
+    app: &str,
+    username: &str,
+    scope: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let hidden: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let asks: String = scope
+        .split_whitespace()
+        .map(|s| format!("<li>{}</li>", escape(describe(s))))
+        .collect();
+    page(
+        "Allow access?",
+        &format!(
+            "<h1>Allow {app} to use your account?</h1>\
+             <p>Signed in as <strong>{user}</strong>.</p>\
+             <p>{app} will be able to:</p><ul>{asks}</ul>\
+             <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
+             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
+             <button type=\"submit\" name=\"decision\" value=\"deny\" style=\"background:#666\">Deny</button>\
+             </form><p><small>You can revoke this later on <a href=\"/manage-apps\">connected apps</a>.</small></p>",
+            app = escape(app),
+            user = escape(username),
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+/// A request that must not be redirected (unknown client, unregistered redirect URI).
+pub fn error(message: &str) -> String {
+    page(
+        "Authorization error",
+        &format!(
+            "<h1>This sign-in request is not valid</h1><p class=\"error\">{}</p>\
+             <p>Go back to the app and try again; if it keeps happening, tell its developers.</p>",
+            escape(message)
+        ),
+    )
+}
+
+/// The apps a user has connected, each with a "Revoke access" button.
+pub fn manage_apps(username: &str, csrf: &str, apps: &[super::repo::Connection]) -> String {
+    let mut body = format!(
+        "<h1>Connected apps</h1><p>Signed in as <strong>{}</strong>.</p>",
+        escape(username)
+    );
+    if apps.is_empty() {
+        body.push_str("<p>No app has access to your account.</p>");
+    }
+    for app in apps {
+        body.push_str(&format!(
+            "<section><h2>{name}</h2><p>Can: {scope} · since {since}</p>\
+             <form method=\"post\" action=\"/oauth/deauthorize\">\
+             <input type=\"hidden\" name=\"client_id\" value=\"{id}\">\
+             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+             <button type=\"submit\">Revoke access</button></form></section>",
+            name = escape(&app.name),
+            scope = escape(&app.scope),
+            since = escape(&crate::db::rfc3339(app.created_at)),
+            id = escape(&app.client_id),
+            csrf = escape(csrf),
+        ));
+    }
+    page("Connected apps", &body)
+}

@@ -1,0 +1,447 @@
+//! The authorization server's tables: clients, consents, codes, grants, tokens and
+//! signing keys. Portable SQL for PostgreSQL and SQLite; secrets stored as hashes.
+
+use sqlx::{AnyPool, FromRow};
+
+use crate::db::now;
+use crate::error::AppResult;
+
+/// A registered client.
+#[derive(Debug, Clone, FromRow)]
+pub struct Client {
+    pub client_id: String,
+    /// SHA-256 of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub name: String,
+    /// Exact redirect URIs, one per line.
+    pub redirect_uris: String,
+    pub scopes: String,
+    pub grants: String,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn redirect_uris(&self) -> impl Iterator<Item = &str> {
+        self.redirect_uris.lines().filter(|l| !l.is_empty())
+    }
+
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scopes.split_whitespace().any(|s| s == scope)
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grants.split_whitespace().any(|g| g == grant)
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+}
+
+/// An authorization code as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct Code {
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub expires_at: i64,
+}
+
+/// The result of presenting a code.
+pub enum Claim {
+    /// First use: the code is now spent and bound to the grant id given.
+    Fresh(Code),
+    /// Already exchanged: the grant it produced (to revoke).
+    Reused(String),
+    Unknown,
+}
+
+/// A token with its grant.
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRow {
+    pub kind: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub spent_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub grant_revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    /// Usable right now (not expired, spent or revoked, nor its grant).
+    pub fn live(&self) -> bool {
+        self.expires_at > now()
+            && self.spent_at.is_none()
+            && self.revoked_at.is_none()
+            && self.grant_revoked_at.is_none()
+    }
+}
+
+/// A token to store.
+pub struct NewToken<'a> {
+    pub hash: &'a str,
+    pub kind: &'static str,
+    pub expires_at: i64,
+}
+
+/// A connected app, as the "connected apps" page lists it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Connection {
+    pub client_id: String,
+    pub name: String,
+    pub scope: String,
+    pub created_at: i64,
+}
+
+const CLIENT_COLUMNS: &str =
+    "client_id, secret_hash, name, redirect_uris, scopes, grants, created_at";
+
+#[derive(Clone)]
+pub struct OAuthRepo {
+    pool: AnyPool,
+}
+
+impl OAuthRepo {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn insert_client(&self, c: &Client) -> AppResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&c.client_id)
+        .bind(&c.secret_hash)
+        .bind(&c.name)
+        .bind(&c.redirect_uris)
+        .bind(&c.scopes)
+        .bind(&c.grants)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates or replaces a client declared in configuration (its grants stay).
+    pub async fn upsert_client(&self, c: &Client) -> AppResult<()> {
+        let updated = sqlx::query(
+            "UPDATE oauth_clients SET secret_hash = $2, name = $3, redirect_uris = $4, \
+             scopes = $5, grants = $6 WHERE client_id = $1",
+        )
+        .bind(&c.client_id)
+        .bind(&c.secret_hash)
+        .bind(&c.name)
+        .bind(&c.redirect_uris)
+        .bind(&c.scopes)
+        .bind(&c.grants)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            self.insert_client(c).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn find_client(&self, client_id: &str) -> AppResult<Option<Client>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn list_clients(&self) -> AppResult<Vec<Client>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY created_at, client_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Removes a client and everything it was issued. Whether it existed.
+    pub async fn remove_client(&self, client_id: &str) -> AppResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM oauth_tokens WHERE grant_id IN \
+             (SELECT id FROM oauth_grants WHERE client_id = $1)",
+            "DELETE FROM oauth_grants WHERE client_id = $1",
+            "DELETE FROM oauth_codes WHERE client_id = $1",
+            "DELETE FROM oauth_consents WHERE client_id = $1",
+        ] {
+            sqlx::query(sql).bind(client_id).execute(&mut *tx).await?;
+        }
+        let gone = sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    pub async fn consent(&self, user_id: &str, client_id: &str) -> AppResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(s,)| s))
+    }
+
+    pub async fn save_consent(&self, user_id: &str, client_id: &str, scope: &str) -> AppResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_consents (user_id, client_id, scope, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scope)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn connections(&self, user_id: &str) -> AppResult<Vec<Connection>> {
+        Ok(sqlx::query_as(
+            "SELECT c.client_id, c.name, k.scope, k.created_at FROM oauth_consents k \
+             JOIN oauth_clients c ON c.client_id = k.client_id WHERE k.user_id = $1 \
+             ORDER BY k.created_at, c.client_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deauthorization: the consent and every grant (so every token) of one client.
+    pub async fn disconnect(&self, user_id: &str, client_id: &str) -> AppResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE oauth_grants SET revoked_at = $3 \
+             WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_code(&self, code_hash: &str, code: &Code) -> AppResult<()> {
+        sqlx::query(
+            "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, \
+             challenge, nonce, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(code_hash)
+        .bind(&code.client_id)
+        .bind(&code.user_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.scope)
+        .bind(&code.challenge)
+        .bind(&code.nonce)
+        .bind(code.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends a code (one conditional write: of two concurrent exchanges one wins).
+    pub async fn claim_code(&self, code_hash: &str, grant_id: &str) -> AppResult<Claim> {
+        let claimed = sqlx::query(
+            "UPDATE oauth_codes SET grant_id = $2 WHERE code_hash = $1 AND grant_id IS NULL",
+        )
+        .bind(code_hash)
+        .bind(grant_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            let code: Code = sqlx::query_as(
+                "SELECT client_id, user_id, redirect_uri, scope, challenge, nonce, expires_at \
+                 FROM oauth_codes WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_one(&self.pool)
+            .await?;
+            return Ok(Claim::Fresh(code));
+        }
+        let used: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT grant_id FROM oauth_codes WHERE code_hash = $1")
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match used {
+            Some((Some(grant),)) => Claim::Reused(grant),
+            _ => Claim::Unknown,
+        })
+    }
+
+    /// A new grant with its first tokens.
+    pub async fn create_grant(
+        &self,
+        grant_id: &str,
+        client_id: &str,
+        user_id: &str,
+        scope: &str,
+        tokens: &[NewToken<'_>],
+    ) -> AppResult<()> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO oauth_grants (id, client_id, user_id, scope, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(grant_id)
+        .bind(client_id)
+        .bind(user_id)
+        .bind(scope)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        for t in tokens {
+            insert_token(&mut tx, grant_id, t, at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A token and its grant, by hash.
+    pub async fn find_token(&self, token_hash: &str) -> AppResult<Option<TokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT t.kind, t.grant_id, g.client_id, g.user_id, g.scope, t.issued_at, \
+             t.expires_at, t.spent_at, t.revoked_at, g.revoked_at AS grant_revoked_at \
+             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
+             WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Spends a live refresh token and stores its successors in the same grant. `false`
+    /// when it was spent meanwhile (a concurrent use: the caller treats it as reuse).
+    pub async fn rotate(
+        &self,
+        old_hash: &str,
+        grant_id: &str,
+        tokens: &[NewToken<'_>],
+    ) -> AppResult<bool> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let spent = sqlx::query(
+            "UPDATE oauth_tokens SET spent_at = $2 \
+             WHERE token_hash = $1 AND spent_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(old_hash)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !spent {
+            return Ok(false);
+        }
+        for t in tokens {
+            insert_token(&mut tx, grant_id, t, at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn revoke_grant(&self, grant_id: &str) -> AppResult<()> {
+        sqlx::query("UPDATE oauth_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(grant_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_token(&self, token_hash: &str) -> AppResult<()> {
+        sqlx::query(
+            "UPDATE oauth_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Signing keys, newest first: `(kid, base64 PKCS#8)`.
+    pub async fn signing_keys(&self) -> AppResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT kid, private_key FROM oauth_keys WHERE retired_at IS NULL \
+             ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Adds a key (it signs from now on) and retires all but the `keep` newest.
+    pub async fn add_signing_key(&self, kid: &str, pkcs8: &str, keep: usize) -> AppResult<()> {
+        sqlx::query("INSERT INTO oauth_keys (kid, private_key, created_at) VALUES ($1, $2, $3)")
+            .bind(kid)
+            .bind(pkcs8)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        let keys = self.signing_keys().await?;
+        for (old, _) in keys.iter().skip(keep) {
+            sqlx::query("UPDATE oauth_keys SET retired_at = $2 WHERE kid = $1")
+                .bind(old)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    grant_id: &str,
+    t: &NewToken<'_>,
+    at: i64,
+) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO oauth_tokens (token_hash, grant_id, kind, issued_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(t.hash)
+    .bind(grant_id)
+    .bind(t.kind)
+    .bind(at)
+    .bind(t.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

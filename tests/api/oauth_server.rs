@@ -1,0 +1,892 @@
+//! The bundled authorization server (`/oauth`): the seed's lifecycle step by step over
+//! real HTTP, a BFF signing in through it, and every bad input of the issue.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sessiongate::config::{OAuthClientSettings, Settings};
+use sessiongate::crypto::Secret;
+
+use crate::browser::{Body, Browser};
+use crate::helpers::{spawn_app_with, Backend, TestApp, TestUser, PUBLIC_URL};
+
+const CLIENT: &str = "presc_man_123";
+const SECRET: &str = "ITS_A_VERY_SECRET_KEY";
+const REDIRECT: &str = "http://127.0.0.1:5000/callback";
+const PUBLIC_CLIENT: &str = "spa_public";
+
+fn clients(s: &mut Settings) {
+    s.oauth.clients = vec![
+        OAuthClientSettings {
+            client_id: CLIENT.into(),
+            client_secret: Secret::new(SECRET),
+            name: "Prescription Manager".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: String::new(),
+            public: false,
+        },
+        OAuthClientSettings {
+            client_id: "other_app".into(),
+            client_secret: Secret::new("another very secret key"),
+            name: "Other".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: "openid profile".into(),
+            public: false,
+        },
+        OAuthClientSettings {
+            client_id: PUBLIC_CLIENT.into(),
+            client_secret: Secret::default(),
+            name: "Public SPA".into(),
+            redirect_uris: vec!["http://localhost:3000/cb".into()],
+            scopes: String::new(),
+            public: true,
+        },
+    ];
+}
+
+async fn server(backend: Backend) -> TestApp {
+    spawn_app_with(backend, clients).await
+}
+
+fn query(url: &str) -> std::collections::HashMap<String, String> {
+    let q = url.split_once('?').map_or("", |(_, q)| q);
+    oauth2::url::form_urlencoded::parse(q.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn encode(s: &str) -> String {
+    oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn authorize_path(pairs: &[(&str, &str)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    format!("/oauth/authorize?{}", q.join("&"))
+}
+
+/// Step 1's request.
+fn seed_request() -> String {
+    authorize_path(&[
+        ("response_type", "code"),
+        ("client_id", CLIENT),
+        ("redirect_uri", REDIRECT),
+        ("scope", "user profile"),
+        ("state", "xyzABC123"),
+    ])
+}
+
+/// Signs `b` in at the server (username/password), coming back to `back`.
+async fn sign_in(b: &mut Browser, user: &TestUser, back: &str) {
+    let csrf = b.csrf().await;
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/auth/callback/credentials",
+            Some(Body::Form(&[
+                ("csrfToken", &csrf),
+                ("username", &user.username),
+                ("password", &user.password),
+                ("callbackUrl", back),
+                ("json", "true"),
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let url = seen.json()["url"].as_str().unwrap().to_owned();
+    assert!(url.ends_with(back) && url.len() - back.len() <= 30, "{url}");
+}
+
+/// The consent page's hidden fields, as the browser would post them.
+fn form_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" ")
+        .skip(1)
+        .map(|chunk| {
+            let attr = |name: &str| {
+                let start = chunk.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let end = start + chunk[start..].find('"').unwrap();
+                chunk[start..end]
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
+}
+
+/// Posts the consent page's form with `decision`; returns the response.
+async fn decide(b: &mut Browser, page: &str, decision: &str) -> crate::browser::Seen {
+    let mut fields = form_fields(page);
+    fields.push(("decision".into(), decision.into()));
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    b.request(
+        Method::POST,
+        "/oauth/authorize",
+        Some(Body::Form(&pairs)),
+        &[],
+    )
+    .await
+}
+
+/// Allows (or finds allowed) the request at `path`; the code.
+async fn consent_code(b: &mut Browser, path: &str) -> String {
+    let page = b.get(path).await;
+    let location = if page.status == StatusCode::OK {
+        decide(b, &page.body, "allow").await.location().unwrap()
+    } else {
+        page.location().unwrap()
+    };
+    query(&location)["code"].clone()
+}
+
+/// A signed-in browser that allowed the seed's request: the code.
+async fn code_for(app: &TestApp, b: &mut Browser) -> String {
+    let seen = b.get(&seed_request()).await;
+    let location = if seen.status == StatusCode::OK {
+        decide(b, &seen.body, "allow").await.location().unwrap()
+    } else {
+        seen.location().unwrap()
+    };
+    let _ = app;
+    assert!(location.starts_with(REDIRECT), "{location}");
+    query(&location)["code"].clone()
+}
+
+async fn token(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn code_grant(code: &str) -> Value {
+    json!({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+           "client_id": CLIENT, "client_secret": SECRET})
+}
+
+async fn userinfo(app: &TestApp, access: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/oauth/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn rfc_error(resp: reqwest::Response, status: StatusCode, error: &str) -> Value {
+    let got = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    body
+}
+
+async fn seed_lifecycle_step_by_step(backend: Backend) {
+    let app = server(backend).await;
+    let alice = app.create_user().await;
+    let mut b = Browser::new(&app, "Alice");
+
+    // STEP 1: not signed in at the server → its sign-in page, then back here.
+    let seen = b.get(&seed_request()).await;
+    assert_eq!(seen.status, StatusCode::FOUND);
+    let to_signin = seen.location().unwrap();
+    assert!(to_signin.starts_with(&format!("{PUBLIC_URL}/api/auth/signin?callbackUrl=")));
+    let back = query(&to_signin)["callbackUrl"].clone();
+    assert_eq!(back, seed_request());
+
+    // STEP 2: she signs in; the consent page names the client and the scopes.
+    sign_in(&mut b, &alice, &back).await;
+    let page = b.get(&back).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .body
+        .contains("Allow Prescription Manager to use your account?"));
+    assert!(page.body.contains(&alice.username));
+    assert_eq!(
+        page.headers["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+
+    // STEP 3: "Allow" → redirect with the code and the state.
+    let seen = decide(&mut b, &page.body, "allow").await;
+    assert_eq!(seen.status, StatusCode::FOUND, "{}", seen.body);
+    let location = seen.location().unwrap();
+    assert!(
+        location.starts_with(&format!("{REDIRECT}?code=")),
+        "{location}"
+    );
+    let q = query(&location);
+    assert_eq!(q["state"], "xyzABC123");
+    assert_eq!(q["iss"], PUBLIC_URL);
+
+    // STEPS 4–5: the code for tokens (JSON body, as in the seed).
+    let resp = token(&app, &code_grant(&q["code"])).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let tokens: Value = resp.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 3600);
+    assert_eq!(tokens["scope"], "user profile");
+    assert!(
+        tokens.get("id_token").is_none(),
+        "no openid scope, no id_token"
+    );
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // STEP 6: the protected resource.
+    let me: Value = userinfo(&app, &access).await.json().await.unwrap();
+    assert_eq!(me["sub"], alice.id);
+    assert_eq!(me["preferred_username"], alice.username);
+    assert_eq!(me["email"], alice.email);
+
+    // STEP 7: refresh (rotation).
+    let resp = token(
+        &app,
+        &json!({"grant_type": "refresh_token", "refresh_token": refresh,
+                "client_id": CLIENT, "client_secret": SECRET}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let fresh: Value = resp.json().await.unwrap();
+    let access2 = fresh["access_token"].as_str().unwrap().to_owned();
+    let refresh2 = fresh["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh2, refresh);
+    assert_eq!(userinfo(&app, &access2).await.status(), StatusCode::OK);
+
+    // Introspection sees the token, for its own client only.
+    let intro: Value = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[("token", access2.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro["active"], true);
+    assert_eq!(intro["username"], alice.username);
+    let other: Value = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .basic_auth("other_app", Some("another very secret key"))
+        .form(&[("token", access2.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other, json!({"active": false}));
+
+    // STEP 8–9, scenario A: the client revokes the access token (RFC 7009).
+    let resp = app
+        .post_json(
+            "/oauth/revoke",
+            &json!({"token": access2, "client_id": CLIENT, "client_secret": SECRET}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    rfc_error(
+        userinfo(&app, &access2).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // Revoking the refresh token ends what is left of the grant.
+    let resp = app
+        .post_json(
+            "/oauth/revoke",
+            &json!({"token": refresh2, "client_id": CLIENT, "client_secret": SECRET}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    rfc_error(
+        userinfo(&app, &access).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    rfc_error(
+        token(
+            &app,
+            &json!({"grant_type": "refresh_token", "refresh_token": refresh2,
+                    "client_id": CLIENT, "client_secret": SECRET}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // Unknown tokens are "revoked" too (200), as RFC 7009 says.
+    let resp = app
+        .post_json(
+            "/oauth/revoke",
+            &json!({"token": "never-issued", "client_id": CLIENT, "client_secret": SECRET}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Scenario B: the consent is remembered (no page), then Alice disconnects the app.
+    let seen = b.get(&seed_request()).await;
+    assert_eq!(seen.status, StatusCode::FOUND, "consent remembered");
+    let code = query(&seen.location().unwrap())["code"].clone();
+    let tokens: Value = token(&app, &code_grant(&code)).await.json().await.unwrap();
+    let access3 = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh3 = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let apps = b.get("/manage-apps").await;
+    assert!(apps.body.contains("Prescription Manager"), "{}", apps.body);
+    assert!(apps.body.contains("Revoke access"));
+    let csrf = b.csrf().await;
+    let seen = b
+        .request(
+            Method::POST,
+            "/oauth/deauthorise",
+            Some(Body::Form(&[("client_id", CLIENT), ("csrfToken", &csrf)])),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::FOUND);
+    assert_eq!(
+        seen.location().unwrap(),
+        format!("{PUBLIC_URL}/manage-apps")
+    );
+    rfc_error(
+        userinfo(&app, &access3).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    rfc_error(
+        token(
+            &app,
+            &json!({"grant_type": "refresh_token", "refresh_token": refresh3,
+                    "client_id": CLIENT, "client_secret": SECRET}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let apps = b.get("/manage-apps").await;
+    assert!(apps.body.contains("No app has access"), "{}", apps.body);
+    assert_eq!(
+        b.get(&seed_request()).await.status,
+        StatusCode::OK,
+        "consent asked again"
+    );
+}
+
+crate::both_databases!(seed_lifecycle_step_by_step);
+
+/// A port nobody listens on right now, so a server's public URL can be its real address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_bff_signs_in_through_this_server_by_oidc() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let iss = issuer.clone();
+    let idp = spawn_app_with(Backend::Sqlite, move |s| {
+        s.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        s.server.public_url = iss.clone();
+        s.oauth.clients = vec![OAuthClientSettings {
+            client_id: "bff".into(),
+            client_secret: Secret::new("bff client secret 0123456789"),
+            name: "The SPA".into(),
+            redirect_uris: vec![format!("{PUBLIC_URL}/api/auth/callback/sessiongate")],
+            scopes: "openid profile email".into(),
+            public: false,
+        }];
+    })
+    .await;
+    let alice = idp.create_user().await;
+    let iss = issuer.clone();
+    let bff = spawn_app_with(Backend::Sqlite, move |s| {
+        let table = [
+            ("type", "oidc"),
+            ("name", "sessiongate"),
+            ("issuer", iss.as_str()),
+            ("client_id", "bff"),
+            ("client_secret", "bff client secret 0123456789"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), figment::value::Value::from(v)))
+        .collect();
+        s.providers.others.insert("sessiongate".into(), table);
+    })
+    .await;
+
+    let mut spa = Browser::new(&bff, "SPA");
+    let mut at_idp = Browser::new(&idp, "SPA");
+    let csrf = spa.csrf().await;
+    let started = spa
+        .request(
+            Method::POST,
+            "/api/auth/signin/sessiongate",
+            Some(Body::Form(&[
+                ("csrfToken", &csrf),
+                ("callbackUrl", "/home"),
+                ("json", "true"),
+            ])),
+            &[],
+        )
+        .await;
+    let url = started.json()["url"].as_str().unwrap().to_owned();
+    let path = url.strip_prefix(&issuer).unwrap().to_owned();
+    assert!(path.starts_with("/oauth/authorize?"), "{path}");
+    assert!(query(&url).contains_key("code_challenge"));
+
+    let seen = at_idp.get(&path).await;
+    let back = query(&seen.location().unwrap())["callbackUrl"].clone();
+    sign_in(&mut at_idp, &alice, &back).await;
+    let page = at_idp.get(&back).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let seen = decide(&mut at_idp, &page.body, "allow").await;
+    let callback = seen.location().unwrap();
+    let done = spa.get(callback.strip_prefix(PUBLIC_URL).unwrap()).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    assert_eq!(done.location().unwrap(), format!("{PUBLIC_URL}/home"));
+    let session = spa.session().await;
+    assert_eq!(session["provider"], "sessiongate");
+    assert_eq!(session["user"]["id"], alice.id);
+    assert_eq!(session["user"]["email"], alice.email);
+
+    // Discovery and JWKS as a relying party sees them.
+    let d: Value = idp
+        .client
+        .get(idp.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], issuer);
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    let jwks: Value = idp
+        .client
+        .get(idp.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert!(jwks["keys"][0]["d"].is_null(), "never the private part");
+}
+
+#[tokio::test]
+async fn authorization_requests_that_cannot_be_trusted_are_never_redirected() {
+    let app = server(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Bad");
+    sign_in(&mut b, &user, "/").await;
+    let base = [
+        ("response_type", "code"),
+        ("client_id", CLIENT),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("state", "s1"),
+    ];
+    let with = |k: &str, v: &str| {
+        let mut p: Vec<(&str, String)> = base.iter().map(|(a, b)| (*a, (*b).to_owned())).collect();
+        for e in p.iter_mut().filter(|(a, _)| *a == k) {
+            e.1 = v.to_owned();
+        }
+        let pairs: Vec<(&str, &str)> = p.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        authorize_path(&pairs)
+    };
+    // Unknown client, and redirect URIs that differ by a slash, case, port or query.
+    for path in [
+        with("client_id", "nobody"),
+        with("redirect_uri", "http://127.0.0.1:5000/callback/"),
+        with("redirect_uri", "http://127.0.0.1:5000/Callback"),
+        with("redirect_uri", "http://127.0.0.1:5001/callback"),
+        with("redirect_uri", "http://127.0.0.1:5000/callback?x=1"),
+        with("redirect_uri", "https://evil.example/callback"),
+        format!("{}&client_id={CLIENT}", seed_request()),
+        authorize_path(&[("response_type", "code"), ("redirect_uri", REDIRECT)]),
+    ] {
+        let seen = b.get(&path).await;
+        assert_eq!(seen.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(seen.location().is_none(), "{path}");
+        assert!(seen.body.contains("not valid"), "{path}");
+    }
+
+    // Everything else goes back to the client with its RFC error and the state.
+    let cases: Vec<(String, &str)> = vec![
+        (with("response_type", "token"), "unsupported_response_type"),
+        (with("response_type", ""), "invalid_request"),
+        (with("scope", "openid admin"), "invalid_scope"),
+        (
+            format!(
+                "{}&code_challenge_method=plain&code_challenge={}",
+                with("state", "s1"),
+                "a".repeat(43)
+            ),
+            "invalid_request",
+        ),
+        (
+            format!("{}&code_challenge=short", with("state", "s1")),
+            "invalid_request",
+        ),
+        (
+            format!("{}&state=again", with("state", "s1")),
+            "invalid_request",
+        ),
+        (
+            authorize_path(&[
+                ("response_type", "code"),
+                ("client_id", PUBLIC_CLIENT),
+                ("redirect_uri", "http://localhost:3000/cb"),
+                ("state", "s1"),
+            ]),
+            "invalid_request",
+        ),
+    ];
+    for (path, error) in cases {
+        let seen = b.get(&path).await;
+        assert_eq!(seen.status, StatusCode::FOUND, "{path}");
+        let location = seen.location().unwrap();
+        let q = query(&location);
+        assert_eq!(q["error"], error, "{path} → {location}");
+        assert_eq!(q["state"], "s1", "{path}");
+        assert!(!q.contains_key("code"));
+    }
+    // The "other" client may not ask for `email`.
+    let seen = b
+        .get(&authorize_path(&[
+            ("response_type", "code"),
+            ("client_id", "other_app"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "openid email"),
+        ]))
+        .await;
+    assert_eq!(query(&seen.location().unwrap())["error"], "invalid_scope");
+
+    // Consent posted without the page's CSRF token: nothing is issued.
+    let page = b.get(&seed_request()).await;
+    let fields: Vec<(String, String)> = form_fields(&page.body)
+        .into_iter()
+        .filter(|(k, _)| k != "csrfToken")
+        .chain([("decision".to_owned(), "allow".to_owned())])
+        .collect();
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let seen = b
+        .request(
+            Method::POST,
+            "/oauth/authorize",
+            Some(Body::Form(&pairs)),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert!(seen.location().is_none());
+    // Deny → access_denied with the state.
+    let seen = decide(&mut b, &page.body, "deny").await;
+    let q = query(&seen.location().unwrap());
+    assert_eq!(
+        (q["error"].as_str(), q["state"].as_str()),
+        ("access_denied", "xyzABC123")
+    );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_each_bad_request_with_its_rfc_error() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        clients(s);
+        s.oauth.code_ttl = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Tokens");
+    sign_in(&mut b, &user, "/").await;
+
+    // Client authentication.
+    let code = code_for(&app, &mut b).await;
+    let mut wrong = code_grant(&code);
+    wrong["client_secret"] = json!("wrong");
+    let resp = token(&app, &wrong).await;
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Basic realm=\"sessiongate\""
+    );
+    rfc_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let mut none = code_grant(&code);
+    none.as_object_mut()
+        .unwrap()
+        .retain(|k, _| !k.starts_with("client_"));
+    rfc_error(
+        token(&app, &none).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    let both = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    rfc_error(both, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+    // Grant types and parameters.
+    let mut g = code_grant(&code);
+    g["grant_type"] = json!("password");
+    rfc_error(
+        token(&app, &g).await,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    )
+    .await;
+    g.as_object_mut().unwrap().remove("grant_type");
+    rfc_error(
+        token(&app, &g).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    let repeated = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=authorization_code&code={code}&code=x&redirect_uri={}&client_id={CLIENT}&client_secret={SECRET}", encode(REDIRECT)))
+        .send()
+        .await
+        .unwrap();
+    rfc_error(repeated, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let in_url = app
+        .client
+        .post(app.url(&format!("/oauth/token?client_secret={SECRET}")))
+        .json(&code_grant(&code))
+        .send()
+        .await
+        .unwrap();
+    rfc_error(in_url, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+    // The code: other client, other redirect URI — each spends it.
+    let mut other = code_grant(&code);
+    other["client_id"] = json!("other_app");
+    other["client_secret"] = json!("another very secret key");
+    rfc_error(
+        token(&app, &other).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let code = code_for(&app, &mut b).await;
+    let mut moved = code_grant(&code);
+    moved["redirect_uri"] = json!("http://127.0.0.1:5000/callback/");
+    rfc_error(
+        token(&app, &moved).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+
+    // Used twice: the second use fails and revokes what the first issued.
+    let code = code_for(&app, &mut b).await;
+    let first: Value = token(&app, &code_grant(&code)).await.json().await.unwrap();
+    rfc_error(
+        token(&app, &code_grant(&code)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let access = first["access_token"].as_str().unwrap();
+    rfc_error(
+        userinfo(&app, access).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+
+    // Expired.
+    let code = code_for(&app, &mut b).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    rfc_error(
+        token(&app, &code_grant(&code)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+
+    // A refresh token from another client, then a spent one (reuse revokes the grant).
+    let code = code_for(&app, &mut b).await;
+    let tokens: Value = token(&app, &code_grant(&code)).await.json().await.unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let stolen = json!({"grant_type": "refresh_token", "refresh_token": refresh,
+                        "client_id": "other_app", "client_secret": "another very secret key"});
+    rfc_error(
+        token(&app, &stolen).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let own = json!({"grant_type": "refresh_token", "refresh_token": refresh,
+                     "client_id": CLIENT, "client_secret": SECRET});
+    let next: Value = token(&app, &own).await.json().await.unwrap();
+    assert!(
+        next["access_token"].is_string(),
+        "the stolen attempt did not burn it: {next}"
+    );
+    let wider = json!({"grant_type": "refresh_token", "refresh_token": next["refresh_token"],
+                       "scope": "openid email user", "client_id": CLIENT, "client_secret": SECRET});
+    rfc_error(
+        token(&app, &wider).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_scope",
+    )
+    .await;
+    rfc_error(
+        token(&app, &own).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let after_reuse = next["access_token"].as_str().unwrap();
+    rfc_error(
+        userinfo(&app, after_reuse).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+
+    // Userinfo: never a token in the URL; a missing or made-up one is invalid_token.
+    let resp = app
+        .client
+        .get(app.url(&format!("/oauth/userinfo?access_token={after_reuse}")))
+        .send()
+        .await
+        .unwrap();
+    rfc_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let resp = app
+        .client
+        .get(app.url("/oauth/userinfo"))
+        .send()
+        .await
+        .unwrap();
+    rfc_error(resp, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    rfc_error(
+        userinfo(&app, "sga_made_up").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // Introspection needs a confidential client.
+    let resp = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .form(&[("token", after_reuse), ("client_id", PUBLIC_CLIENT)])
+        .send()
+        .await
+        .unwrap();
+    rfc_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn a_public_client_uses_pkce_and_a_wrong_verifier_gets_nothing() {
+    let app = server(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "PKCE");
+    sign_in(&mut b, &user, "/").await;
+    let verifier = "a-verifier-of-forty-three-characters-or-more-000";
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
+    };
+    let path = authorize_path(&[
+        ("response_type", "code"),
+        ("client_id", PUBLIC_CLIENT),
+        ("redirect_uri", "http://localhost:3000/cb"),
+        ("scope", "openid profile"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("nonce", "n-123"),
+    ]);
+    let grant = |code: &str, verifier: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", "http://localhost:3000/cb".to_owned()),
+            ("client_id", PUBLIC_CLIENT.to_owned()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v.to_owned()));
+        }
+        app.client.post(app.url("/oauth/token")).form(&form).send()
+    };
+    let c = consent_code(&mut b, &path).await;
+    rfc_error(
+        grant(&c, None).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let c = consent_code(&mut b, &path).await;
+    rfc_error(
+        grant(&c, Some("not-the-verifier-at-all-but-long-enough-0000"))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let c = consent_code(&mut b, &path).await;
+    let resp = grant(&c, Some(verifier)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await.unwrap();
+    // The id_token carries the nonce and verifies against the published key.
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let jwks: jsonwebtoken::jwk::JwkSet = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[PUBLIC_CLIENT]);
+    v.set_issuer(&[PUBLIC_URL]);
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["nonce"], "n-123");
+    assert_eq!(claims["sub"], user.id);
+}
