@@ -61,14 +61,15 @@ WORKDIR /app
 # mail outbox (data/outbox) here, relative to the working directory; it must be writable.
 # Mount a volume on it to keep them.
 #
-# /app/web: server.static_dir defaults to "web" (the SPA served at `/`). The repository
-# has no web/ directory yet and COPY fails on a missing source, so the image ships an
-# empty one instead of copying it. To serve an SPA, mount or COPY its build output here
-# (or set SESSIONGATE_SERVER__STATIC_DIR).
-RUN mkdir -p /app/data /app/web \
+# /app/web: server.static_dir defaults to "web": the demo SPA served at `/`. Replace it
+# with your own SPA's build output (mount or COPY over it), or set
+# SESSIONGATE_SERVER__STATIC_DIR. (The NextAuth-compat page needs an npm build and is
+# not in the image.)
+RUN mkdir -p /app/data \
  && chown 10001:10001 /app/data
 
 COPY --from=builder /build/target/release/sessiongate /app/sessiongate
+COPY web/index.html web/app.js web/style.css /app/web/
 
 USER 10001:10001
 

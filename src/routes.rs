@@ -2,15 +2,35 @@
 
 use std::sync::Arc;
 
-use poem::endpoint::{make, make_sync};
+use poem::endpoint::{make, make_sync, StaticFilesEndpoint};
 use poem::middleware::{CatchPanic, Cors};
-use poem::{get, Endpoint, EndpointExt, IntoResponse, Route};
+use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
 use crate::error::{AppError, ErrorStyle};
 use crate::ops::body_limit::BodyLimit;
 use crate::ops::health;
 use crate::ops::observe::Observe;
 use crate::startup::AppState;
+
+/// The SPA in `dir` (`index.html` for any path that is not a file), or 404 JSON when no
+/// directory is configured or it does not exist.
+fn spa(dir: &str) -> poem::endpoint::BoxEndpoint<'static> {
+    let path = std::path::Path::new(dir);
+    if !dir.is_empty() && path.join("index.html").is_file() {
+        StaticFilesEndpoint::new(path)
+            .index_file("index.html")
+            .fallback_to_index()
+            .boxed()
+    } else {
+        if !dir.is_empty() {
+            tracing::warn!(
+                dir,
+                "server.static_dir has no index.html: no SPA is served at /"
+            );
+        }
+        make_sync(|_| -> poem::Result<Response> { Err(AppError::NotFound.into()) }).boxed()
+    }
+}
 
 /// Every route of the server, wrapped (outermost first) in: request id + log + metrics +
 /// JSON errors, panic catching, state.
@@ -21,6 +41,8 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let body_limit = state.settings.server.body_limit;
     let cors_origins = state.settings.server.cors_origins.clone();
     let csrf_header = state.settings.proxy.csrf_header.clone();
+    let static_dir = state.settings.server.static_dir.clone();
+    let api_at = move || crate::api::service().with(BodyLimit(body_limit));
 
     Route::new()
         .nest("/docs", api.swagger_ui())
@@ -37,7 +59,12 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
             crate::api::service().with(BodyLimit(body_limit)),
         )
         .nest_no_strip("/api", make(crate::proxy::forward::handle))
-        .nest("/", api.with(BodyLimit(body_limit)))
+        .nest_no_strip("/v1", api.with(BodyLimit(body_limit)))
+        .nest_no_strip("/oauth", api_at())
+        .nest_no_strip("/manage-apps", api_at())
+        .nest_no_strip("/.well-known", api_at())
+        // Everything else: the single-page app (client-side routes get its index.html).
+        .nest("/", spa(&static_dir))
         .with_if(
             !cors_origins.is_empty(),
             // Credentials-mode CORS for the listed origins only; others get no CORS

@@ -131,6 +131,33 @@ pub enum AuthorizeResult {
     /// The consent form without its page's CSRF token: nothing is issued.
     #[oai(status = 403)]
     Forbidden(Html<String>),
+    /// The authorization server is not enabled.
+    #[oai(status = 404)]
+    NotFound(Html<String>),
+    /// A dependency (database, session store) is unreachable; nothing was issued.
+    #[oai(status = 503)]
+    Unavailable(Html<String>),
+}
+
+impl From<AppError> for AuthorizeResult {
+    /// The authorization endpoint answers HTML pages, errors included.
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::NotFound => {
+                Self::NotFound(Html(pages::error("There is no authorization server here.")))
+            }
+            other => {
+                if let AppError::Internal(e) = &other {
+                    tracing::error!(error = ?e, "authorization request failed");
+                } else {
+                    tracing::warn!(error = %other, "authorization request failed");
+                }
+                Self::Unavailable(Html(pages::error(
+                    "The service is unavailable right now. Go back to the app and try again shortly.",
+                )))
+            }
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -466,67 +493,10 @@ impl OAuthApi {
         method = "get",
         operation_id = "oauthAuthorize"
     )]
-    async fn authorize(&self, state: Data<&AppState>, req: &Request) -> ApiResult<AuthorizeResult> {
-        let server = state.oauth_server().map_err(ApiError::code)?;
-        let (params, repeated) = parse_params(req.uri().query().unwrap_or_default());
-        let request = match state.check_authorization(server, &params, &repeated).await {
-            Ok(r) => r,
-            Err(Refusal::Page(msg)) => {
-                return Ok(AuthorizeResult::Invalid(Html(pages::error(&msg))))
-            }
-            Err(Refusal::Redirect(url)) => return Ok(AuthorizeResult::Redirect(url)),
-        };
-        let here = req
-            .uri()
-            .path_and_query()
-            .map_or("/oauth/authorize", |p| p.as_str());
-        let Some(user) = state.oauth_user(req).await.map_err(ApiError::code)? else {
-            return Ok(AuthorizeResult::Redirect(state.sign_in_first(here)));
-        };
-        let remembered = server
-            .repo
-            .consent(&user.id, &request.client.client_id)
-            .await
-            .map_err(ApiError::code)?;
-        if remembered.is_some_and(|granted| {
-            request
-                .scope
-                .split_whitespace()
-                .all(|s| granted.split_whitespace().any(|g| g == s))
-        }) {
-            let url = state
-                .approve(server, &user, request)
-                .await
-                .map_err(ApiError::code)?;
-            return Ok(AuthorizeResult::Redirect(url));
+    async fn authorize(&self, state: Data<&AppState>, req: &Request) -> AuthorizeResult {
+        match authorize(&state, req).await {
+            Ok(answer) | Err(answer) => answer,
         }
-        let (csrf, cookie) = state.csrf_token(req);
-        let mut fields: Vec<(&str, &str)> = vec![
-            ("response_type", "code"),
-            ("client_id", &request.client.client_id),
-            ("redirect_uri", &request.redirect_uri),
-            ("scope", &request.scope),
-        ];
-        for (k, v) in [
-            ("state", &request.state),
-            ("code_challenge", &request.challenge),
-            ("nonce", &request.nonce),
-        ] {
-            if let Some(v) = v {
-                fields.push((k, v));
-            }
-        }
-        if request.challenge.is_some() {
-            fields.push(("code_challenge_method", "S256"));
-        }
-        let html = pages::consent(
-            &request.client.name,
-            &user.username,
-            &request.scope,
-            &csrf,
-            &fields,
-        );
-        Ok(AuthorizeResult::Page(Html(html), cookie, NO_FRAMES.into()))
     }
 
     /// The user's decision
@@ -544,71 +514,11 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: Form<ConsentForm>,
-    ) -> ApiResult<AuthorizeResult> {
-        let server = state.oauth_server().map_err(ApiError::code)?;
-        let f = body.0;
-        let params: BTreeMap<String, String> = [
-            ("response_type", &f.response_type),
-            ("client_id", &f.client_id),
-            ("redirect_uri", &f.redirect_uri),
-            ("scope", &f.scope),
-            ("state", &f.state),
-            ("code_challenge", &f.code_challenge),
-            ("code_challenge_method", &f.code_challenge_method),
-            ("nonce", &f.nonce),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
-        .collect();
-        let request = match state.check_authorization(server, &params, &[]).await {
-            Ok(r) => r,
-            Err(Refusal::Page(msg)) => {
-                return Ok(AuthorizeResult::Invalid(Html(pages::error(&msg))))
-            }
-            Err(Refusal::Redirect(url)) => return Ok(AuthorizeResult::Redirect(url)),
-        };
-        if state.check_csrf(req, f.csrf_token.as_deref()).is_err() {
-            return Ok(AuthorizeResult::Forbidden(Html(pages::error(
-                "This consent form has expired or did not come from this site. Go back to the app and start again.",
-            ))));
-        }
-        let Some(user) = state.oauth_user(req).await.map_err(ApiError::code)? else {
-            return Ok(AuthorizeResult::Redirect(
-                state.sign_in_first("/manage-apps"),
-            ));
-        };
-        match f.decision.as_deref() {
-            Some("allow") => {
-                server
-                    .repo
-                    .save_consent(&user.id, &request.client.client_id, &request.scope)
-                    .await
-                    .map_err(ApiError::code)?;
-                let url = state
-                    .approve(server, &user, request)
-                    .await
-                    .map_err(ApiError::code)?;
-                Ok(AuthorizeResult::Redirect(url))
-            }
-            decision => {
-                let (error, description) = if decision == Some("deny") {
-                    ("access_denied", "The user denied the request.")
-                } else {
-                    ("invalid_request", "decision must be allow or deny.")
-                };
-                let mut pairs = vec![("error", error), ("error_description", description)];
-                if let Some(s) = &request.state {
-                    pairs.push(("state", s));
-                }
-                Ok(AuthorizeResult::Redirect(back_to(
-                    &request.redirect_uri,
-                    &pairs,
-                    server.issuer(),
-                )))
-            }
+    ) -> AuthorizeResult {
+        match decide(&state, req, body.0).await {
+            Ok(answer) | Err(answer) => answer,
         }
     }
-
     /// Token endpoint
     ///
     /// Form or JSON. Client authentication by `client_secret_basic` or
@@ -786,6 +696,7 @@ impl OAuthApi {
         method = "post",
         operation_id = "oauthDeauthorize"
     )]
+
     async fn deauthorize(
         &self,
         state: Data<&AppState>,
@@ -854,6 +765,129 @@ impl OAuthApi {
             Json(server.jwks().clone()),
             "public, max-age=300".into(),
         ))
+    }
+}
+
+/// `GET /oauth/authorize`: every answer is a page or a redirect (`Err` too).
+async fn authorize(state: &AppState, req: &Request) -> Result<AuthorizeResult, AuthorizeResult> {
+    let server = state.oauth_server()?;
+
+    let (params, repeated) = parse_params(req.uri().query().unwrap_or_default());
+    let request = match state.check_authorization(server, &params, &repeated).await {
+        Ok(r) => r,
+        Err(Refusal::Page(msg)) => return Ok(AuthorizeResult::Invalid(Html(pages::error(&msg)))),
+        Err(Refusal::Redirect(url)) => return Ok(AuthorizeResult::Redirect(url)),
+    };
+    let here = req
+        .uri()
+        .path_and_query()
+        .map_or("/oauth/authorize", |p| p.as_str());
+    let Some(user) = state.oauth_user(req).await? else {
+        return Ok(AuthorizeResult::Redirect(state.sign_in_first(here)));
+    };
+    let remembered = server
+        .repo
+        .consent(&user.id, &request.client.client_id)
+        .await?;
+    if remembered.is_some_and(|granted| {
+        request
+            .scope
+            .split_whitespace()
+            .all(|s| granted.split_whitespace().any(|g| g == s))
+    }) {
+        let url = state.approve(server, &user, request).await?;
+        return Ok(AuthorizeResult::Redirect(url));
+    }
+    let (csrf, cookie) = state.csrf_token(req);
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", &request.client.client_id),
+        ("redirect_uri", &request.redirect_uri),
+        ("scope", &request.scope),
+    ];
+    for (k, v) in [
+        ("state", &request.state),
+        ("code_challenge", &request.challenge),
+        ("nonce", &request.nonce),
+    ] {
+        if let Some(v) = v {
+            fields.push((k, v));
+        }
+    }
+    if request.challenge.is_some() {
+        fields.push(("code_challenge_method", "S256"));
+    }
+    let html = pages::consent(
+        &request.client.name,
+        &user.username,
+        &request.scope,
+        &csrf,
+        &fields,
+    );
+    Ok(AuthorizeResult::Page(Html(html), cookie, NO_FRAMES.into()))
+}
+
+/// `POST /oauth/authorize`: the consent decision.
+async fn decide(
+    state: &AppState,
+    req: &Request,
+    f: ConsentForm,
+) -> Result<AuthorizeResult, AuthorizeResult> {
+    let server = state.oauth_server()?;
+
+    let params: BTreeMap<String, String> = [
+        ("response_type", &f.response_type),
+        ("client_id", &f.client_id),
+        ("redirect_uri", &f.redirect_uri),
+        ("scope", &f.scope),
+        ("state", &f.state),
+        ("code_challenge", &f.code_challenge),
+        ("code_challenge_method", &f.code_challenge_method),
+        ("nonce", &f.nonce),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
+    .collect();
+    let request = match state.check_authorization(server, &params, &[]).await {
+        Ok(r) => r,
+        Err(Refusal::Page(msg)) => return Ok(AuthorizeResult::Invalid(Html(pages::error(&msg)))),
+        Err(Refusal::Redirect(url)) => return Ok(AuthorizeResult::Redirect(url)),
+    };
+    if state.check_csrf(req, f.csrf_token.as_deref()).is_err() {
+        return Ok(AuthorizeResult::Forbidden(Html(pages::error(
+            "This consent form has expired or did not come from this site. Go back to the app and start again.",
+        ))));
+    }
+    let Some(user) = state.oauth_user(req).await? else {
+        return Ok(AuthorizeResult::Redirect(
+            state.sign_in_first("/manage-apps"),
+        ));
+    };
+    match f.decision.as_deref() {
+        Some("allow") => {
+            server
+                .repo
+                .save_consent(&user.id, &request.client.client_id, &request.scope)
+                .await?;
+            let url = state.approve(server, &user, request).await?;
+            Ok(AuthorizeResult::Redirect(url))
+        }
+        decision => {
+            let (error, description) = if decision == Some("deny") {
+                ("access_denied", "The user denied the request.")
+            } else {
+                ("invalid_request", "decision must be allow or deny.")
+            };
+            let mut pairs = vec![("error", error), ("error_description", description)];
+            if let Some(s) = &request.state {
+                pairs.push(("state", s));
+            }
+            Ok(AuthorizeResult::Redirect(back_to(
+                &request.redirect_uri,
+                &pairs,
+                server.issuer(),
+            )))
+        }
     }
 }
 

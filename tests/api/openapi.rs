@@ -33,6 +33,61 @@ fn spec_documents_the_password_flow_and_error_statuses() {
     assert!(form.get("application/x-www-form-urlencoded").is_some());
 }
 
+/// A JSON object with a repeated key (two `400` responses, say) parses in serde_json
+/// (last wins) but breaks YAML-based tools such as openapi-typescript.
+#[test]
+fn spec_has_no_repeated_keys() {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Checked;
+    impl<'de> serde::Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(CheckedVisitor)
+        }
+    }
+    struct CheckedVisitor;
+    impl<'de> Visitor<'de> for CheckedVisitor {
+        type Value = Checked;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(serde::de::Error::custom(format!("repeated key `{key}`")));
+                }
+                map.next_value::<Checked>()?;
+            }
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+    }
+    if let Err(e) = serde_json::from_str::<Checked>(CHECKED_IN) {
+        panic!("openapi/sessiongate.json: {e}");
+    }
+}
+
 #[tokio::test]
 async fn server_serves_the_spec_and_swagger_ui() {
     let app = spawn_app(Backend::Sqlite).await;

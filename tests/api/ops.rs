@@ -144,3 +144,42 @@ async fn every_response_carries_a_request_id() {
     assert_ne!(id, "bad id\twith tabs");
     assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[tokio::test]
+async fn the_spa_is_served_at_the_root_with_an_index_fallback() {
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web").to_owned();
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, move |s| {
+        s.server.static_dir = web;
+    })
+    .await;
+    for path in ["/", "/account/settings"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(resp.text().await.unwrap().contains("sessiongate demo"));
+    }
+    let js = app.get("/app.js").await;
+    assert_eq!(js.status(), StatusCode::OK);
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    // The API keeps its own answers, 404s included.
+    crate::helpers::assert_error(
+        app.get("/v1/nope").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/auth/session").await.text().await.unwrap(),
+        "{}"
+    );
+    assert_eq!(
+        app.get("/.well-known/openid-configuration").await.status(),
+        StatusCode::OK
+    );
+}

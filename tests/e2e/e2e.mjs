@@ -1,0 +1,236 @@
+// End-to-end tests in a real browser (Debian's Chromium, driven by playwright-core):
+// the demo SPA, the unchanged next-auth/react client, and Swagger UI, against a real
+// sessiongate process with Redis, and a local 42 stand-in for "Sign in with 42".
+//
+//   node e2e.mjs                 run the tests (a failing step saves a screenshot)
+//   node e2e.mjs --screenshots   also write docs/spa-*.png (desktop and phone)
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { CLIENT_ID, CLIENT_SECRET, startFortyTwo } from "./stand-in-42.mjs";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const ARTIFACTS = join(ROOT, "tests/e2e/artifacts");
+const SCREENSHOTS = process.argv.includes("--screenshots");
+const BINARY = process.env.SESSIONGATE_BIN || join(ROOT, "target/debug/sessiongate");
+const PASSWORD = "violet tractor umbrella 93";
+
+const freePort = () => new Promise((ok) => {
+  const s = createServer();
+  s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
+});
+
+async function startSessiongate(fortyTwo) {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const dir = mkdtempSync(join(tmpdir(), "sessiongate-e2e-"));
+  const env = {
+    ...process.env,
+    SESSIONGATE_SERVER__LISTEN: `127.0.0.1:${port}`,
+    SESSIONGATE_SERVER__PUBLIC_URL: base,
+    SESSIONGATE_SERVER__STATIC_DIR: join(ROOT, "web"),
+    SESSIONGATE_DATABASE__URL: `sqlite://${dir}/users.db`,
+    SESSIONGATE_REDIS__URL: process.env.E2E_REDIS_URL || "redis://127.0.0.1:6379/",
+    SESSIONGATE_REDIS__PREFIX: `sge2e:${randomBytes(6).toString("hex")}:`,
+    SESSIONGATE_SESSION__KEYS: `["${randomBytes(32).toString("base64")}"]`,
+    SESSIONGATE_AUTH__JWT_SECRET: randomBytes(32).toString("hex"),
+    SESSIONGATE_MAIL__OUTBOX_DIR: join(dir, "outbox"),
+    SESSIONGATE_PROVIDERS__FORTYTWO__CLIENT_ID: CLIENT_ID,
+    SESSIONGATE_PROVIDERS__FORTYTWO__CLIENT_SECRET: CLIENT_SECRET,
+    SESSIONGATE_PROVIDERS__FORTYTWO__AUTHORIZE_URL: `${fortyTwo.base}/oauth/authorize`,
+    SESSIONGATE_PROVIDERS__FORTYTWO__TOKEN_URL: `${fortyTwo.base}/oauth/token`,
+    SESSIONGATE_PROVIDERS__FORTYTWO__PROFILE_URL: `${fortyTwo.base}/v2/me`,
+    SESSIONGATE_LOG__LEVEL: "warn",
+  };
+  const child = spawn(BINARY, ["serve"], { env, stdio: ["ignore", "inherit", "inherit"] });
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) {
+        return { base, stop: () => { child.kill("SIGTERM"); rmSync(dir, { recursive: true, force: true }); } };
+      }
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("sessiongate did not start");
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const fortyTwo = await startFortyTwo();
+const server = await startSessiongate(fortyTwo);
+const results = [];
+
+async function scenario(name, body) {
+  const context = await browser.newContext({ baseURL: server.base, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const started = Date.now();
+  try {
+    await body(page, context);
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (error) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const shot = join(ARTIFACTS, `${name.replace(/[^a-z0-9]+/gi, "-")}.png`);
+    await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}: ${error.stack || error}\n     screenshot: ${shot}`);
+  } finally {
+    await context.close();
+  }
+}
+
+/// The session cookie is HttpOnly, and script sees neither it nor any token.
+async function checkCookies(page, context) {
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "sessiongate");
+  assert.ok(session, "a session cookie is set");
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, "Lax");
+  const visible = await page.evaluate(() => document.cookie);
+  assert.ok(!visible.includes("sessiongate="), `document.cookie shows the session: ${visible}`);
+  const storage = await page.evaluate(() => JSON.stringify({ ...localStorage, ...sessionStorage }));
+  assert.ok(!/token/i.test(storage), `no token in web storage: ${storage}`);
+}
+
+const username = `e2e${randomBytes(4).toString("hex")}`;
+
+await scenario("SPA: register, proxied call, 42, revoke the other session, sign out", async (page, context) => {
+  await page.goto("/");
+  await page.getByRole("heading", { name: "Create an account" }).waitFor();
+  if (SCREENSHOTS) await shots(page, "signed-out");
+
+  // A wrong password is explained in words.
+  await page.fill("#si-username", "nobody-here");
+  await page.fill("#si-password", "wrong password 123");
+  await page.click("#signin-form button");
+  await page.getByText("That username or password is not right").waitFor();
+
+  await page.fill("#re-username", username);
+  await page.fill("#re-email", `${username}@example.com`);
+  await page.fill("#re-first", "Ada");
+  await page.fill("#re-last", "Lovelace");
+  await page.fill("#re-password", PASSWORD);
+  await page.click("#register-form button");
+  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+  assert.equal(await page.textContent("#me-name"), "Ada Lovelace");
+  assert.equal(await page.textContent("#me-provider"), "credentials");
+  await checkCookies(page, context);
+
+  // A proxied call: the cookie goes in, the upstream sees a Bearer token.
+  await page.click("#call-api");
+  await page.waitForSelector("#api-result:not([hidden])");
+  const me = JSON.parse(await page.textContent("#api-result"));
+  assert.equal(me.username, username);
+  if (SCREENSHOTS) await shots(page, "signed-in");
+
+  // Sign out, then sign in again with the password (a second session on this device).
+  await page.click("#signout");
+  await page.getByText("You are signed out.").waitFor();
+  await page.fill("#si-username", username);
+  await page.fill("#si-password", PASSWORD);
+  await page.click("#signin-form button");
+  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+
+  // Another browser signs in with 42 (through the stand-in), then with the password.
+  const other = await browser.newContext({ baseURL: server.base });
+  const second = await other.newPage();
+  await second.goto("/");
+  await second.click('button[data-provider="42"]');
+  await second.getByRole("heading", { name: "You are signed in" }).waitFor();
+  assert.equal(await second.textContent("#me-provider"), "42");
+  assert.equal(await second.textContent("#me-name"), "Jane Doe");
+  await checkCookies(second, other);
+  await second.click("#signout");
+  await second.getByText("You are signed out.").waitFor();
+  await second.fill("#si-username", username);
+  await second.fill("#si-password", PASSWORD);
+  await second.click("#signin-form button");
+  await second.getByRole("heading", { name: "You are signed in" }).waitFor();
+
+  // The first browser lists both sessions and revokes the other one.
+  await page.reload();
+  await page.waitForSelector("#sessions li >> nth=1");
+  assert.equal(await page.locator("#sessions li").count(), 2);
+  await page.click("#sessions li button");
+  await page.getByText("That session is signed out.").waitFor();
+  assert.equal(await page.locator("#sessions li").count(), 1);
+  await second.reload();
+  await second.getByRole("heading", { name: "Sign in" }).waitFor();
+  await other.close();
+
+  // A session that ends elsewhere shows as expired to the API call.
+  await page.click("#signout-all");
+  await page.getByText("You are signed out on every device.").waitFor();
+});
+
+await scenario("NextAuth client page: credentials, 42, sign out", async (page, context) => {
+  await page.goto("/nextauth-compat/");
+  await page.getByRole("heading", { name: "Sign in (next-auth/react)" }).waitFor();
+  await page.fill("#na-username", username);
+  await page.fill("#na-password", "not the password at all");
+  await page.click("form button");
+  await page.getByText("That username or password is not right.").waitFor();
+  await page.fill("#na-password", PASSWORD);
+  await page.click("form button");
+  await page.getByTestId("who").waitFor();
+  assert.match(await page.getByTestId("who").textContent(), /Ada Lovelace .* via credentials/);
+  await checkCookies(page, context);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in (next-auth/react)" }).waitFor();
+
+  await page.getByRole("button", { name: "Sign in with 42" }).click();
+  await page.getByTestId("who").waitFor();
+  assert.match(await page.getByTestId("who").textContent(), /Jane Doe .* via 42/);
+  assert.ok(page.url().endsWith("/nextauth-compat/"), page.url());
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in (next-auth/react)" }).waitFor();
+});
+
+await scenario("Swagger UI: Authorize (password flow), then Try it out on GET /v1/auth/me", async (page) => {
+  await page.goto("/docs");
+  await page.locator(".swagger-ui .btn.authorize").first().click();
+  const modal = page.locator(".modal-ux");
+  await modal.waitFor();
+  const oauth = modal.locator(".auth-container", { hasText: "OAuth2Password" });
+  await oauth.locator("#oauth_username").fill(username);
+  await oauth.locator("#oauth_password").fill(PASSWORD);
+  // Swagger UI labels its buttons for screen readers ("Apply given OAuth2 credentials"):
+  // find them by their visible text.
+  await oauth.locator("button.authorize", { hasText: "Authorize" }).click();
+  await oauth.locator("button", { hasText: "Logout" }).waitFor();
+  await oauth.locator("button.btn-done", { hasText: "Close" }).click();
+
+  const op = page.locator("#operations-Auth-authMe");
+  await op.locator(".opblock-summary").click();
+  await op.getByRole("button", { name: "Try it out" }).click();
+  await op.getByRole("button", { name: "Execute" }).click();
+  const status = op.locator(".live-responses-table .response .response-col_status").first();
+  await status.waitFor();
+  assert.equal((await status.textContent()).trim(), "200");
+});
+
+async function shots(page, name) {
+  mkdirSync(join(ROOT, "docs"), { recursive: true });
+  await page.screenshot({ path: join(ROOT, `docs/spa-${name}-desktop.png`), fullPage: true });
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(ROOT, `docs/spa-${name}-phone.png`), fullPage: true });
+  await page.setViewportSize(size);
+}
+
+await browser.close();
+server.stop();
+fortyTwo.close();
+const failed = results.filter((r) => !r.ok).length;
+console.log(`\n${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,244 @@
+// The sessiongate demo SPA: plain ES modules, no build step. Every call goes to
+// sessiongate itself; the browser holds only an HttpOnly cookie and never sees a token.
+
+const $ = (id) => document.getElementById(id);
+
+// What an error code means to a person.
+const MESSAGES = {
+  CredentialsSignin: "That username or password is not right. Check them and try again.",
+  invalid_credentials: "That username or password is not right. Check them and try again.",
+  rate_limited: "Too many attempts. Wait a minute, then try again.",
+  RateLimited: "Too many attempts. Wait a minute, then try again.",
+  session_expired: "Your session has expired. Please sign in again.",
+  unauthenticated: "You are signed out. Please sign in again.",
+  conflict: "That username or email is already taken.",
+  csrf: "This page was open too long. Reload it and try again.",
+  session_store_unavailable: "The service is busy right now. Try again in a moment.",
+  service_unavailable: "The service is unavailable right now. Try again in a moment.",
+  refresh_unavailable: "Your sign-in could not be renewed right now. Try again in a moment.",
+  upstream_unavailable: "The API could not be reached. Try again in a moment.",
+  upstream_timeout: "The API took too long to answer. Try again.",
+  AccessDenied: "Sign-in was cancelled at the provider.",
+  OAuthCallback: "Signing in with that provider did not work. Try again.",
+  Unavailable: "The sign-in service is unavailable right now. Try again shortly.",
+  network: "The server cannot be reached. Check your connection and try again.",
+};
+
+function notice(text, ok = false) {
+  const el = $("notice");
+  el.textContent = text || "";
+  el.hidden = !text;
+  el.classList.toggle("ok", ok);
+}
+
+// A readable message for an error answer `{error, code, message, details}`.
+function explain(body) {
+  if (!body) return MESSAGES.network;
+  if (body.details) {
+    const lines = Object.entries(body.details).map(
+      ([field, problems]) => `${field.replace("_", " ")}: ${problems.join(" ")}`,
+    );
+    return lines.join(" · ");
+  }
+  const url = body.url ? new URL(body.url, location.origin) : null;
+  const code = url?.searchParams.get("error") || body.code || body.error;
+  return MESSAGES[code] || body.message || "Something went wrong. Try again.";
+}
+
+async function call(method, path, { form, json, headers = {} } = {}) {
+  const init = { method, headers: { ...headers }, credentials: "same-origin" };
+  if (form) {
+    init.body = new URLSearchParams(form);
+  } else if (json) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch {
+    return { ok: false, status: 0, body: null };
+  }
+  const text = await resp.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+  return { ok: resp.ok, status: resp.status, body };
+}
+
+async function csrf() {
+  const r = await call("GET", "/api/auth/csrf");
+  return r.body?.csrfToken || "";
+}
+
+function busy(button, on) {
+  if (button) button.disabled = on;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.target;
+  const button = form.querySelector("button");
+  busy(button, true);
+  const r = await call("POST", "/api/auth/callback/credentials", {
+    form: {
+      csrfToken: await csrf(),
+      username: form.username.value,
+      password: form.password.value,
+      callbackUrl: "/",
+      json: "true",
+    },
+  });
+  busy(button, false);
+  if (!r.ok) return notice(explain(r.body));
+  form.reset();
+  notice("");
+  await render();
+}
+
+async function register(event) {
+  event.preventDefault();
+  const form = event.target;
+  const button = form.querySelector("button");
+  busy(button, true);
+  const r = await call("POST", "/api/auth/register", {
+    json: {
+      csrfToken: await csrf(),
+      username: form.username.value,
+      email: form.email.value,
+      password: form.password.value,
+      first_name: form.first_name.value,
+      last_name: form.last_name.value,
+      callbackUrl: "/",
+      json: true,
+    },
+  });
+  busy(button, false);
+  if (!r.ok) return notice(explain(r.body));
+  form.reset();
+  notice("Welcome! Your account is ready and you are signed in.", true);
+  await render();
+}
+
+async function signInWith(id) {
+  const r = await call("POST", `/api/auth/signin/${encodeURIComponent(id)}`, {
+    form: { csrfToken: await csrf(), callbackUrl: `${location.origin}/`, json: "true" },
+  });
+  if (!r.ok || !r.body?.url) return notice(explain(r.body));
+  location.href = r.body.url;
+}
+
+async function signOut(everywhere) {
+  const r = await call("POST", "/api/auth/signout", {
+    form: { csrfToken: await csrf(), json: "true", everywhere: String(everywhere) },
+  });
+  if (!r.ok) return notice(explain(r.body));
+  notice(everywhere ? "You are signed out on every device." : "You are signed out.", true);
+  await render();
+}
+
+async function callApi() {
+  const out = $("api-result");
+  const r = await call("GET", "/api/users/me");
+  out.hidden = false;
+  if (!r.ok) {
+    out.textContent = `${r.status}: ${explain(r.body)}`;
+    if (r.status === 401) await render();
+    return;
+  }
+  out.textContent = JSON.stringify(r.body, null, 2);
+}
+
+function when(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+async function renderSessions() {
+  const list = $("sessions");
+  const r = await call("GET", "/api/auth/sessions");
+  list.replaceChildren();
+  if (!r.ok) {
+    list.append(Object.assign(document.createElement("li"), { textContent: explain(r.body) }));
+    return;
+  }
+  for (const s of r.body) {
+    const li = document.createElement("li");
+    li.dataset.session = s.id;
+    const info = document.createElement("div");
+    const title = document.createElement("div");
+    title.textContent = s.user_agent || "Unknown device";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = `${s.ip} · via ${s.provider} · since ${when(s.created_at)} · last seen ${when(s.last_seen)}`;
+    info.append(title, meta);
+    li.append(info);
+    if (s.current) {
+      li.append(Object.assign(document.createElement("span"), { className: "badge", textContent: "This device" }));
+    } else {
+      const revoke = Object.assign(document.createElement("button"), {
+        type: "button", className: "link", textContent: "Revoke",
+      });
+      revoke.addEventListener("click", async () => {
+        const res = await call("DELETE", `/api/auth/sessions/${encodeURIComponent(s.id)}`, {
+          headers: { "x-csrf-token": await csrf() },
+        });
+        if (!res.ok) return notice(explain(res.body));
+        notice("That session is signed out.", true);
+        await renderSessions();
+      });
+      li.append(revoke);
+    }
+    list.append(li);
+  }
+}
+
+async function renderProviders() {
+  const box = $("providers");
+  const r = await call("GET", "/api/auth/providers");
+  box.replaceChildren();
+  for (const p of Object.values(r.body || {})) {
+    if (p.type !== "oauth") continue;
+    const b = Object.assign(document.createElement("button"), {
+      type: "button", textContent: `Sign in with ${p.name}`,
+    });
+    b.dataset.provider = p.id;
+    b.addEventListener("click", () => signInWith(p.id));
+    box.append(b);
+  }
+  box.hidden = box.children.length === 0;
+}
+
+async function render() {
+  const r = await call("GET", "/api/auth/session");
+  if (r.status === 0) return notice(MESSAGES.network);
+  const session = r.body || {};
+  const user = session.user;
+  $("signed-in").hidden = !user;
+  $("signed-out").hidden = !!user;
+  $("who").hidden = !user;
+  if (!user) {
+    await renderProviders();
+    return;
+  }
+  $("who").textContent = user.name || user.email || user.id;
+  $("me-name").textContent = user.name || "—";
+  $("me-email").textContent = user.email || "—";
+  $("me-provider").textContent = session.provider;
+  $("me-expires").textContent = when(session.expires);
+  $("api-result").hidden = true;
+  await renderSessions();
+}
+
+// A provider sign-in that failed comes back with ?error=…
+const error = new URLSearchParams(location.search).get("error");
+if (error) {
+  notice(MESSAGES[error] || MESSAGES.OAuthCallback);
+  history.replaceState(null, "", location.pathname);
+}
+
+$("signin-form").addEventListener("submit", signIn);
+$("register-form").addEventListener("submit", register);
+$("signout").addEventListener("click", () => signOut(false));
+$("signout-all").addEventListener("click", () => signOut(true));
+$("call-api").addEventListener("click", callApi);
+render();
