@@ -58,6 +58,9 @@ pub struct OAuthSettings {
     /// Clients declared here (development); others come from `sessiongate clients add`.
     #[serde(default)]
     pub clients: Vec<OAuthClientSettings>,
+    /// Offer "Sign in with sessiongate": the BFF signs in through this server's own
+    /// `/oauth` by OIDC, as any other app would.
+    pub self_provider: bool,
 }
 
 /// `[[oauth.clients]]`: a client declared in configuration (created or updated at start).
@@ -449,7 +452,13 @@ impl Settings {
                     Err(e) => problems.push(format!("proxy.routes[{i}].upstream: {e}")),
                 }
             }
-            if route.provider != "credentials" && !enabled.iter().any(|p| p.id == route.provider) {
+            let own = route.provider == crate::startup::SELF_PROVIDER
+                && self.oauth.enabled
+                && self.oauth.self_provider;
+            if route.provider != "credentials"
+                && !own
+                && !enabled.iter().any(|p| p.id == route.provider)
+            {
                 problems.push(format!(
                     "proxy.routes[{i}].provider: no provider `{}` is configured",
                     route.provider

@@ -128,13 +128,6 @@ impl AppState {
             Arc::clone(&auth),
             http.clone(),
         );
-        let configs = crate::providers::config::parse_all(&settings.providers.others)
-            .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
-        let providers = Arc::new(Providers::new(
-            configs,
-            settings.public_url(),
-            FlowStore::new(sessions.store().clone(), &settings.redis.prefix),
-        ));
         let oauth = if settings.oauth.enabled && credentials.is_bundled() {
             Some(Arc::new(
                 crate::oauth::AuthorizationServer::start(
@@ -153,6 +146,22 @@ impl AppState {
             }
             None
         };
+        let mut configs = crate::providers::config::parse_all(&settings.providers.others)
+            .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
+        if let Some(server) = &oauth {
+            if settings.oauth.self_provider && !configs.iter().any(|c| c.id == SELF_PROVIDER) {
+                let secret = base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    keyring.derive(b"oauth self-provider client secret"),
+                );
+                configs.push(self_provider(&settings, server, secret).await?);
+            }
+        }
+        let providers = Arc::new(Providers::new(
+            configs,
+            settings.public_url(),
+            FlowStore::new(sessions.store().clone(), &settings.redis.prefix),
+        ));
         Ok(Self {
             oauth,
             providers,
@@ -170,6 +179,49 @@ impl AppState {
             single_flight: Arc::default(),
         })
     }
+}
+
+/// Provider id of "Sign in with sessiongate" (this server's own `/oauth`).
+pub const SELF_PROVIDER: &str = "sessiongate";
+
+/// Registers the BFF as a client of its own authorization server and returns the OIDC
+/// provider that signs in through it.
+async fn self_provider(
+    settings: &Settings,
+    server: &crate::oauth::AuthorizationServer,
+    secret: String,
+) -> anyhow::Result<crate::providers::ProviderConfig> {
+    use crate::providers::{ClientAuth, Kind, ProviderConfig};
+    let issuer = settings.public_url().to_owned();
+    crate::providers::config::check_endpoint(&issuer).map_err(|e| {
+        anyhow::anyhow!("oauth.self_provider needs server.public_url usable as an issuer: {e}")
+    })?;
+    let redirect = vec![format!("{issuer}/api/auth/callback/{SELF_PROVIDER}")];
+    let (client, _) = crate::oauth::client_record(&crate::oauth::NewClient {
+        client_id: Some(SELF_PROVIDER),
+        secret: Some(&secret),
+        name: "this site",
+        redirect_uris: &redirect,
+        scopes: "openid profile email",
+        public: false,
+    })
+    .map_err(|e| anyhow::anyhow!("oauth.self_provider: {e}"))?;
+    server.repo.upsert_client(&client).await?;
+    Ok(ProviderConfig {
+        id: SELF_PROVIDER.into(),
+        name: "sessiongate".into(),
+        kind: Kind::Oidc,
+        client_id: SELF_PROVIDER.into(),
+        client_secret: crate::crypto::Secret::new(secret),
+        issuer,
+        authorize_url: String::new(),
+        token_url: String::new(),
+        profile_url: String::new(),
+        revocation_url: String::new(),
+        scope: "openid profile email".into(),
+        client_auth: ClientAuth::Basic,
+        profile: crate::providers::config::default_mapping(Kind::Oidc),
+    })
 }
 
 /// The session keyring from `session.keys`; an ephemeral key (with a warning) in

@@ -593,9 +593,15 @@ impl AuthJsApi {
         let (token, cookie) = state.csrf_token(req);
         let callback =
             RedirectTarget::resolve(callback_url.0.as_deref(), &state.settings).into_string();
+        // Signing in for the authorization server itself: only its own users count.
+        let base = state.settings.public_url();
+        let for_oauth_server = [format!("{base}/oauth/"), format!("{base}/manage-apps")]
+            .iter()
+            .any(|p| callback.starts_with(p.as_str()));
         let oauth: Vec<(String, String)> = state
             .providers
             .iter()
+            .filter(|_| !for_oauth_server)
             .map(|p| (p.config.id.clone(), p.config.name.clone()))
             .collect();
         let html = pages::signin(

@@ -155,7 +155,7 @@ fn preset(table: &str) -> Option<RawProvider> {
 }
 
 /// The mapping of a generic provider: OIDC's standard claims, or the usual OAuth2 names.
-fn default_mapping(kind: Kind) -> ProfileMapping {
+pub fn default_mapping(kind: Kind) -> ProfileMapping {
     let s = |v: &str| v.to_owned();
     match kind {
         Kind::Oidc => ProfileMapping {

@@ -100,6 +100,9 @@ pub async fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings 
     s.redis.prefix = format!("sgtest:{}:", uuid::Uuid::new_v4().simple());
     s.auth.jwt_secret = Secret::new(sessiongate::crypto::random_token());
     s.mail.outbox_dir = dir.join("outbox").display().to_string();
+    // "Sign in with sessiongate" needs a public URL that reaches the server itself; the
+    // tests that use it set both.
+    s.oauth.self_provider = false;
     s
 }
 

@@ -493,6 +493,55 @@ async fn the_bff_signs_in_through_this_server_by_oidc() {
     assert!(jwks["keys"][0]["d"].is_null(), "never the private part");
 }
 
+/// The default configuration's "Sign in with sessiongate": the BFF is a client of its own
+/// authorization server, registered at start.
+#[tokio::test]
+async fn sign_in_with_sessiongate_goes_through_its_own_oauth_server() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let b2 = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        s.server.public_url = b2;
+        s.oauth.self_provider = true;
+    })
+    .await;
+    let alice = app.create_user().await;
+    let mut b = Browser::new(&app, "Self");
+    let providers = b.get("/api/auth/providers").await.json();
+    assert_eq!(providers["sessiongate"]["type"], "oauth");
+
+    let csrf = b.csrf().await;
+    let started = b
+        .request(
+            Method::POST,
+            "/api/auth/signin/sessiongate",
+            Some(Body::Form(&[("csrfToken", &csrf), ("json", "true")])),
+            &[],
+        )
+        .await;
+    let url = started.json()["url"].as_str().unwrap().to_owned();
+    let path = url.strip_prefix(&base).unwrap().to_owned();
+    let to_signin = b.get(&path).await.location().unwrap();
+    let back = query(&to_signin)["callbackUrl"].clone();
+    sign_in(&mut b, &alice, &back).await;
+    let page = b.get(&back).await;
+    assert!(
+        page.body.contains("Allow this site to use your account?"),
+        "{}",
+        page.body
+    );
+    let callback = decide(&mut b, &page.body, "allow")
+        .await
+        .location()
+        .unwrap();
+    let done = b.get(callback.strip_prefix(&base).unwrap()).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    let session = b.session().await;
+    assert_eq!(session["provider"], "sessiongate");
+    assert_eq!(session["user"]["id"], alice.id);
+}
+
 #[tokio::test]
 async fn authorization_requests_that_cannot_be_trusted_are_never_redirected() {
     let app = server(Backend::Sqlite).await;

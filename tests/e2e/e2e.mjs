@@ -168,9 +168,20 @@ await scenario("SPA: register, proxied call, 42, revoke the other session, sign 
   await second.getByRole("heading", { name: "Sign in" }).waitFor();
   await other.close();
 
-  // A session that ends elsewhere shows as expired to the API call.
   await page.click("#signout-all");
   await page.getByText("You are signed out on every device.").waitFor();
+
+  // "Sign in with sessiongate": through this server's own /oauth (sign-in page, consent).
+  await page.click('button[data-provider="sessiongate"]');
+  await page.waitForURL(/\/api\/auth\/signin\?/);
+  await page.fill("#username", username);
+  await page.fill("#password", PASSWORD);
+  await page.click("form button[type=submit] >> nth=0");
+  await page.getByRole("heading", { name: "Allow this site to use your account?" }).waitFor();
+  await page.getByRole("button", { name: "Allow" }).click();
+  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+  assert.equal(await page.textContent("#me-provider"), "sessiongate");
+  assert.equal(await page.textContent("#me-name"), "Ada Lovelace");
 });
 
 await scenario("NextAuth client page: credentials, 42, sign out", async (page, context) => {
