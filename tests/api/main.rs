@@ -5,6 +5,7 @@ mod bad_input;
 mod bff;
 mod browser;
 mod cli;
+mod faults;
 mod helpers;
 mod idp;
 mod oauth_server;

@@ -630,3 +630,47 @@ async fn without_a_refresh_token_the_session_ends_with_the_access_token() {
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_eq!(b.session().await, json!({}));
 }
+
+/// The provider's token endpoint is down during a refresh: 503 `refresh_unavailable`,
+/// the session is kept; once it is back, the next request refreshes and goes through.
+#[tokio::test]
+async fn a_provider_outage_during_refresh_keeps_the_session() {
+    let idp = StandInIdp::spawn(false).await;
+    idp.with(|s| s.expires_in = 30);
+    let echo = EchoUpstream::spawn().await;
+    let eb = echo.base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        fortytwo(s, &idp, &[]);
+        s.proxy.routes.push(ProxyRoute {
+            prefix: "/api/42".into(),
+            upstream: eb,
+            provider: "42".into(),
+            strip_prefix: true,
+            timeout: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(&app, "Outage");
+    sign_in_with(&mut b, &idp, "42").await;
+
+    idp.with(|s| s.token_mode = TokenMode::Down);
+    let seen = b.get("/api/42/me").await;
+    assert_eq!(
+        seen.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        seen.body
+    );
+    assert_eq!(seen.json()["error"], "refresh_unavailable");
+    assert_eq!(b.session().await["provider"], "42", "the session is kept");
+    assert!(
+        echo.journal.lock().unwrap().is_empty(),
+        "nothing reached the upstream"
+    );
+
+    idp.with(|s| s.token_mode = TokenMode::Normal);
+    let seen = b.get("/api/42/me").await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let (grant, _, _) = idp.with(|s| s.token_requests.last().unwrap().clone());
+    assert_eq!(grant, "refresh_token");
+}

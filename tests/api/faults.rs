@@ -1,0 +1,241 @@
+//! Faults, each test breaking only processes it started itself: its own `redis-server`
+//! on a free port, its own TCP path to PostgreSQL. Under a fault, requests get a JSON
+//! 503 within the configured timeouts (never a hang, a 500 or a panic); once the
+//! dependency is back, service resumes without restarting sessiongate and no
+//! acknowledged session is lost.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sessiongate::crypto::Secret;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::browser::Browser;
+use crate::helpers::{spawn_app_with, tempdir::TempDir, Backend};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Redis that persists every write (so a restart keeps its data).
+fn start_redis(port: u16, dir: &Path) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Polls `probe` until it holds (at most 15 s).
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn error_code(resp: reqwest::Response) -> (StatusCode, String) {
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("a JSON error body");
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn redis_killed_then_restarted_loses_no_session() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let mut redis = start_redis(port, &dir.0);
+    let key = sessiongate::crypto::generate_key();
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.redis.url = Secret::new(format!("redis://127.0.0.1:{port}/"));
+        s.redis.timeout = Duration::from_secs(1);
+        s.session.keys = vec![Secret::new(key)];
+        // Every read goes to Redis, so the fault is seen at once.
+        s.session.cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut browsers = Vec::new();
+    for agent in ["Before A", "Before B"] {
+        let mut b = Browser::new(&app, agent);
+        assert_eq!(
+            b.sign_in(&user.username, &user.password).await.status,
+            StatusCode::OK
+        );
+        browsers.push(b);
+    }
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+
+    for b in &mut browsers {
+        let started = Instant::now();
+        let seen = b.get("/api/auth/session").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no hang past the timeout"
+        );
+        assert_eq!(
+            seen.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            seen.body
+        );
+        assert_eq!(seen.json()["code"], "session_store_unavailable");
+        let proxied = b.get("/api/users/me").await;
+        assert_eq!(
+            proxied.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            proxied.body
+        );
+    }
+    let (status, _) = error_code(app.get("/readyz").await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, code) = error_code(app.login(&user.username, &user.password).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable")
+    );
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+
+    // Back on the same port with its data: no restart of sessiongate needed.
+    let mut redis = start_redis(port, &dir.0);
+    eventually("readyz is green again", || async {
+        app.get("/readyz").await.status() == StatusCode::OK
+    })
+    .await;
+    for b in &mut browsers {
+        let session = b.session().await;
+        assert_eq!(session["user"]["id"], user.id, "the session survived");
+        assert_eq!(b.get("/api/users/me").await.status, StatusCode::OK);
+    }
+    redis.kill().unwrap();
+    let _ = redis.wait();
+}
+
+/// A TCP path to PostgreSQL that a test can cut (dropping every connection) and restore.
+struct Forwarder {
+    port: u16,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    async fn start(port: u16) -> Self {
+        let mut f = Self {
+            port,
+            tasks: Arc::default(),
+            accept: None,
+        };
+        f.restore().await;
+        f
+    }
+
+    async fn restore(&mut self) {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .await
+            .unwrap();
+        let tasks = Arc::clone(&self.tasks);
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(task);
+            }
+        }));
+    }
+
+    /// Refuses new connections and drops the open ones.
+    fn cut(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_503_and_recovers_by_itself() {
+    let port = free_port();
+    let mut path = Forwarder::start(port).await;
+    let app = spawn_app_with(Backend::Postgres, move |s| {
+        let url = s.database.url.expose().to_owned();
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        s.database.url = Secret::new(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
+        s.database.acquire_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let user = app.create_user().await;
+    assert_eq!(
+        app.login(&user.username, &user.password).await.status(),
+        StatusCode::OK
+    );
+
+    path.cut();
+    // Give the aborted tasks a moment to close their sockets.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, code) = error_code(app.login(&user.username, &user.password).await).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+        );
+        let (status, code) = error_code(app.me(&user.access_token).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+        );
+    }
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["database"]));
+
+    path.restore().await;
+    eventually("sign-in works again", || async {
+        app.login(&user.username, &user.password).await.status() == StatusCode::OK
+    })
+    .await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    path.cut();
+}
