@@ -239,3 +239,149 @@ async fn postgres_unreachable_is_503_and_recovers_by_itself() {
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     path.cut();
 }
+
+/// Starts the real binary with `config` and returns it with its base URL.
+fn serve(config: &Path) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SESSIONGATE_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server starts");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining the log so the child never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, format!("http://{addr}"));
+        }
+    }
+}
+
+/// SIGTERM while 200 proxied requests are in flight: every one completes (or, if it had
+/// not reached the server yet, fails to connect); none is cut off or answered 500, and
+/// the session written before is intact for the next process.
+#[tokio::test]
+async fn sigterm_under_load_finishes_what_it_accepted() {
+    let dir = TempDir::new();
+    let echo = crate::stand_ins::EchoUpstream::spawn().await;
+    let config = dir.0.join("config.toml");
+    let key = sessiongate::crypto::generate_key();
+    let prefix = format!("sgtest:{}:", uuid::Uuid::new_v4().simple());
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nstatic_dir = \"\"\nshutdown_grace = \"10s\"\n\
+             [database]\nurl = \"sqlite://{db}/users.db\"\n\
+             [redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"{prefix}\"\n\
+             [session]\nkeys = [\"{key}\"]\n\
+             [auth]\njwt_secret = \"{jwt}\"\n\
+             [rate_limit]\nenabled = false\n\
+             [mail]\noutbox_dir = \"{db}/outbox\"\n\
+             [oauth]\nself_provider = false\n\
+             [[proxy.routes]]\nprefix = \"/api/slow\"\nupstream = \"{up}/slow\"\nprovider = \"credentials\"\n",
+            db = dir.0.display(),
+            jwt = sessiongate::crypto::random_token(),
+            up = echo.base,
+        ),
+    )
+    .unwrap();
+    let (mut child, base) = serve(&config);
+    let client = reqwest::Client::new();
+    let register = client
+        .post(format!("{base}/v1/auth/register"))
+        .json(
+            &serde_json::json!({"username": "loaded", "email": "loaded@example.com",
+                                  "password": "violet tractor umbrella 93"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), StatusCode::CREATED);
+    let mut b = Browser::at(&base, client.clone(), "Load");
+    assert_eq!(
+        b.sign_in("loaded", "violet tractor umbrella 93")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let cookie = format!("sessiongate={}", b.session_cookie().unwrap());
+
+    let mut inflight = Vec::new();
+    for _ in 0..200 {
+        let (client, url, cookie) = (
+            client.clone(),
+            format!("{base}/api/slow/600"),
+            cookie.clone(),
+        );
+        inflight.push(tokio::spawn(async move {
+            match client.get(url).header("cookie", cookie).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.bytes().await.map(|b| b.len());
+                    Ok((status, body.is_ok()))
+                }
+                Err(e) => Err(e.is_connect()),
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let (mut done, mut refused) = (0, 0);
+    for task in inflight {
+        match task.await.unwrap() {
+            Ok((status, complete)) => {
+                assert_eq!(status, StatusCode::OK, "an accepted request completes");
+                assert!(complete, "the body is not cut off");
+                done += 1;
+            }
+            Err(connect) => {
+                assert!(
+                    connect,
+                    "only a connection refused before acceptance is allowed"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        done > 0,
+        "requests were in flight at SIGTERM ({refused} refused)"
+    );
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit: {exit}");
+
+    // The next process reads the session the first one wrote.
+    let (mut next, base) = serve(&config);
+    let mut again = Browser::at(&base, reqwest::Client::new(), "Load");
+    again.cookies = b.cookies.clone();
+    assert_eq!(again.session().await["user"]["name"], "loaded");
+    let _ = Command::new("kill")
+        .args(["-TERM", &next.id().to_string()])
+        .status();
+    let _ = next.wait();
+}

@@ -154,6 +154,10 @@ async fn echo(req: &Request, journal: Data<&Journal>, body: poem::Body) -> Respo
     if path == "/hang" {
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     if path == "/invalid-token" && req.header("authorization") == Some("Bearer at-1") {
         return Response::builder()
             .status(poem::http::StatusCode::UNAUTHORIZED)
