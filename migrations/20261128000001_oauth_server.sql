@@ -41,19 +41,25 @@ CREATE TABLE oauth_codes (
     code_hash    TEXT PRIMARY KEY,
     client_id    TEXT NOT NULL REFERENCES oauth_clients (client_id) ON DELETE CASCADE,
     user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    -- empty when the request named none (the single registered one was used)
     redirect_uri TEXT NOT NULL,
     scope        TEXT NOT NULL,
     challenge    TEXT,
     nonce        TEXT,
+    -- when the user signed in (the id_token's auth_time)
+    auth_time    BIGINT NOT NULL,
     expires_at   BIGINT NOT NULL,
     grant_id     TEXT
 );
+CREATE INDEX oauth_codes_user_client ON oauth_codes (user_id, client_id);
 
 -- Access and refresh tokens (opaque, so revocation is immediate).
 CREATE TABLE oauth_tokens (
     token_hash TEXT PRIMARY KEY,
     grant_id   TEXT NOT NULL REFERENCES oauth_grants (id) ON DELETE CASCADE,
     kind       TEXT NOT NULL,
+    -- may be narrower than the grant's (a refresh can ask for less)
+    scope      TEXT NOT NULL,
     issued_at  BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     spent_at   BIGINT,

@@ -487,6 +487,12 @@ impl Settings {
         }
         for (i, c) in self.oauth.clients.iter().enumerate() {
             let key = format!("oauth.clients[{i}]");
+            if c.client_id == crate::startup::SELF_PROVIDER && self.oauth.self_provider {
+                problems.push(format!(
+                    "{key}.client_id: `{}` is taken by oauth.self_provider",
+                    c.client_id
+                ));
+            }
             if c.client_id.trim().is_empty() || c.client_id.len() > 128 {
                 problems.push(format!("{key}.client_id: required, at most 128 characters"));
             }

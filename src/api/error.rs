@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The request body is over the configured limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The body's `Content-Type` is not one this operation takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Too many attempts; retry after the given number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -58,6 +61,7 @@ impl ApiError {
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
             | ApiError::PayloadTooLarge(b)
+            | ApiError::UnsupportedMediaType(b)
             | ApiError::TooManyRequests(b, _)
             | ApiError::Internal(b)
             | ApiError::Unavailable(b) => b.0.url = Some(url),
@@ -83,10 +87,10 @@ impl ApiError {
                 503 => ApiError::Unavailable(body),
                 _ => ApiError::BadRequest(body),
             },
-            AppError::Validation(_)
-            | AppError::BadRequest(_)
-            | AppError::UnsupportedMediaType(_)
-            | AppError::MethodNotAllowed => ApiError::BadRequest(body),
+            AppError::Validation(_) | AppError::BadRequest(_) | AppError::MethodNotAllowed => {
+                ApiError::BadRequest(body)
+            }
+            AppError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(body),
             AppError::InvalidCredentials
             | AppError::Unauthenticated(_)
             | AppError::SessionExpired => ApiError::Unauthorized(body, "Bearer".into()),

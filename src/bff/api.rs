@@ -616,10 +616,9 @@ impl AuthJsApi {
 
     /// Sign in with a provider (link)
     ///
-    /// A plain link that starts the sign-in: redirects to the provider's authorization
-    /// URL (state, PKCE S256 and, for OIDC, a nonce kept server-side for 10 minutes) and
-    /// sets a short-lived cookie binding the sign-in to this browser. `credentials`
-    /// redirects to the sign-in page; an unknown provider is 404.
+    /// What a plain link opens, as in NextAuth: a page with the provider's button, which
+    /// posts the sign-in with the CSRF token (a link alone, from any site, must not start
+    /// one). `credentials` redirects to the sign-in page; an unknown provider is 404.
     #[oai(
         path = "/signin/:provider",
         method = "get",
@@ -629,13 +628,29 @@ impl AuthJsApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        ip: ClientIp,
+
         provider: Path<String>,
         #[oai(name = "callbackUrl")] callback_url: Query<Option<String>>,
-    ) -> ApiResult<RedirectOrUrl> {
-        state
-            .begin_sign_in(req, ip, &provider.0, callback_url.0.as_deref(), false)
-            .await
+    ) -> ApiResult<PageResult> {
+        if provider.0 == PROVIDER {
+            let page = format!("{}/api/auth/signin", state.settings.public_url());
+            return Ok(PageResult::Redirect(page));
+        }
+        let Some(p) = state.providers.get(&provider.0) else {
+            return Err(ApiError::code(AppError::NotFound));
+        };
+        let (token, cookie) = state.csrf_token(req);
+        let callback =
+            RedirectTarget::resolve(callback_url.0.as_deref(), &state.settings).into_string();
+        Ok(PageResult::Ok(
+            Html(pages::provider_signin(
+                &token,
+                &callback,
+                &p.config.id,
+                &p.config.name,
+            )),
+            cookie,
+        ))
     }
 
     /// Sign in with a provider

@@ -65,6 +65,24 @@ pub fn signin(
     page("Sign in", &body)
 }
 
+/// The page of `GET /api/auth/signin/{provider}`: one button that posts the sign-in
+/// (with the CSRF token), so that no other site can start a sign-in by a link alone.
+pub fn provider_signin(csrf_token: &str, callback_url: &str, id: &str, name: &str) -> String {
+    page(
+        "Sign in",
+        &format!(
+            "<h1>Sign in</h1><form method=\"post\" action=\"/api/auth/signin/{id}\">\
+             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"callbackUrl\" value=\"{cb}\">\
+             <button type=\"submit\">Sign in with {name}</button></form>",
+            id = escape(id),
+            csrf = escape(csrf_token),
+            cb = escape(callback_url),
+            name = escape(name),
+        ),
+    )
+}
+
 /// What an error code means, in words a person understands.
 pub fn error_text(code: &str) -> &'static str {
     match code {

@@ -134,6 +134,9 @@ pub enum AuthorizeResult {
     /// The authorization server is not enabled.
     #[oai(status = 404)]
     NotFound(Html<String>),
+    /// The consent form must be `application/x-www-form-urlencoded`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<crate::error::ErrorBody>),
     /// A dependency (database, session store) is unreachable; nothing was issued.
     #[oai(status = 503)]
     Unavailable(Html<String>),
@@ -217,10 +220,19 @@ fn parse_params(raw: &str) -> (BTreeMap<String, String>, Vec<String>) {
 struct Authorization {
     client: Client,
     redirect_uri: String,
+    /// Whether the request named the redirect URI (then the token request must too).
+    redirect_given: bool,
     scope: String,
     state: Option<String>,
     challenge: Option<String>,
     nonce: Option<String>,
+}
+
+/// The user signed in at this server.
+struct SignedInUser {
+    user: User,
+    /// When the browser session signed in (the id_token's `auth_time`).
+    auth_time: i64,
 }
 
 /// Why an authorization request is refused.
@@ -229,6 +241,18 @@ enum Refusal {
     Page(String),
     /// Sent back to the client.
     Redirect(String),
+    /// A dependency failed: nothing can be decided now.
+    Unavailable(AppError),
+}
+
+impl From<Refusal> for AuthorizeResult {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Page(msg) => Self::Invalid(Html(pages::error(&msg))),
+            Refusal::Redirect(url) => Self::Redirect(url),
+            Refusal::Unavailable(e) => e.into(),
+        }
+    }
 }
 
 /// `redirect_uri` with the given parameters added (and `iss`, RFC 9207).
@@ -254,12 +278,28 @@ impl AppState {
     }
 
     /// The user signed in at this server (a bundled `/v1` user's browser session).
-    async fn oauth_user(&self, req: &Request) -> AppResult<Option<User>> {
+    ///
+    /// The session's own sign-in must still be valid: its tokens are refreshed when due
+    /// and checked, so a revoked sign-in (sign-out everywhere, a password reset) cannot
+    /// go on approving apps. Returns the user and when they signed in.
+    async fn oauth_user(&self, req: &Request) -> AppResult<Option<SignedInUser>> {
         let (found, _) = self.session_of(req).await?;
-        let Some((_, session)) = found.filter(|(_, s)| s.provider == PROVIDER) else {
+        let Some((id, session)) = found.filter(|(_, s)| s.provider == PROVIDER) else {
             return Ok(None);
         };
-        self.auth.repo().find_by_id(&session.user.id).await
+        let session = match crate::proxy::refresh::fresh_session(self, &id, session, None).await {
+            Ok(s) => s,
+            Err(AppError::SessionExpired) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.auth.authenticate(&session.tokens.access_token).await {
+            Ok(caller) => Ok(Some(SignedInUser {
+                user: caller.user,
+                auth_time: session.created_at,
+            })),
+            Err(AppError::Unauthenticated(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The sign-in page, coming back to `path_and_query` afterwards.
@@ -297,12 +337,7 @@ impl AppState {
         let client = match server.repo.find_client(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(Refusal::Page("Unknown client.".into())),
-            Err(e) => {
-                tracing::warn!(error = %e, "client lookup failed");
-                return Err(Refusal::Page(
-                    "The service is unavailable; try again shortly.".into(),
-                ));
-            }
+            Err(e) => return Err(Refusal::Unavailable(e)),
         };
         let registered: Vec<&str> = client.redirect_uris().collect();
         let redirect_uri = match get("redirect_uri") {
@@ -366,7 +401,14 @@ impl AppState {
         };
         let challenge = get("code_challenge").map(str::to_owned);
         match (get("code_challenge_method"), &challenge) {
-            (Some("S256"), Some(_)) | (None, Some(_)) | (None, None) => {}
+            (Some("S256"), Some(_)) | (None, None) => {}
+            // RFC 7636's default method is `plain`, which this server does not take.
+            (None, Some(_)) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge_method=S256 is required with a code_challenge.",
+                ))
+            }
             (Some("S256"), None) => {
                 return Err(refuse("invalid_request", "code_challenge is missing."))
             }
@@ -392,6 +434,7 @@ impl AppState {
         }
         Ok(Authorization {
             client,
+            redirect_given: get("redirect_uri").is_some(),
             redirect_uri,
             scope,
             state,
@@ -404,17 +447,22 @@ impl AppState {
     async fn approve(
         &self,
         server: &AuthorizationServer,
-        user: &User,
+        signer: &SignedInUser,
         a: Authorization,
     ) -> AppResult<String> {
         let code = server
             .issue_code(Code {
                 client_id: a.client.client_id.clone(),
-                user_id: user.id.clone(),
-                redirect_uri: a.redirect_uri.clone(),
+                user_id: signer.user.id.clone(),
+                redirect_uri: if a.redirect_given {
+                    a.redirect_uri.clone()
+                } else {
+                    String::new()
+                },
                 scope: a.scope.clone(),
                 challenge: a.challenge,
                 nonce: a.nonce,
+                auth_time: signer.auth_time,
                 expires_at: now() + self.settings.oauth.code_ttl.as_secs() as i64,
             })
             .await?;
@@ -727,7 +775,9 @@ impl OAuthApi {
     #[oai(path = "/manage-apps", method = "get", operation_id = "manageApps")]
     async fn manage_apps(&self, state: Data<&AppState>, req: &Request) -> ApiResult<ManageResult> {
         let server = state.oauth_server().map_err(ApiError::code)?;
-        let Some(user) = state.oauth_user(req).await.map_err(ApiError::code)? else {
+        let Some(SignedInUser { user, .. }) =
+            state.oauth_user(req).await.map_err(ApiError::code)?
+        else {
             return Ok(ManageResult::Redirect(state.sign_in_first("/manage-apps")));
         };
         let apps = server
@@ -762,7 +812,7 @@ impl OAuthApi {
     async fn jwks(&self, state: Data<&AppState>) -> ApiResult<DocumentResult> {
         let server = state.oauth_server().map_err(ApiError::code)?;
         Ok(DocumentResult::Ok(
-            Json(server.jwks().clone()),
+            Json(server.jwks().await.map_err(ApiError::code)?),
             "public, max-age=300".into(),
         ))
     }
@@ -775,19 +825,18 @@ async fn authorize(state: &AppState, req: &Request) -> Result<AuthorizeResult, A
     let (params, repeated) = parse_params(req.uri().query().unwrap_or_default());
     let request = match state.check_authorization(server, &params, &repeated).await {
         Ok(r) => r,
-        Err(Refusal::Page(msg)) => return Ok(AuthorizeResult::Invalid(Html(pages::error(&msg)))),
-        Err(Refusal::Redirect(url)) => return Ok(AuthorizeResult::Redirect(url)),
+        Err(refusal) => return Ok(refusal.into()),
     };
     let here = req
         .uri()
         .path_and_query()
         .map_or("/oauth/authorize", |p| p.as_str());
-    let Some(user) = state.oauth_user(req).await? else {
+    let Some(signer) = state.oauth_user(req).await? else {
         return Ok(AuthorizeResult::Redirect(state.sign_in_first(here)));
     };
     let remembered = server
         .repo
-        .consent(&user.id, &request.client.client_id)
+        .consent(&signer.user.id, &request.client.client_id)
         .await?;
     if remembered.is_some_and(|granted| {
         request
@@ -795,7 +844,7 @@ async fn authorize(state: &AppState, req: &Request) -> Result<AuthorizeResult, A
             .split_whitespace()
             .all(|s| granted.split_whitespace().any(|g| g == s))
     }) {
-        let url = state.approve(server, &user, request).await?;
+        let url = state.approve(server, &signer, request).await?;
         return Ok(AuthorizeResult::Redirect(url));
     }
     let (csrf, cookie) = state.csrf_token(req);
@@ -819,7 +868,7 @@ async fn authorize(state: &AppState, req: &Request) -> Result<AuthorizeResult, A
     }
     let html = pages::consent(
         &request.client.name,
-        &user.username,
+        &signer.user.username,
         &request.scope,
         &csrf,
         &fields,
@@ -850,26 +899,41 @@ async fn decide(
     .collect();
     let request = match state.check_authorization(server, &params, &[]).await {
         Ok(r) => r,
-        Err(Refusal::Page(msg)) => return Ok(AuthorizeResult::Invalid(Html(pages::error(&msg)))),
-        Err(Refusal::Redirect(url)) => return Ok(AuthorizeResult::Redirect(url)),
+        Err(refusal) => return Ok(refusal.into()),
     };
     if state.check_csrf(req, f.csrf_token.as_deref()).is_err() {
         return Ok(AuthorizeResult::Forbidden(Html(pages::error(
             "This consent form has expired or did not come from this site. Go back to the app and start again.",
         ))));
     }
-    let Some(user) = state.oauth_user(req).await? else {
+    let Some(signer) = state.oauth_user(req).await? else {
         return Ok(AuthorizeResult::Redirect(
             state.sign_in_first("/manage-apps"),
         ));
     };
     match f.decision.as_deref() {
         Some("allow") => {
+            // Remembered: what was allowed before, and this.
+            let before = server
+                .repo
+                .consent(&signer.user.id, &request.client.client_id)
+                .await?
+                .unwrap_or_default();
+            let mut scopes: Vec<&str> = before.split_whitespace().collect();
+            for s in request.scope.split_whitespace() {
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
             server
                 .repo
-                .save_consent(&user.id, &request.client.client_id, &request.scope)
+                .save_consent(
+                    &signer.user.id,
+                    &request.client.client_id,
+                    &scopes.join(" "),
+                )
                 .await?;
-            let url = state.approve(server, &user, request).await?;
+            let url = state.approve(server, &signer, request).await?;
             Ok(AuthorizeResult::Redirect(url))
         }
         decision => {
@@ -912,7 +976,7 @@ async fn deauthorize(
         .ok_or_else(|| ApiError::oauth(oauth_error("invalid_request", "client_id is required.")))?;
     server
         .repo
-        .disconnect(&user.id, &client_id)
+        .disconnect(&user.user.id, &client_id)
         .await
         .map_err(ApiError::oauth)?;
     tracing::info!(client = %client_id, "app disconnected by its user");

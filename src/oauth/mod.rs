@@ -131,9 +131,14 @@ pub struct ClientCredentials {
 pub struct AuthorizationServer {
     pub repo: OAuthRepo,
     users: UserRepo,
-    keys: SigningKeys,
+    /// Re-read from the database once a minute: a rotation made by the CLI (or another
+    /// instance) is picked up without a restart.
+    keys: tokio::sync::RwLock<(std::time::Instant, Arc<SigningKeys>)>,
     settings: Arc<Settings>,
 }
+
+/// How long the signing keys are used before being read again.
+const KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AuthorizationServer {
     /// Loads the signing keys and the clients declared in configuration.
@@ -146,12 +151,46 @@ impl AuthorizationServer {
             upsert_configured(&repo, c).await?;
         }
         let keys = SigningKeys::load(&repo).await?;
+        // What can never be used again (expired codes and tokens) is deleted hourly.
+        let purging = repo.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                match purging.purge().await {
+                    Ok(n) => tracing::debug!(rows = n, "expired OAuth codes and tokens purged"),
+                    Err(e) => tracing::warn!(error = %e, "OAuth purge failed"),
+                }
+            }
+        });
         Ok(Self {
             repo,
             users,
-            keys,
+            keys: tokio::sync::RwLock::new((std::time::Instant::now(), Arc::new(keys))),
             settings,
         })
+    }
+
+    /// The current signing keys (reloaded when a minute old).
+    async fn keys(&self) -> AppResult<Arc<SigningKeys>> {
+        {
+            let cached = self.keys.read().await;
+            if cached.0.elapsed() < KEYS_TTL {
+                return Ok(Arc::clone(&cached.1));
+            }
+        }
+        let mut cached = self.keys.write().await;
+        if cached.0.elapsed() >= KEYS_TTL {
+            match SigningKeys::load(&self.repo).await {
+                Ok(fresh) => *cached = (std::time::Instant::now(), Arc::new(fresh)),
+                // Keep signing with what we have; try again in a minute.
+                Err(e) => {
+                    tracing::warn!(error = %e, "signing keys not reloaded");
+                    cached.0 = std::time::Instant::now();
+                }
+            }
+        }
+        Ok(Arc::clone(&cached.1))
     }
 
     /// The issuer: the public URL.
@@ -159,8 +198,8 @@ impl AuthorizationServer {
         self.settings.public_url()
     }
 
-    pub fn jwks(&self) -> &Value {
-        self.keys.jwks()
+    pub async fn jwks(&self) -> AppResult<Value> {
+        Ok(self.keys().await?.jwks().clone())
     }
 
     /// The client behind a token request, authenticated (RFC 6749 §2.3): a confidential
@@ -172,7 +211,8 @@ impl AuthorizationServer {
             .find_client(&creds.client_id)
             .await?
             .ok_or_else(invalid)?;
-        match (&client.secret_hash, &creds.secret) {
+        let secret = creds.secret.as_deref().filter(|s| !s.is_empty());
+        match (&client.secret_hash, secret) {
             (None, None) => Ok(client),
             (Some(hash), Some(secret))
                 if constant_time_eq(sha256_hex(secret).as_bytes(), hash.as_bytes()) =>
@@ -201,7 +241,14 @@ impl AuthorizationServer {
         let bad = |why: &str| oauth_error("invalid_grant", why.to_owned());
         let grant_id = uuid::Uuid::new_v4().to_string();
         let stored = match self.repo.claim_code(&sha256_hex(code), &grant_id).await? {
-            Claim::Fresh(stored) => stored,
+            Claim::Fresh(stored) => {
+                if let Err(e) = self.check_code(client, &stored, redirect_uri, verifier) {
+                    // Spent, and its (empty) grant closed.
+                    self.repo.revoke_grant(&grant_id).await?;
+                    return Err(e);
+                }
+                stored
+            }
             Claim::Reused(issued) => {
                 // RFC 6749 §4.1.2: a code used twice revokes what it issued.
                 tracing::warn!(client = %client.client_id, "authorization code reused; its tokens are revoked");
@@ -210,13 +257,42 @@ impl AuthorizationServer {
             }
             Claim::Unknown => return Err(bad("Unknown code.")),
         };
+        let (answer, tokens) = self
+            .mint(
+                client,
+                &stored.user_id,
+                &stored.scope,
+                stored.nonce.as_deref(),
+                Some(stored.auth_time),
+            )
+            .await?;
+        self.repo.add_tokens(&grant_id, &tokens).await?;
+        Ok(answer)
+    }
+
+    /// RFC 6749 §4.1.3 and RFC 7636 §4.6: the code's client, lifetime, redirect URI and
+    /// PKCE verifier.
+    fn check_code(
+        &self,
+        client: &Client,
+        stored: &Code,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+    ) -> AppResult<()> {
+        let bad = |why: &str| oauth_error("invalid_grant", why.to_owned());
         if stored.client_id != client.client_id {
             return Err(bad("The code was issued to another client."));
         }
         if stored.expires_at <= now() {
             return Err(bad("The code has expired."));
         }
-        if redirect_uri != Some(stored.redirect_uri.as_str()) {
+        // Required when the authorization request had one, and then identical.
+        let same_uri = match (stored.redirect_uri.as_str(), redirect_uri) {
+            ("", None) => true,
+            ("", Some(given)) => client.redirect_uris().any(|u| u == given),
+            (sent, given) => given == Some(sent),
+        };
+        if !same_uri {
             return Err(bad("redirect_uri differs from the authorization request."));
         }
         match (&stored.challenge, verifier) {
@@ -230,33 +306,7 @@ impl AuthorizationServer {
             (None, Some(_)) => return Err(bad("No code_challenge was sent for this code.")),
             (None, None) => {}
         }
-        let (answer, tokens) = self
-            .mint(
-                client,
-                &stored.user_id,
-                &stored.scope,
-                stored.nonce.as_deref(),
-            )
-            .await?;
-        let hashes: Vec<(String, &'static str, i64)> = tokens;
-        let new: Vec<NewToken<'_>> = hashes
-            .iter()
-            .map(|(h, kind, exp)| NewToken {
-                hash: h,
-                kind,
-                expires_at: *exp,
-            })
-            .collect();
-        self.repo
-            .create_grant(
-                &grant_id,
-                &client.client_id,
-                &stored.user_id,
-                &stored.scope,
-                &new,
-            )
-            .await?;
-        Ok(answer)
+        Ok(())
     }
 
     /// `grant_type=refresh_token`: rotation, and reuse detection that revokes the grant.
@@ -282,7 +332,10 @@ impl AuthorizationServer {
         if !row.live() {
             return Err(bad("The refresh token is expired or revoked."));
         }
-        let scope = match scope.map(str::split_whitespace) {
+        let scope = match scope
+            .filter(|s| !s.trim().is_empty())
+            .map(str::split_whitespace)
+        {
             None => row.scope.clone(),
             Some(asked) => {
                 let asked: Vec<&str> = asked.collect();
@@ -298,53 +351,53 @@ impl AuthorizationServer {
                 asked.join(" ")
             }
         };
-        let (mut answer, tokens) = self.mint(client, &row.user_id, &scope, None).await?;
         // id_tokens are for sign-in; a refresh answers tokens only.
-        answer.id_token = None;
-        let new: Vec<NewToken<'_>> = tokens
-            .iter()
-            .map(|(h, kind, exp)| NewToken {
-                hash: h,
-                kind,
-                expires_at: *exp,
-            })
-            .collect();
-        if !self.repo.rotate(&hash, &row.grant_id, &new).await? {
+        let (answer, tokens) = self.mint(client, &row.user_id, &scope, None, None).await?;
+        if !self.repo.rotate(&hash, &row.grant_id, &tokens).await? {
             self.repo.revoke_grant(&row.grant_id).await?;
             return Err(bad("The refresh token has already been used."));
         }
         Ok(answer)
     }
 
-    /// New access (+ refresh) tokens and, with `openid`, an id_token; the hashes to store.
+    /// New access (+ refresh) tokens and, at sign-in (`auth_time` given) with `openid`,
+    /// an id_token; and what to store of them.
     async fn mint(
         &self,
         client: &Client,
         user_id: &str,
         scope: &str,
         nonce: Option<&str>,
-    ) -> AppResult<(TokenAnswer, Vec<(String, &'static str, i64)>)> {
+        auth_time: Option<i64>,
+    ) -> AppResult<(TokenAnswer, Vec<NewToken>)> {
         let at = now();
         let access_ttl = self.settings.oauth.access_token_ttl.as_secs() as i64;
         let refresh_ttl = self.settings.oauth.refresh_token_ttl.as_secs() as i64;
+        let stored = |token: &str, kind, expires_at| NewToken {
+            hash: sha256_hex(token),
+            kind,
+            scope: scope.to_owned(),
+            expires_at,
+        };
         let access = format!("sga_{}", random_token());
-        let mut stored = vec![(sha256_hex(&access), "access", at + access_ttl)];
+        let mut tokens = vec![stored(&access, "access", at + access_ttl)];
         let refresh = client.allows_grant("refresh_token").then(|| {
             let r = format!("sgr_{}", random_token());
-            stored.push((sha256_hex(&r), "refresh", at + refresh_ttl));
+            tokens.push(stored(&r, "refresh", at + refresh_ttl));
             r
         });
-        let id_token = if scope.split_whitespace().any(|s| s == "openid") {
+        let openid = scope.split_whitespace().any(|s| s == "openid");
+        let id_token = if let (true, Some(auth_time)) = (openid, auth_time) {
             let mut claims = self.claims(user_id, scope).await?;
             claims["iss"] = json!(self.issuer());
             claims["aud"] = json!(client.client_id);
             claims["iat"] = json!(at);
             claims["exp"] = json!(at + access_ttl);
-            claims["auth_time"] = json!(at);
+            claims["auth_time"] = json!(auth_time);
             if let Some(n) = nonce {
                 claims["nonce"] = json!(n);
             }
-            Some(self.keys.sign(&claims)?)
+            Some(self.keys().await?.sign(&claims)?)
         } else {
             None
         };
@@ -357,7 +410,7 @@ impl AuthorizationServer {
                 scope: scope.to_owned(),
                 id_token,
             },
-            stored,
+            tokens,
         ))
     }
 
@@ -495,8 +548,9 @@ async fn upsert_configured(repo: &OAuthRepo, c: &OAuthClientSettings) -> anyhow:
 /// before base64).
 pub fn basic_credentials(header: &str) -> Option<(String, String)> {
     let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?;
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("basic "))
+        .map(|_| &header[6..])?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let unform = |s: &str| -> String {

@@ -43,16 +43,20 @@ impl Client {
 pub struct Code {
     pub client_id: String,
     pub user_id: String,
+    /// Empty when the authorization request named none.
     pub redirect_uri: String,
     pub scope: String,
     pub challenge: Option<String>,
     pub nonce: Option<String>,
+    /// When the user signed in.
+    pub auth_time: i64,
     pub expires_at: i64,
 }
 
 /// The result of presenting a code.
 pub enum Claim {
-    /// First use: the code is now spent and bound to the grant id given.
+    /// First use: the code is now spent, and its grant exists (without tokens yet), so a
+    /// concurrent second use always finds something to revoke.
     Fresh(Code),
     /// Already exchanged: the grant it produced (to revoke).
     Reused(String),
@@ -85,9 +89,10 @@ impl TokenRow {
 }
 
 /// A token to store.
-pub struct NewToken<'a> {
-    pub hash: &'a str,
+pub struct NewToken {
+    pub hash: String,
     pub kind: &'static str,
+    pub scope: String,
     pub expires_at: i64,
 }
 
@@ -200,25 +205,48 @@ impl OAuthRepo {
         Ok(row.map(|(s,)| s))
     }
 
+    /// Remembers `scope` (one upsert: concurrent consents cannot collide).
     pub async fn save_consent(&self, user_id: &str, client_id: &str, scope: &str) -> AppResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
-            .bind(user_id)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "INSERT INTO oauth_consents (user_id, client_id, scope, created_at) \
-             VALUES ($1, $2, $3, $4)",
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope",
         )
         .bind(user_id)
         .bind(client_id)
         .bind(scope)
         .bind(now())
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// Revokes every grant of a user (a password reset: the account may have been taken).
+    pub async fn revoke_user(&self, user_id: &str) -> AppResult<()> {
+        sqlx::query(
+            "UPDATE oauth_grants SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes what can never be used again: expired codes and tokens.
+    pub async fn purge(&self) -> AppResult<u64> {
+        let at = now();
+        let codes = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
+            .bind(at - 3600)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM oauth_tokens WHERE expires_at < $1")
+            .bind(at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(codes + tokens)
     }
 
     pub async fn connections(&self, user_id: &str) -> AppResult<Vec<Connection>> {
@@ -232,9 +260,17 @@ impl OAuthRepo {
         .await?)
     }
 
-    /// Deauthorization: the consent and every grant (so every token) of one client.
+    /// Deauthorization: the consent, every grant (so every token) and every code not
+    /// yet exchanged, of one client.
     pub async fn disconnect(&self, user_id: &str, client_id: &str) -> AppResult<()> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM oauth_codes WHERE user_id = $1 AND client_id = $2 AND grant_id IS NULL",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE oauth_grants SET revoked_at = $3 \
              WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
@@ -253,11 +289,10 @@ impl OAuthRepo {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn insert_code(&self, code_hash: &str, code: &Code) -> AppResult<()> {
         sqlx::query(
             "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, \
-             challenge, nonce, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             challenge, nonce, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(code_hash)
         .bind(&code.client_id)
@@ -266,33 +301,49 @@ impl OAuthRepo {
         .bind(&code.scope)
         .bind(&code.challenge)
         .bind(&code.nonce)
+        .bind(code.auth_time)
         .bind(code.expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Spends a code (one conditional write: of two concurrent exchanges one wins).
+    /// Spends a code and creates its grant, in one transaction (the conditional write
+    /// lets one of two concurrent exchanges win; the other finds the grant to revoke).
     pub async fn claim_code(&self, code_hash: &str, grant_id: &str) -> AppResult<Claim> {
+        let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(
             "UPDATE oauth_codes SET grant_id = $2 WHERE code_hash = $1 AND grant_id IS NULL",
         )
         .bind(code_hash)
         .bind(grant_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
         if claimed {
             let code: Code = sqlx::query_as(
-                "SELECT client_id, user_id, redirect_uri, scope, challenge, nonce, expires_at \
-                 FROM oauth_codes WHERE code_hash = $1",
+                "SELECT client_id, user_id, redirect_uri, scope, challenge, nonce, auth_time, \
+                 expires_at FROM oauth_codes WHERE code_hash = $1",
             )
             .bind(code_hash)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
+            sqlx::query(
+                "INSERT INTO oauth_grants (id, client_id, user_id, scope, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(grant_id)
+            .bind(&code.client_id)
+            .bind(&code.user_id)
+            .bind(&code.scope)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             return Ok(Claim::Fresh(code));
         }
+        tx.commit().await?;
         let used: Option<(Option<String>,)> =
             sqlx::query_as("SELECT grant_id FROM oauth_codes WHERE code_hash = $1")
                 .bind(code_hash)
@@ -304,28 +355,10 @@ impl OAuthRepo {
         })
     }
 
-    /// A new grant with its first tokens.
-    pub async fn create_grant(
-        &self,
-        grant_id: &str,
-        client_id: &str,
-        user_id: &str,
-        scope: &str,
-        tokens: &[NewToken<'_>],
-    ) -> AppResult<()> {
+    /// The first tokens of a claimed code's grant.
+    pub async fn add_tokens(&self, grant_id: &str, tokens: &[NewToken]) -> AppResult<()> {
         let at = now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO oauth_grants (id, client_id, user_id, scope, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(grant_id)
-        .bind(client_id)
-        .bind(user_id)
-        .bind(scope)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
         for t in tokens {
             insert_token(&mut tx, grant_id, t, at).await?;
         }
@@ -336,7 +369,7 @@ impl OAuthRepo {
     /// A token and its grant, by hash.
     pub async fn find_token(&self, token_hash: &str) -> AppResult<Option<TokenRow>> {
         Ok(sqlx::query_as(
-            "SELECT t.kind, t.grant_id, g.client_id, g.user_id, g.scope, t.issued_at, \
+            "SELECT t.kind, t.grant_id, g.client_id, g.user_id, t.scope, t.issued_at, \
              t.expires_at, t.spent_at, t.revoked_at, g.revoked_at AS grant_revoked_at \
              FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
              WHERE t.token_hash = $1",
@@ -352,7 +385,7 @@ impl OAuthRepo {
         &self,
         old_hash: &str,
         grant_id: &str,
-        tokens: &[NewToken<'_>],
+        tokens: &[NewToken],
     ) -> AppResult<bool> {
         let at = now();
         let mut tx = self.pool.begin().await?;
@@ -429,16 +462,17 @@ impl OAuthRepo {
 async fn insert_token(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     grant_id: &str,
-    t: &NewToken<'_>,
+    t: &NewToken,
     at: i64,
 ) -> AppResult<()> {
     sqlx::query(
-        "INSERT INTO oauth_tokens (token_hash, grant_id, kind, issued_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO oauth_tokens (token_hash, grant_id, kind, scope, issued_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(t.hash)
+    .bind(&t.hash)
     .bind(grant_id)
     .bind(t.kind)
+    .bind(&t.scope)
     .bind(at)
     .bind(t.expires_at)
     .execute(&mut **tx)

@@ -307,7 +307,7 @@ impl Provider {
             .created_at
             .as_ref()
             .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-            .filter(|c| (c - at).abs() < 86_400)
+            .filter(|c| c.abs_diff(at) < 86_400)
             .unwrap_or(at);
         TokenSet {
             access_token: answer.access_token().secret().clone(),
@@ -356,6 +356,17 @@ impl Provider {
             Ok(answer) => Ok(self.token_set(&answer, Some(tokens))),
             Err(RequestTokenError::ServerResponse(e))
                 if *e.error() == BasicErrorResponseType::InvalidGrant =>
+            {
+                Err(RefreshError::Rejected)
+            }
+            // Some providers (GitHub) answer a refusal with 200 and an error body.
+            Err(RequestTokenError::Parse(_, body))
+                if serde_json::from_slice::<Value>(&body).is_ok_and(|v| {
+                    matches!(
+                        v.get("error").and_then(Value::as_str),
+                        Some("invalid_grant" | "bad_refresh_token")
+                    )
+                }) =>
             {
                 Err(RefreshError::Rejected)
             }

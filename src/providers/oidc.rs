@@ -14,8 +14,11 @@ use tokio::sync::Mutex;
 use super::config::check_endpoint;
 use super::{fetch_json, Failure};
 
-/// How long a discovery document is trusted before it is fetched again.
+/// How long a discovery document or key set is trusted before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+
+/// After a failed fetch, how long a stale copy is used before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Clock skew tolerated on `exp`/`iat`/`nbf`.
 const LEEWAY_SECS: u64 = 60;
@@ -38,8 +41,10 @@ pub struct Discovery {
 /// Per-provider OIDC state: the cached discovery document and key set.
 pub struct Oidc {
     issuer: String,
+    /// The document and when to fetch it again.
     discovery: Mutex<Option<(Instant, Arc<Discovery>)>>,
-    keys: Mutex<Option<Arc<Vec<Jwk>>>>,
+    /// The signing keys and when to fetch them again (sooner for an unknown `kid`).
+    keys: Mutex<Option<(Instant, Arc<Vec<Jwk>>)>>,
 }
 
 impl Oidc {
@@ -55,8 +60,8 @@ impl Oidc {
     /// provider cannot be reached.
     pub async fn discovery(&self, http: &reqwest::Client) -> Result<Arc<Discovery>, Failure> {
         let mut cached = self.discovery.lock().await;
-        if let Some((at, doc)) = cached.as_ref() {
-            if at.elapsed() < DISCOVERY_TTL {
+        if let Some((next, doc)) = cached.as_ref() {
+            if Instant::now() < *next {
                 return Ok(Arc::clone(doc));
             }
         }
@@ -71,15 +76,16 @@ impl Oidc {
                     .map_err(|e| Failure::Garbage(format!("discovery document: {e}")))
             })
             .and_then(|doc| self.checked(doc));
-        match (fetched, cached.as_ref()) {
+        match (fetched, cached.take()) {
             (Ok(doc), _) => {
                 let doc = Arc::new(doc);
-                *cached = Some((Instant::now(), Arc::clone(&doc)));
+                *cached = Some((Instant::now() + DISCOVERY_TTL, Arc::clone(&doc)));
                 Ok(doc)
             }
             (Err(e), Some((_, stale))) => {
-                tracing::warn!(issuer = %self.issuer, error = %e, "OIDC discovery failed; using the cached document");
-                Ok(Arc::clone(stale))
+                tracing::warn!(issuer = %self.issuer, error = %e, "OIDC discovery failed; using the cached document for a minute");
+                *cached = Some((Instant::now() + RETRY_AFTER, Arc::clone(&stale)));
+                Ok(stale)
             }
             (Err(e), None) => Err(e),
         }
@@ -117,16 +123,27 @@ impl Oidc {
         kid: Option<&str>,
     ) -> Result<Arc<Vec<Jwk>>, Failure> {
         let mut cached = self.keys.lock().await;
-        if let Some(keys) = cached.as_ref() {
+        if let Some((next, keys)) = cached.as_ref() {
             let known = match kid {
                 Some(kid) => keys.iter().any(|k| k.common.key_id.as_deref() == Some(kid)),
                 None => !keys.is_empty(),
             };
-            if known {
+            if known && Instant::now() < *next {
                 return Ok(Arc::clone(keys));
             }
         }
-        let set = fetch_json(http, jwks_uri, None).await?;
+        let set = match fetch_json(http, jwks_uri, None).await {
+            Ok(set) => set,
+            // Aged out but unreachable: the keys we hold still verify what they signed.
+            Err(e) => match cached.as_mut() {
+                Some((next, keys)) => {
+                    tracing::warn!(error = %e, "JWKS fetch failed; using the cached keys for a minute");
+                    *next = Instant::now() + RETRY_AFTER;
+                    return Ok(Arc::clone(keys));
+                }
+                None => return Err(e),
+            },
+        };
         // Keys this library cannot use (encryption keys, unknown types) are skipped, not
         // fatal: real key sets mix them in.
         let keys: Vec<Jwk> = set
@@ -138,7 +155,7 @@ impl Oidc {
             .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
             .collect();
         let keys = Arc::new(keys);
-        *cached = Some(Arc::clone(&keys));
+        *cached = Some((Instant::now() + DISCOVERY_TTL, Arc::clone(&keys)));
         Ok(keys)
     }
 

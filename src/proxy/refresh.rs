@@ -57,14 +57,22 @@ pub fn due(tokens: &TokenSet, skew: Duration) -> bool {
 /// Asks the session's provider for new tokens.
 async fn provider_refresh(state: &AppState, session: &Session) -> Result<TokenSet, RefreshError> {
     let started = Instant::now();
-    let result = if session.provider == PROVIDER {
-        state.credentials.refresh(&session.tokens).await
-    } else if let Some(provider) = state.providers.get(&session.provider) {
-        provider.refresh(&state.http, &session.tokens).await
-    } else {
-        // A provider removed from the configuration: keep the session, as for an outage.
-        Err(RefreshError::Unavailable)
+    let call = async {
+        if session.provider == PROVIDER {
+            state.credentials.refresh(&session.tokens).await
+        } else if let Some(provider) = state.providers.get(&session.provider) {
+            provider.refresh(&state.http, &session.tokens).await
+        } else {
+            // A provider removed from the configuration: keep the session, as for an outage.
+            Err(RefreshError::Unavailable)
+        }
     };
+    // Bounded well inside the lock's lifetime, so the lock cannot expire under a slow
+    // provider and let a second instance refresh with a token this one may have spent.
+    let limit = state.settings.proxy.lock_timeout * 3 / 4;
+    let result = tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(RefreshError::Unavailable));
     let outcome = match result {
         Ok(_) => "ok",
         Err(RefreshError::Rejected) => "rejected",
@@ -100,12 +108,25 @@ pub async fn fresh_session(
         s.tokens.access_token == started_with && (forced || due(&s.tokens, skew))
     };
 
-    // The locked part runs in its own task: a browser that gives up on its request must
-    // not cancel a refresh between the provider's rotation and the store write.
+    // The locked part runs in its own task, which nothing cancels: neither a browser that
+    // gives up on its request nor this request's own wait limit may stop a refresh
+    // between the provider's rotation and the store write. The request waits at most
+    // half the lock's lifetime; the refresh finishes (and is stored) regardless.
+    let budget = state.settings.proxy.lock_timeout / 2;
     let (state, id) = (state.clone(), id.clone());
-    tokio::spawn(async move { refresh_single_flight(&state, &id, &needs).await })
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?
+    let task = tokio::spawn(async move { refresh_single_flight(&state, &id, &needs).await });
+    match tokio::time::timeout(budget, task).await {
+        Ok(joined) => {
+            joined.map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?
+        }
+        Err(_) => {
+            tracing::warn!(
+                budget_ms = budget.as_millis() as u64,
+                "token refresh still running; this request stops waiting"
+            );
+            Err(AppError::RefreshUnavailable)
+        }
+    }
 }
 
 async fn refresh_single_flight(
@@ -160,19 +181,7 @@ async fn refresh_single_flight(
         }
     }
 
-    // The provider call is bounded well inside the lock's lifetime, so the lock cannot
-    // expire under a slow refresh and let a second instance refresh with a spent token.
-    let budget = lock_ttl / 2;
-    let result = match tokio::time::timeout(budget, refresh_locked(state, id, needs)).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(
-                budget_ms = budget.as_millis() as u64,
-                "token refresh timed out"
-            );
-            Err(AppError::RefreshUnavailable)
-        }
-    };
+    let result = refresh_locked(state, id, needs).await;
     if let Some((redis, lock_key)) = &lock {
         if let Err(e) = redis.unlock(lock_key, &owner).await {
             tracing::warn!(error = %e, "refresh lock not released (it expires by itself)");

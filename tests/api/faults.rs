@@ -240,7 +240,9 @@ async fn postgres_unreachable_is_503_and_recovers_by_itself() {
     path.cut();
 }
 
-/// Starts the real binary with `config` and returns it with its base URL.
+/// Starts the real binary with `config` and returns it with its base URL (the caller
+/// stops and waits for it).
+#[allow(clippy::zombie_processes)]
 fn serve(config: &Path) -> (Child, String) {
     use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiongate"));

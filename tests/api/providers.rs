@@ -208,15 +208,54 @@ async fn sign_in_with_42_shows_the_42_user(store: Store) {
 
 crate::both_stores!(sign_in_with_42_shows_the_42_user);
 
+/// Posts the only form of an HTML page, as a browser would.
+async fn submit_form(b: &mut Browser, page: &str) -> Seen {
+    let action = page
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let fields: Vec<(String, String)> = page
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|chunk| {
+            let name = chunk.split('"').next().unwrap().to_owned();
+            let value = chunk
+                .split("value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (name, value.replace("&amp;", "&").replace("&#39;", "'"))
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    b.request(Method::POST, action, Some(Body::Form(&pairs)), &[])
+        .await
+}
+
 #[tokio::test]
-async fn a_plain_get_link_starts_the_sign_in_too() {
+async fn a_plain_get_link_shows_the_providers_button() {
     let idp = StandInIdp::spawn(false).await;
     let app = app_42(&idp, Store::Redis).await;
     let mut b = Browser::new(&app, "Link");
-    let seen = b
+    let page = b
         .get("/api/auth/signin/42?callbackUrl=https%3A%2F%2Fevil.example%2Fsteal")
         .await;
-    assert_eq!(seen.status, StatusCode::FOUND);
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Sign in with 42"), "{}", page.body);
+    assert!(
+        !b.cookies.contains_key("sessiongate.flow"),
+        "a link alone starts nothing"
+    );
+    let seen = submit_form(&mut b, &page.body).await;
+    assert_eq!(seen.status, StatusCode::FOUND, "{}", seen.body);
     let back = idp.approve(&seen.location().unwrap()).await;
     let done = come_back(&mut b, &back).await;
     // A foreign callbackUrl is never honoured.
@@ -474,7 +513,8 @@ async fn a_provider_that_is_down_at_the_start_is_an_error_not_a_hang() {
     })
     .await;
     let mut b = Browser::new(&app, "Down");
-    let seen = b.get("/api/auth/signin/acme").await;
+    let page = b.get("/api/auth/signin/acme").await.body;
+    let seen = submit_form(&mut b, &page).await;
     assert_eq!(seen.status, StatusCode::FOUND);
     assert_eq!(
         seen.location().unwrap(),
