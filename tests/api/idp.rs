@@ -31,6 +31,8 @@ pub enum TokenMode {
     Down,
     /// 200 with something that is not a token answer.
     Garbage,
+    /// GitHub's way of refusing a refresh token: 200 with an error body.
+    RefusalIn200,
 }
 
 /// How the next id_tokens are broken.
@@ -307,6 +309,11 @@ fn token_endpoint(req: &Request, body: String, state: Data<&Shared>) -> Response
         }
         TokenMode::Garbage => {
             return Json(json!({"hello": "world"})).into_response();
+        }
+        TokenMode::RefusalIn200 => {
+            return Json(json!({"error": "bad_refresh_token",
+                               "error_description": "The refresh token passed is incorrect or expired."}))
+            .into_response();
         }
         TokenMode::Normal => {}
     }

@@ -939,3 +939,139 @@ async fn a_public_client_uses_pkce_and_a_wrong_verifier_gets_nothing() {
     assert_eq!(claims["nonce"], "n-123");
     assert_eq!(claims["sub"], user.id);
 }
+
+/// Regressions found in review: each of these once issued or kept something it must not.
+#[tokio::test]
+async fn review_regressions_of_the_authorization_server() {
+    let app = server(Backend::Postgres).await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Regressions");
+    sign_in(&mut b, &user, "/").await;
+    let scoped = authorize_path(&[
+        ("response_type", "code"),
+        ("client_id", CLIENT),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid profile email"),
+    ]);
+
+    // Two concurrent exchanges of one code: whatever the first got is revoked.
+    let code = consent_code(&mut b, &scoped).await;
+    let grant = code_grant(&code);
+    let (one, two) = tokio::join!(token(&app, &grant), token(&app, &grant));
+    let mut issued = Vec::new();
+    for resp in [one, two] {
+        if resp.status() == StatusCode::OK {
+            let body: Value = resp.json().await.unwrap();
+            issued.push(body["access_token"].as_str().unwrap().to_owned());
+        } else {
+            rfc_error(resp, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        }
+    }
+    assert!(issued.len() <= 1);
+    for access in &issued {
+        rfc_error(
+            userinfo(&app, access).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        )
+        .await;
+    }
+
+    // A refresh may narrow the scope, and the new token is held to it.
+    let code = consent_code(&mut b, &scoped).await;
+    let tokens: Value = token(&app, &code_grant(&code)).await.json().await.unwrap();
+    let narrow: Value = token(
+        &app,
+        &json!({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                "scope": "openid", "client_id": CLIENT, "client_secret": SECRET}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(narrow["scope"], "openid");
+    let me: Value = userinfo(&app, narrow["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        json!({"sub": user.id}),
+        "no profile or email beyond the scope"
+    );
+
+    // redirect_uri left out at authorize (one is registered): not required at the token
+    // endpoint either.
+    let code = consent_code(
+        &mut b,
+        &authorize_path(&[
+            ("response_type", "code"),
+            ("client_id", CLIENT),
+            ("scope", "openid"),
+        ]),
+    )
+    .await;
+    let mut grant = code_grant(&code);
+    grant.as_object_mut().unwrap().remove("redirect_uri");
+    assert_eq!(token(&app, &grant).await.status(), StatusCode::OK);
+
+    // A code_challenge without its method (RFC 7636's default is `plain`) is refused.
+    let seen = b
+        .get(&format!("{}&code_challenge={}", scoped, "a".repeat(43)))
+        .await;
+    assert_eq!(query(&seen.location().unwrap())["error"], "invalid_request");
+
+    // Deauthorizing drops codes not yet exchanged.
+    let pending = consent_code(&mut b, &scoped).await;
+    let csrf = b.csrf().await;
+    b.request(
+        Method::POST,
+        "/oauth/deauthorize",
+        Some(Body::Form(&[("client_id", CLIENT), ("csrfToken", &csrf)])),
+        &[],
+    )
+    .await;
+    rfc_error(
+        token(&app, &code_grant(&pending)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+
+    // A password reset revokes what the authorization server issued for the account.
+    let code = consent_code(&mut b, &scoped).await;
+    let tokens: Value = token(&app, &code_grant(&code)).await.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, access).await.status(), StatusCode::OK);
+    let resp = app
+        .post_json("/v1/auth/password/reset", &json!({"email": user.email}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let mail = app.wait_for_mails(1).await.remove(0);
+    let start = mail.find("token=").unwrap() + "token=".len();
+    let reset: String = mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let resp = app
+        .post_json(
+            "/v1/auth/password/reset/confirm",
+            &json!({"token": reset, "new_password": "saffron beacon tundra 71",
+                    "new_password_confirm": "saffron beacon tundra 71"}),
+        )
+        .await;
+    assert!(resp.status().is_success());
+    rfc_error(
+        userinfo(&app, access).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // …and the browser's sign-in at the server is over too.
+    let seen = b.get(&scoped).await;
+    assert!(
+        seen.location().unwrap().contains("/api/auth/signin"),
+        "asked to sign in again"
+    );
+}

@@ -713,4 +713,12 @@ async fn a_provider_outage_during_refresh_keeps_the_session() {
     assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
     let (grant, _, _) = idp.with(|s| s.token_requests.last().unwrap().clone());
     assert_eq!(grant, "refresh_token");
+
+    // A refusal sent as GitHub does (200 with an error body) ends the session: it is
+    // not an outage to wait out.
+    idp.with(|s| s.token_mode = TokenMode::RefusalIn200);
+    let seen = b.get("/api/42/me").await;
+    assert_eq!(seen.status, StatusCode::UNAUTHORIZED, "{}", seen.body);
+    assert_eq!(seen.json()["error"], "session_expired");
+    assert_eq!(b.session().await, json!({}));
 }
