@@ -202,7 +202,7 @@ const NO_FRAMES: &str = "frame-ancestors 'none'";
 
 /// Query or form parameters (the first of each name), and the names that appear more
 /// than once (RFC 6749 §3.1: refused).
-fn parse_params(raw: &str) -> (BTreeMap<String, String>, Vec<String>) {
+pub fn parse_params(raw: &str) -> (BTreeMap<String, String>, Vec<String>) {
     let mut params = BTreeMap::new();
     let mut repeated = Vec::new();
     for (k, v) in oauth2::url::form_urlencoded::parse(raw.as_bytes()) {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Soak test: mixed traffic (sign-ins, session reads, proxied calls with token refreshes,
+# session lists, sign-outs) against a release build on loopback for SOAK_SECONDS (600 by
+# default), then a report: requests and errors by kind, the server's RSS at start and
+# end, and the Redis keys under its prefix before and after (every session is signed
+# out at the end, so they must be back to the baseline: nothing leaks).
+#
+#   bash bench/soak.sh                    # 10 minutes, 8 users
+#   SOAK_SECONDS=60 SOAK_WORKERS=4 bash bench/soak.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet --bin sessiongate
+work="$(mktemp -d)"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+prefix="sgsoak:$port:$$:"
+base="http://127.0.0.1:$port"
+SESSIONGATE_SERVER__LISTEN="127.0.0.1:$port" \
+SESSIONGATE_SERVER__PUBLIC_URL="$base" \
+SESSIONGATE_SERVER__STATIC_DIR="" \
+SESSIONGATE_DATABASE__URL="sqlite://$work/users.db" \
+SESSIONGATE_REDIS__URL="redis://127.0.0.1:6379/" \
+SESSIONGATE_REDIS__PREFIX="$prefix" \
+SESSIONGATE_SESSION__KEYS="[\"$(target/release/sessiongate keygen)\"]" \
+SESSIONGATE_AUTH__JWT_SECRET="$(target/release/sessiongate keygen)" \
+SESSIONGATE_AUTH__ACCESS_TOKEN_TTL=15s \
+SESSIONGATE_PROXY__REFRESH_SKEW=5s \
+SESSIONGATE_RATE_LIMIT__ENABLED=false \
+SESSIONGATE_OAUTH__SELF_PROVIDER=false \
+SESSIONGATE_MAIL__OUTBOX_DIR="$work/outbox" \
+SESSIONGATE_LOG__LEVEL=warn \
+  target/release/sessiongate serve >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
+keys() { redis-cli -h 127.0.0.1 --scan --pattern "${prefix}*" | wc -l; }
+rss_start="$(rss)"; keys_start="$(keys)"
+report="$(SOAK_BASE="$base" python3 bench/soak.py)"
+sleep 2
+rss_end="$(rss)"; keys_end="$(keys)"
+echo "$report"
+echo "{\"rss_kib_start\": $rss_start, \"rss_kib_end\": $rss_end, \"redis_keys_before\": $keys_start, \"redis_keys_after_sign_out\": $keys_end}"
+if [ "$keys_end" != "$keys_start" ]; then
+  echo "Redis keys left behind:"; redis-cli -h 127.0.0.1 --scan --pattern "${prefix}*" | head
+  exit 1
+fi
+if [ "$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["failed"])')" != "0" ]; then
+  exit 1
+fi
