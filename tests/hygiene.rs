@@ -163,11 +163,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let mail = app.wait_for_mails(1).await.remove(0);
-    let start = mail.find("token=").unwrap() + "token=".len();
-    let reset: String = mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
+    let reset = helpers::reset_token_in(&mail);
     let final_password = "saffron beacon tundra 71".to_owned();
     secrets.extend([reset.clone(), final_password.clone()]);
     let resp = app

@@ -51,16 +51,7 @@ pub fn signin(
         name = escape(credentials_name),
     ));
     for (id, name) in oauth {
-        body.push_str(&format!(
-            "<form method=\"post\" action=\"/api/auth/signin/{id}\">\
-             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"callbackUrl\" value=\"{cb}\">\
-             <button type=\"submit\">Sign in with {name}</button></form>",
-            id = escape(id),
-            csrf = escape(csrf_token),
-            cb = escape(callback_url),
-            name = escape(name),
-        ));
+        body.push_str(&provider_form(csrf_token, callback_url, id, name));
     }
     page("Sign in", &body)
 }
@@ -71,15 +62,23 @@ pub fn provider_signin(csrf_token: &str, callback_url: &str, id: &str, name: &st
     page(
         "Sign in",
         &format!(
-            "<h1>Sign in</h1><form method=\"post\" action=\"/api/auth/signin/{id}\">\
-             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"callbackUrl\" value=\"{cb}\">\
-             <button type=\"submit\">Sign in with {name}</button></form>",
-            id = escape(id),
-            csrf = escape(csrf_token),
-            cb = escape(callback_url),
-            name = escape(name),
+            "<h1>Sign in</h1>{}",
+            provider_form(csrf_token, callback_url, id, name)
         ),
+    )
+}
+
+/// A provider's "Sign in with …" button: a form posting the sign-in with the CSRF token.
+fn provider_form(csrf_token: &str, callback_url: &str, id: &str, name: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/api/auth/signin/{id}\">\
+         <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"callbackUrl\" value=\"{cb}\">\
+         <button type=\"submit\">Sign in with {name}</button></form>",
+        id = escape(id),
+        csrf = escape(csrf_token),
+        cb = escape(callback_url),
+        name = escape(name),
     )
 }
 

@@ -223,13 +223,21 @@ impl OAuthRepo {
 
     /// Revokes every grant of a user (a password reset: the account may have been taken).
     pub async fn revoke_user(&self, user_id: &str) -> AppResult<()> {
-        sqlx::query(
+        self.stamp_revoked(
             "UPDATE oauth_grants SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+            user_id,
         )
-        .bind(user_id)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Runs a `SET revoked_at = $2 … WHERE … = $1 AND revoked_at IS NULL` statement: the
+    /// first revocation's time is kept.
+    async fn stamp_revoked(&self, sql: &'static str, key: &str) -> AppResult<()> {
+        sqlx::query(sql)
+            .bind(key)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -410,23 +418,19 @@ impl OAuthRepo {
     }
 
     pub async fn revoke_grant(&self, grant_id: &str) -> AppResult<()> {
-        sqlx::query("UPDATE oauth_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(grant_id)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.stamp_revoked(
+            "UPDATE oauth_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            grant_id,
+        )
+        .await
     }
 
     pub async fn revoke_token(&self, token_hash: &str) -> AppResult<()> {
-        sqlx::query(
+        self.stamp_revoked(
             "UPDATE oauth_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+            token_hash,
         )
-        .bind(token_hash)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Signing keys, newest first: `(kid, base64 PKCS#8)`.

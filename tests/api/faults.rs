@@ -19,14 +19,6 @@ use tokio::task::JoinHandle;
 use crate::browser::Browser;
 use crate::helpers::{spawn_app_with, tempdir::TempDir, Backend};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A private Redis that persists every write (so a restart keeps its data).
 fn start_redis(port: u16, dir: &Path) -> Child {
     let child = Command::new("redis-server")
@@ -75,7 +67,7 @@ async fn error_code(resp: reqwest::Response) -> (StatusCode, String) {
 #[tokio::test]
 async fn redis_killed_then_restarted_loses_no_session() {
     let dir = TempDir::new();
-    let port = free_port();
+    let port = crate::helpers::free_port();
     let mut redis = start_redis(port, &dir.0);
     let key = sessiongate::crypto::generate_key();
     let app = spawn_app_with(Backend::Sqlite, move |s| {
@@ -194,7 +186,7 @@ impl Forwarder {
 
 #[tokio::test]
 async fn postgres_unreachable_is_503_and_recovers_by_itself() {
-    let port = free_port();
+    let port = crate::helpers::free_port();
     let mut path = Forwarder::start(port).await;
     let app = spawn_app_with(Backend::Postgres, move |s| {
         let url = s.database.url.expose().to_owned();

@@ -342,6 +342,25 @@ impl TestApp {
     }
 }
 
+/// A port nobody listens on right now (for a server whose public URL must be its real
+/// address, or a service the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The token of a password-reset mail's link.
+pub fn reset_token_in(mail: &str) -> String {
+    let start = mail.find("token=").expect("the mail holds a reset link") + "token=".len();
+    mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
 /// Reads a JSON body and checks it is the error envelope with `code`.
 pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
     let url = resp.url().path().to_owned();

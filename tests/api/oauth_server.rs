@@ -389,18 +389,9 @@ async fn seed_lifecycle_step_by_step(backend: Backend) {
 
 crate::both_databases!(seed_lifecycle_step_by_step);
 
-/// A port nobody listens on right now, so a server's public URL can be its real address.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_bff_signs_in_through_this_server_by_oidc() {
-    let port = free_port();
+    let port = crate::helpers::free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let iss = issuer.clone();
     let idp = spawn_app_with(Backend::Sqlite, move |s| {
@@ -497,7 +488,7 @@ async fn the_bff_signs_in_through_this_server_by_oidc() {
 /// authorization server, registered at start.
 #[tokio::test]
 async fn sign_in_with_sessiongate_goes_through_its_own_oauth_server() {
-    let port = free_port();
+    let port = crate::helpers::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let b2 = base.clone();
     let app = spawn_app_with(Backend::Sqlite, move |s| {
@@ -1049,11 +1040,7 @@ async fn review_regressions_of_the_authorization_server() {
         .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let mail = app.wait_for_mails(1).await.remove(0);
-    let start = mail.find("token=").unwrap() + "token=".len();
-    let reset: String = mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
+    let reset = crate::helpers::reset_token_in(&mail);
     let resp = app
         .post_json(
             "/v1/auth/password/reset/confirm",

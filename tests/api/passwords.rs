@@ -7,15 +7,6 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_with, Backend, TestApp};
 
 const NEW_PASSWORD: &str = "violet tractor umbrella 93";
 
-/// The token of the reset link in a raw mail.
-fn token_in(mail: &str) -> String {
-    let start = mail.find("token=").expect("the mail holds a reset link") + "token=".len();
-    mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
-}
-
 async fn request_reset(app: &TestApp, email: &str) -> Value {
     let resp = app
         .post_json("/v1/auth/password/reset", &json!({"email": email}))
@@ -151,7 +142,7 @@ async fn reset_by_mailed_link_works_once(backend: Backend) {
     assert!(mail.contains(&format!("To: {}", user.email)), "{mail}");
     assert!(mail.contains("Subject: Reset your password"));
     assert!(mail.contains("/reset-password?token="), "{mail}");
-    let token = token_in(mail);
+    let token = crate::helpers::reset_token_in(mail);
     assert_eq!(token.len(), 43);
 
     // bad tokens: malformed, truncated, altered (last character changed), extended
@@ -241,7 +232,7 @@ async fn expired_reset_tokens_are_refused(backend: Backend) {
     .await;
     let user = app.create_user().await;
     request_reset(&app, &user.email).await;
-    let token = token_in(&app.wait_for_mails(1).await[0]);
+    let token = crate::helpers::reset_token_in(&app.wait_for_mails(1).await[0]);
     let resp = confirm_reset(&app, &token, NEW_PASSWORD).await;
     assert_error(resp, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     assert_eq!(
