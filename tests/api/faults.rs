@@ -379,3 +379,89 @@ async fn sigterm_under_load_finishes_what_it_accepted() {
         .status();
     let _ = next.wait();
 }
+
+/// A raw upstream: `trickle` sends its answer one byte every 50 ms; `reset` sends the
+/// headers and part of the body, then closes the connection (short of content-length).
+async fn raw_upstream(mode: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"partial\":";
+                if mode == "trickle" {
+                    for byte in answer {
+                        if sock.write_all(&[*byte]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                } else {
+                    let _ = sock.write_all(answer).await;
+                    let _ = sock.flush().await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An upstream that answers byte by byte slower than the route's timeout gets a 504
+/// JSON in time; one that resets mid-body cuts that response only (its headers were
+/// already forwarded), and the session and the server are untouched.
+#[tokio::test]
+async fn slow_and_resetting_upstreams_leave_the_session_alone() {
+    let (trickle, reset) = (raw_upstream("trickle").await, raw_upstream("reset").await);
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        for (prefix, upstream) in [("/api/trickle", &trickle), ("/api/reset", &reset)] {
+            s.proxy.routes.push(sessiongate::config::ProxyRoute {
+                prefix: prefix.into(),
+                upstream: upstream.clone(),
+                provider: "credentials".into(),
+                strip_prefix: true,
+                timeout: Some(Duration::from_millis(500)),
+            });
+        }
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Faulty upstreams");
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+
+    let started = Instant::now();
+    let seen = b.get("/api/trickle/x").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered within the timeout"
+    );
+    assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT, "{}", seen.body);
+    assert_eq!(seen.json()["error"], "upstream_timeout");
+
+    let cookie = format!("sessiongate={}", b.session_cookie().unwrap());
+    let resp = app
+        .client
+        .get(app.url("/api/reset/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the headers had been forwarded"
+    );
+    assert!(
+        resp.bytes().await.is_err(),
+        "the cut body is not passed off as complete"
+    );
+
+    assert_eq!(b.session().await["user"]["id"], user.id);
+    assert_eq!(b.get("/api/users/me").await.status, StatusCode::OK);
+}
