@@ -37,11 +37,16 @@ for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 keys() { redis-cli -h 127.0.0.1 --scan --pattern "${prefix}*" | wc -l; }
 rss_start="$(rss)"; keys_start="$(keys)"
+# RSS every 30 s: a plateau (caches, allocator arenas filling up) versus a steady climb.
+( while kill -0 $server 2>/dev/null; do rss >> "$work/rss"; sleep 30; done ) &
+sampler=$!
 report="$(SOAK_BASE="$base" python3 bench/soak.py)"
+kill $sampler 2>/dev/null || true
 sleep 2
 rss_end="$(rss)"; keys_end="$(keys)"
 echo "$report"
-echo "{\"rss_kib_start\": $rss_start, \"rss_kib_end\": $rss_end, \"redis_keys_before\": $keys_start, \"redis_keys_after_sign_out\": $keys_end}"
+samples="$(paste -sd, "$work/rss")"
+echo "{\"rss_kib_start\": $rss_start, \"rss_kib_end\": $rss_end, \"rss_kib_every_30s\": [$samples], \"redis_keys_before\": $keys_start, \"redis_keys_after_sign_out\": $keys_end}"
 if [ "$keys_end" != "$keys_start" ]; then
   echo "Redis keys left behind:"; redis-cli -h 127.0.0.1 --scan --pattern "${prefix}*" | head
   exit 1
