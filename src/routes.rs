@@ -42,10 +42,13 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let cors_origins = state.settings.server.cors_origins.clone();
     let csrf_header = state.settings.proxy.csrf_header.clone();
     let static_dir = state.settings.server.static_dir.clone();
-    let api_at = move || crate::api::service().with(BodyLimit(body_limit));
+
+    let docs = api.swagger_ui();
+    // One API endpoint (routes built once), mounted under each of its prefixes.
+    let api = Arc::new(api.with(BodyLimit(body_limit)));
 
     Route::new()
-        .nest("/docs", api.swagger_ui())
+        .nest("/docs", docs)
         .at(
             "/openapi.json",
             make_sync(move |_| spec.clone().with_content_type("application/json")),
@@ -54,15 +57,12 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(health::metrics))
         // /api/auth/** is the session API; the rest of /api/** is the proxy.
-        .nest_no_strip(
-            "/api/auth",
-            crate::api::service().with(BodyLimit(body_limit)),
-        )
+        .nest_no_strip("/api/auth", Arc::clone(&api))
         .nest_no_strip("/api", make(crate::proxy::forward::handle))
-        .nest_no_strip("/v1", api.with(BodyLimit(body_limit)))
-        .nest_no_strip("/oauth", api_at())
-        .nest_no_strip("/manage-apps", api_at())
-        .nest_no_strip("/.well-known", api_at())
+        .nest_no_strip("/v1", Arc::clone(&api))
+        .nest_no_strip("/oauth", Arc::clone(&api))
+        .nest_no_strip("/manage-apps", Arc::clone(&api))
+        .nest_no_strip("/.well-known", api)
         // Everything else: the single-page app (client-side routes get its index.html).
         .nest("/", spa(&static_dir))
         .with_if(

@@ -336,6 +336,11 @@ impl AppState {
         Ok(self.cookies.session(&id))
     }
 
+    /// The sign-in page (the credentials provider's "sign-in with" target).
+    fn signin_page_url(&self) -> String {
+        format!("{}/api/auth/signin", self.settings.public_url())
+    }
+
     /// Starts a sign-in with provider `id` (the credentials provider has a page instead).
     async fn begin_sign_in(
         &self,
@@ -346,8 +351,7 @@ impl AppState {
         json: bool,
     ) -> ApiResult<RedirectOrUrl> {
         if id == PROVIDER {
-            let page = format!("{}/api/auth/signin", self.settings.public_url());
-            return Ok(RedirectOrUrl::to(page, json, None));
+            return Ok(RedirectOrUrl::to(self.signin_page_url(), json, None));
         }
         let Some(provider) = self.providers.get(id).cloned() else {
             return Err(ApiError::code(AppError::NotFound));
@@ -628,13 +632,11 @@ impl AuthJsApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-
         provider: Path<String>,
         #[oai(name = "callbackUrl")] callback_url: Query<Option<String>>,
     ) -> ApiResult<PageResult> {
         if provider.0 == PROVIDER {
-            let page = format!("{}/api/auth/signin", state.settings.public_url());
-            return Ok(PageResult::Redirect(page));
+            return Ok(PageResult::Redirect(state.signin_page_url()));
         }
         let Some(p) = state.providers.get(&provider.0) else {
             return Err(ApiError::code(AppError::NotFound));

@@ -515,6 +515,32 @@ fn client_credentials(
     }
 }
 
+/// What revocation and introspection share: no credentials in the URL, the calling
+/// client authenticated (a confidential one when `confidential` is set), and the token
+/// the request names.
+async fn handle_of<'t>(
+    server: &AuthorizationServer,
+    req: &Request,
+    t: &'t TokenHandle,
+    confidential: bool,
+) -> AppResult<(Client, &'t str)> {
+    no_secrets_in_query(req)?;
+    let creds = client_credentials(req, t.client_id.as_deref(), t.client_secret.as_deref())?;
+    if confidential && creds.secret.is_none() {
+        return Err(oauth_error(
+            "invalid_client",
+            "Introspection is for confidential clients.",
+        ));
+    }
+    let client = server.authenticate(&creds).await?;
+    let token = t
+        .token
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| oauth_error("invalid_request", "token is required."))?;
+    Ok((client, token))
+}
+
 /// Credentials in the URL are refused outright: URLs end up in logs and histories.
 fn no_secrets_in_query(req: &Request) -> AppResult<()> {
     let (params, _) = parse_params(req.uri().query().unwrap_or_default());
@@ -680,15 +706,7 @@ impl OAuthApi {
         let server = state.oauth_server().map_err(ApiError::oauth)?;
         let (HandlePayload::Form(Form(t)) | HandlePayload::Json(Json(t))) = body;
         async {
-            no_secrets_in_query(req)?;
-            let creds =
-                client_credentials(req, t.client_id.as_deref(), t.client_secret.as_deref())?;
-            let client = server.authenticate(&creds).await?;
-            let token = t
-                .token
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| oauth_error("invalid_request", "token is required."))?;
+            let (client, token) = handle_of(server, req, &t, false).await?;
             server.revoke(&client, token).await
         }
         .await
@@ -714,21 +732,7 @@ impl OAuthApi {
         let server = state.oauth_server().map_err(ApiError::oauth)?;
         let (HandlePayload::Form(Form(t)) | HandlePayload::Json(Json(t))) = body;
         async {
-            no_secrets_in_query(req)?;
-            let creds =
-                client_credentials(req, t.client_id.as_deref(), t.client_secret.as_deref())?;
-            if creds.secret.is_none() {
-                return Err(oauth_error(
-                    "invalid_client",
-                    "Introspection is for confidential clients.",
-                ));
-            }
-            let client = server.authenticate(&creds).await?;
-            let token = t
-                .token
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| oauth_error("invalid_request", "token is required."))?;
+            let (client, token) = handle_of(server, req, &t, true).await?;
             server.introspect(&client, token).await.map(Json)
         }
         .await
