@@ -138,6 +138,16 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Address of the separate `/metrics` listener (empty: no metrics endpoint).
+    pub metrics_listen: String,
+    /// Longest time a client may take to send a request's head once it has started.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest time a connection may wait, between requests, for the next one.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; the excess is answered 503 and closed at once.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,6 +390,18 @@ impl Settings {
         if !matches!(creds.body.as_str(), "" | "json" | "form") {
             problems.push("providers.credentials.body: must be \"json\" or \"form\"".into());
         }
+        if let Err(e) = self.metrics_addr() {
+            problems.push(format!("server.metrics_listen: {e}"));
+        }
+        if self.server.header_timeout < Duration::from_millis(100) {
+            problems.push("server.header_timeout: at least 100ms".into());
+        }
+        if self.server.idle_timeout < Duration::from_millis(100) {
+            problems.push("server.idle_timeout: at least 100ms".into());
+        }
+        if self.server.max_connections == 0 || self.server.max_connections > 1_000_000 {
+            problems.push("server.max_connections: between 1 and 1000000".into());
+        }
         if self.server.body_limit < 1024 {
             problems.push("server.body_limit: must be at least 1024 bytes".into());
         }
@@ -559,6 +581,17 @@ impl Settings {
         match self.auth.reset_url_template.as_str() {
             "" => format!("{}/reset-password?token={token}", self.public_url()),
             template => template.replace("{token}", token),
+        }
+    }
+
+    /// The `/metrics` listener's address, `None` when `server.metrics_listen` is empty.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.server.metrics_listen.trim() {
+            "" => Ok(None),
+            addr => addr
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{addr}` is not an address such as 127.0.0.1:9464")),
         }
     }
 

@@ -34,9 +34,12 @@ pub enum AppError {
     /// The session existed but can no longer be used; sign in again.
     #[error("session expired")]
     SessionExpired,
-    /// The anti-CSRF token or header is missing or wrong.
+    /// The anti-CSRF token (`csrfToken`, `X-CSRF-Token`) is missing or wrong.
     #[error("csrf check failed")]
     Csrf,
+    /// A proxied unsafe request lacks the anti-CSRF header (named).
+    #[error("csrf header missing")]
+    CsrfHeader(String),
     /// The session store (Redis) cannot be reached; nothing was changed.
     #[error("session store unavailable")]
     StoreUnavailable,
@@ -168,9 +171,18 @@ impl AppError {
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "csrf",
-                "Missing or invalid anti-CSRF proof: /api/auth POSTs need the `csrfToken` from \
-                 /api/auth/csrf; proxied POST/PUT/PATCH/DELETE need the anti-CSRF header."
+                "Missing or invalid anti-CSRF token: send the `csrfToken` from /api/auth/csrf \
+                 (as the `csrfToken` field, or the `X-CSRF-Token` header where documented)."
                     .into(),
+            ),
+            CsrfHeader(header) => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "csrf",
+                format!(
+                    "Proxied POST, PUT, PATCH and DELETE requests need the `{header}` header \
+                     (any non-empty value; pages of other sites cannot send it)."
+                ),
             ),
             StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -16,6 +16,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod mail;
 pub mod oauth;
 pub mod ops;

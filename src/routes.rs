@@ -10,6 +10,7 @@ use crate::error::{AppError, ErrorStyle};
 use crate::ops::body_limit::BodyLimit;
 use crate::ops::health;
 use crate::ops::observe::Observe;
+use crate::proxy::BundledApi;
 use crate::startup::AppState;
 
 /// The SPA in `dir` (`index.html` for any path that is not a file), or 404 JSON when no
@@ -32,6 +33,14 @@ fn spa(dir: &str) -> poem::endpoint::BoxEndpoint<'static> {
     }
 }
 
+/// The metrics listener's one route (`server.metrics_listen`, never the public listener:
+/// what it shows is for operators only).
+pub fn metrics(state: AppState) -> impl Endpoint + 'static {
+    Route::new()
+        .at("/metrics", get(health::metrics))
+        .data(state)
+}
+
 /// Every route of the server, wrapped (outermost first) in: request id + log + metrics +
 /// JSON errors, panic catching, state.
 pub fn build(state: AppState) -> impl Endpoint + 'static {
@@ -44,8 +53,10 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let static_dir = state.settings.server.static_dir.clone();
 
     let docs = api.swagger_ui();
-    // One API endpoint (routes built once), mounted under each of its prefixes.
+    // One API endpoint (routes built once), mounted under each of its prefixes, and
+    // called in process by the proxy for `upstream = "bundled"`.
     let api = Arc::new(api.with(BodyLimit(body_limit)));
+    let bundled = BundledApi::new(Arc::clone(&api).data(state.clone()).boxed());
 
     Route::new()
         .nest("/docs", docs)
@@ -55,7 +66,6 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         )
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
-        .at("/metrics", get(health::metrics))
         // /api/auth/** is the session API; the rest of /api/** is the proxy.
         .nest_no_strip("/api/auth", Arc::clone(&api))
         .nest_no_strip("/api", make(crate::proxy::forward::handle))
@@ -77,6 +87,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
                 .max_age(600),
         )
         .data(state)
+        .data(bundled)
         .with(CatchPanic::new().with_handler(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).to_response(ErrorStyle::Code)
         }))

@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::Server;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::AuthService;
@@ -48,9 +46,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Connects to the database (applying migrations) and prepares Redis. `self_url` is
-    /// where this server answers on loopback (the proxy's `bundled` upstream).
-    pub async fn build(settings: Settings, self_url: &str) -> anyhow::Result<Self> {
+    /// Connects to the database (applying migrations) and prepares Redis.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = Database::connect(&settings).await?;
         db.migrate().await?;
         tracing::info!(backend = ?db.backend, "database ready");
@@ -114,7 +111,7 @@ impl AppState {
             .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
-        let proxy_routes = Arc::new(ProxyRoutes::new(&settings, self_url));
+        let proxy_routes = Arc::new(ProxyRoutes::new(&settings));
         let settings = Arc::new(settings);
         let auth = AuthService::new(
             UserRepo::new(db.pool.clone()),
@@ -251,42 +248,67 @@ fn session_keys(settings: &Settings, shared_store: bool) -> anyhow::Result<Keyri
 
 /// A bound, ready-to-serve application.
 pub struct Application {
-    acceptor: poem::listener::TcpAcceptor,
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+}
+
+async fn bind(
+    key: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {key} = {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    Ok((listener, bound))
 }
 
 impl Application {
-    /// Binds `server.listen` (port 0 picks a free port), then builds the state.
+    /// Binds `server.listen` and `server.metrics_listen` (port 0 picks a free port), then
+    /// builds the state.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listen = settings.server.listen;
-        let acceptor = TcpListener::bind(listen)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("binding server.listen = {listen}"))?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .context("listener has no local address")?;
-        // This server seen from itself: the loopback address of the bound port.
-        let loopback: std::net::IpAddr = match addr.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv6() => std::net::Ipv6Addr::LOCALHOST.into(),
-            ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-            ip => ip,
+        let (listener, addr) = bind("server.listen", settings.server.listen).await?;
+        let (metrics_listener, metrics_addr) = match settings
+            .metrics_addr()
+            .map_err(|e| anyhow::anyhow!("server.metrics_listen: {e}"))?
+        {
+            // The public service must not fail for want of its operators' endpoint (two
+            // instances on one host share the default port): said loudly, then off.
+            Some(at) => match bind("server.metrics_listen", at).await {
+                Ok((l, a)) => (Some(l), Some(a)),
+                Err(e) => {
+                    tracing::warn!(
+                        "{e:#}: /metrics is off for this process (set server.metrics_listen \
+                         to a free address, or to \"\" to turn it off)"
+                    );
+                    (None, None)
+                }
+            },
+            None => (None, None),
         };
-        let self_url = format!("http://{}", SocketAddr::new(loopback, addr.port()));
-        let state = AppState::build(settings, &self_url).await?;
+        let state = AppState::build(settings).await?;
         Ok(Self {
-            acceptor,
+            listener,
+            metrics_listener,
             state,
             addr,
+            metrics_addr,
         })
     }
 
     /// The address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn state(&self) -> &AppState {
@@ -299,12 +321,46 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let grace = self.state.settings.server.shutdown_grace;
-        let app = crate::routes::build(self.state);
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(grace))
-            .await
-            .context("server failed")
+        let s = &self.state.settings.server;
+        let limits = crate::http::server::Limits {
+            header_timeout: s.header_timeout,
+            idle_timeout: s.idle_timeout,
+            max_connections: s.max_connections,
+            shutdown_grace: s.shutdown_grace,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = Arc::clone(&self.state.metrics);
+        let public = crate::http::server::serve(
+            self.listener,
+            crate::routes::build(self.state.clone()),
+            limits,
+            Some(metrics),
+            async move {
+                shutdown.await;
+                stop.send_replace(true);
+            },
+        );
+        let operators = async {
+            match self.metrics_listener {
+                Some(listener) => {
+                    let mut stopped = stopped;
+                    crate::http::server::serve(
+                        listener,
+                        crate::routes::metrics(self.state.clone()),
+                        limits,
+                        None,
+                        async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        },
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (public, operators) = tokio::join!(public, operators);
+        public.context("server failed")?;
+        operators.context("metrics server failed")
     }
 }
 

@@ -94,7 +94,9 @@ impl ApiError {
             AppError::InvalidCredentials
             | AppError::Unauthenticated(_)
             | AppError::SessionExpired => ApiError::Unauthorized(body, "Bearer".into()),
-            AppError::Forbidden(_) | AppError::Csrf => ApiError::Forbidden(body),
+            AppError::Forbidden(_) | AppError::Csrf | AppError::CsrfHeader(_) => {
+                ApiError::Forbidden(body)
+            }
             AppError::NotFound => ApiError::NotFound(body),
             AppError::Conflict(_) => ApiError::Conflict(body),
             AppError::PayloadTooLarge | AppError::HeadersTooLarge => {

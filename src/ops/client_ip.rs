@@ -13,9 +13,13 @@ use crate::startup::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Resolves the client address from the peer and the forwarded chain.
+/// Resolves the client address from the peer and the forwarded chain. Addresses are
+/// compared in canonical form: an IPv4 peer of a dual-stack listener (`::ffff:a.b.c.d`)
+/// is `a.b.c.d`, for the trust check and for rate-limit keys alike.
 pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    let peer = peer.to_canonical();
+    let trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
+    if !trusted(&peer) {
         return peer;
     }
     let Some(chain) = forwarded_for else {
@@ -23,8 +27,8 @@ pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) ->
     };
     let mut client = peer;
     for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => client = ip,
+        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(ip) if trusted(&ip) => client = ip,
             Ok(ip) => return ip,
             Err(_) => return client,
         }
@@ -87,5 +91,11 @@ mod tests {
             ip("10.0.0.1")
         );
         assert_eq!(resolve(ip("10.0.0.1"), None, &trusted), ip("10.0.0.1"));
+        // IPv4 through a dual-stack listener: canonical, and trusted as IPv4
+        assert_eq!(
+            resolve(ip("::ffff:10.0.0.1"), Some("::ffff:1.2.3.4"), &trusted),
+            ip("1.2.3.4")
+        );
+        assert_eq!(resolve(ip("::ffff:127.0.0.2"), None, &[]), ip("127.0.0.2"));
     }
 }

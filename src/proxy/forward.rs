@@ -1,24 +1,27 @@
 //! Forwarding one request: checks, token, then method, path, query and body streamed to
 //! the upstream and the answer streamed back. Nothing is buffered, so a 100 MB upload or
-//! download keeps memory flat.
+//! download keeps memory flat. The bundled `/v1` API is called in process, with the real
+//! client address.
 
 use std::time::Instant;
 
 use futures_util::{StreamExt, TryStreamExt};
 use poem::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use poem::http::{Method, StatusCode};
-use poem::{Body, FromRequest, IntoResponse, Request, Response};
+use poem::http::{Method, StatusCode, Version};
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Body, FromRequest, IntoResponse, Request, RequestParts, Response};
 
 use crate::error::{AppError, AppResult, ErrorStyle};
 use crate::ops::client_ip::ClientIp;
-use crate::proxy::{path, refresh, Upstream};
+use crate::proxy::{path, refresh, BundledApi, Target, Upstream};
 use crate::session::cookie;
 use crate::startup::AppState;
 
 /// Largest total size of a proxied request's headers (431 above).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and what the proxy replaces or never forwards.
+/// Hop-by-hop headers (RFC 9110 §7.6.1), what the proxy replaces, and what a client must
+/// not be able to tell the upstream about itself (its address, the "original" URL).
 const NEVER_FORWARDED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -38,6 +41,9 @@ const NEVER_FORWARDED: &[&str] = &[
     "forwarded",
     "x-real-ip",
     "x-forwarded-port",
+    "x-original-url",
+    "x-rewrite-url",
+    "true-client-ip",
 ];
 
 /// Hop-by-hop headers of the answer, and cookies the upstream tries to set.
@@ -101,26 +107,41 @@ pub async fn handle(mut req: Request) -> Response {
     }
 }
 
+/// One request on its way: where it goes and what goes with it.
+struct Outbound<'a> {
+    route: &'a Upstream,
+    /// The upstream URL, or the bundled API's `/v1` path (with the query).
+    target: &'a str,
+    ip: ClientIp,
+}
+
 async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+    // An absolute-form target (RFC 9112 §3.2.2) is how a client asks a *forward* proxy
+    // for another host; HTTP/2 requests always carry scheme and authority (RFC 9113
+    // §8.3.1), which is not that.
+    let absolute = req.uri().scheme().is_some() || req.uri().authority().is_some();
+    if absolute && req.version() < Version::HTTP_2 {
         return Err(AppError::BadRequest(
             "Absolute-form request targets are not proxied.".into(),
         ));
     }
     let path = req.uri().path().to_owned();
     path::check(&path)?;
-    let (route, url) = state
+    let (route, target) = state
         .proxy_routes
         .resolve(&path, req.uri().query())
         .map(|(r, u)| (r.clone(), u))
         .ok_or(AppError::NotFound)?;
 
-    let cookie_value = cookie::read(req.headers(), state.cookies.session_name()).map(str::to_owned);
-    let Some((id, session)) = (match cookie_value {
-        Some(v) => state.sessions.load(&v).await?,
-        None => None,
-    }) else {
+    let Some(cookie_value) =
+        cookie::read(req.headers(), state.cookies.session_name()).map(str::to_owned)
+    else {
         return Err(AppError::Unauthenticated("Sign in first."));
+    };
+    // A cookie that names no live session (signed out, revoked, expired): say so, and
+    // clear it, however many requests still carry it.
+    let Some((id, session)) = state.sessions.load(&cookie_value).await? else {
+        return Err(AppError::SessionExpired);
     };
     if session.provider != route.provider {
         return Err(AppError::Unauthenticated(
@@ -134,7 +155,7 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
             .get(csrf.as_str())
             .is_none_or(|v| v.is_empty())
     {
-        return Err(AppError::Csrf);
+        return Err(AppError::CsrfHeader(csrf.clone()));
     }
     let header_bytes: usize = req
         .headers()
@@ -170,43 +191,28 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
         || req.headers().contains_key(header::TRANSFER_ENCODING)
         || (declared.is_none() && is_unsafe(req.method()));
     let retryable = matches!(*req.method(), Method::GET | Method::HEAD);
-    let resp = send(
-        state,
-        req,
-        &route,
-        &url,
-        &session.tokens.access_token,
+    let out = Outbound {
+        route: &route,
+        target: &target,
         ip,
-        has_body,
-    )
-    .await?;
+    };
+    let resp = send(state, req, &out, &session.tokens.access_token, has_body).await?;
 
     // An upstream that calls the token invalid gets one refresh and one retry (safe
     // methods only: their request has no body to replay).
-    if retryable
-        && resp.status() == reqwest::StatusCode::UNAUTHORIZED
-        && says_invalid_token(resp.headers())
+    if retryable && resp.status() == StatusCode::UNAUTHORIZED && says_invalid_token(resp.headers())
     {
         let used = session.tokens.access_token.clone();
         let session = refresh::fresh_session(state, &id, session, Some(&used)).await?;
-        let retry = send(
-            state,
-            req,
-            &route,
-            &url,
-            &session.tokens.access_token,
-            ip,
-            false,
-        )
-        .await?;
+        let retry = send(state, req, &out, &session.tokens.access_token, false).await?;
         return Ok(answer(state, &route, retry));
     }
     Ok(answer(state, &route, resp))
 }
 
-fn says_invalid_token(headers: &reqwest::header::HeaderMap) -> bool {
+fn says_invalid_token(headers: &HeaderMap) -> bool {
     headers
-        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .get_all(header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| {
@@ -214,16 +220,15 @@ fn says_invalid_token(headers: &reqwest::header::HeaderMap) -> bool {
         })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends the request (its body streamed, at most `proxy.body_limit` bytes) and waits at
+/// most the route's timeout for the answer's head.
 async fn send(
     state: &AppState,
     req: &mut Request,
-    route: &Upstream,
-    url: &str,
+    out: &Outbound<'_>,
     token: &str,
-    ip: ClientIp,
     has_body: bool,
-) -> AppResult<reqwest::Response> {
+) -> AppResult<Response> {
     let mut headers = copy_headers(req.headers(), NEVER_FORWARDED);
     let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         tracing::warn!("the provider's access token is not a valid header value");
@@ -234,27 +239,20 @@ async fn send(
         // No body goes with this request (a retry replays none): no stale framing either.
         headers.remove(header::CONTENT_LENGTH);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip.0.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&out.ip.0.to_string()) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    let proto = if state.settings.public_url().starts_with("https://") {
-        "https"
-    } else {
-        "http"
-    };
+    let forwarding = state.proxy_routes.forwarding();
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
+        HeaderValue::from_static(forwarding.proto),
     );
-    if let Some(host) = req.headers().get(header::HOST).cloned() {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
-    }
-
-    let mut builder = state
-        .http
-        .request(req.method().clone(), url)
-        .headers(headers);
-    if has_body {
+    // The host the browser was told to use, never whatever the client sent.
+    headers.insert(
+        HeaderName::from_static("x-forwarded-host"),
+        forwarding.host.clone(),
+    );
+    let body = if has_body {
         let limit = state.settings.proxy.body_limit;
         let mut seen: u64 = 0;
         let stream = req.take_body().into_bytes_stream().map(move |chunk| {
@@ -265,25 +263,94 @@ async fn send(
             }
             Ok(chunk)
         });
-        builder = builder.body(reqwest::Body::wrap_stream(stream));
-    }
-    // `route.timeout` bounds the wait for the upstream's answer (its headers); the body
-    // then streams for as long as it keeps flowing (the client's idle read timeout).
+        Some(stream)
+    } else {
+        None
+    };
+
+    let route = out.route;
     let started = Instant::now();
-    let result = match tokio::time::timeout(route.timeout, builder.send()).await {
-        Ok(result) => result,
-        Err(_) => {
-            state
-                .metrics
-                .observe_upstream(&route.prefix, started.elapsed());
-            tracing::warn!(route = %route.prefix, "upstream timed out");
-            return Err(AppError::GatewayTimeout);
+    let waited = match &route.target {
+        Target::Url(_) => {
+            let mut builder = state
+                .http
+                .request(req.method().clone(), out.target)
+                .headers(headers);
+            if let Some(stream) = body {
+                builder = builder.body(reqwest::Body::wrap_stream(stream));
+            }
+            // `route.timeout` bounds the wait for the upstream's answer (its headers);
+            // the body then streams for as long as it keeps flowing.
+            tokio::time::timeout(route.timeout, builder.send())
+                .await
+                .map(|r| r.map(from_reqwest).map_err(upstream_error(route)))
+        }
+        Target::Bundled => {
+            let api = req
+                .data::<BundledApi>()
+                .cloned()
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no bundled API")))?;
+            let inner = bundled_request(req.method(), out, headers, body)?;
+            tokio::time::timeout(route.timeout, api.call(inner))
+                .await
+                .map(Ok)
         }
     };
     state
         .metrics
         .observe_upstream(&route.prefix, started.elapsed());
-    result.map_err(|e| {
+    match waited {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(route = %route.prefix, "upstream timed out");
+            Err(AppError::GatewayTimeout)
+        }
+    }
+}
+
+/// reqwest's answer as ours, its body streamed.
+fn from_reqwest(r: reqwest::Response) -> Response {
+    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = r.headers().clone();
+    let mut resp =
+        Body::from_bytes_stream(r.bytes_stream().map_err(std::io::Error::other)).into_response();
+    resp.set_status(status);
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// The bundled API's request: the `/v1` path, the filtered headers, and the client's own
+/// address as the peer (so its rate limits count the real client, not this process).
+fn bundled_request(
+    method: &Method,
+    out: &Outbound<'_>,
+    headers: HeaderMap,
+    body: Option<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>,
+) -> AppResult<Request> {
+    let uri: poem::http::Uri = out
+        .target
+        .parse()
+        .map_err(|_| AppError::BadRequest("This path is not allowed through the proxy.".into()))?;
+    let (mut parts, ()) = poem::http::Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .body(())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("bundled request: {e}")))?
+        .into_parts();
+    parts.headers = headers;
+    let peer = std::net::SocketAddr::new(out.ip.0, 0);
+    let parts = RequestParts::from((
+        parts,
+        LocalAddr(Addr::Custom("bundled", "in-process".into())),
+        RemoteAddr(Addr::SocketAddr(peer)),
+        poem::http::uri::Scheme::HTTP,
+    ));
+    let body = body.map_or_else(Body::empty, Body::from_bytes_stream);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn upstream_error(route: &Upstream) -> impl Fn(reqwest::Error) -> AppError + '_ {
+    move |e| {
         if is_over_limit(&e) {
             AppError::PayloadTooLarge
         } else if e.is_timeout() {
@@ -293,7 +360,7 @@ async fn send(
             tracing::warn!(route = %route.prefix, error = %e, "upstream unreachable");
             AppError::BadGateway
         }
-    })
+    }
 }
 
 /// Marker error: the request body went over `proxy.body_limit` while streaming.
@@ -320,15 +387,14 @@ fn is_over_limit(e: &reqwest::Error) -> bool {
 }
 
 /// The upstream's answer, streamed back without hop-by-hop headers or cookies.
-fn answer(state: &AppState, route: &Upstream, resp: reqwest::Response) -> Response {
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+fn answer(state: &AppState, route: &Upstream, resp: Response) -> Response {
+    let status = resp.status();
     state.metrics.count(
         "sessiongate_proxy_requests_total",
         format!("route=\"{}\",status=\"{}\"", route.prefix, status.as_u16()),
     );
     let headers = copy_headers(resp.headers(), NEVER_RETURNED);
-    let body = Body::from_bytes_stream(resp.bytes_stream().map_err(std::io::Error::other));
-    let mut out = body.into_response();
+    let mut out = resp.into_body().into_response();
     out.set_status(status);
     *out.headers_mut() = headers;
     out

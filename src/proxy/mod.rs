@@ -6,4 +6,31 @@ pub mod path;
 pub mod refresh;
 pub mod routes;
 
-pub use routes::{ProxyRoutes, Upstream};
+use std::sync::Arc;
+
+use poem::endpoint::BoxEndpoint;
+use poem::{Endpoint, Request, Response};
+
+use crate::error::ErrorStyle;
+use crate::ops::observe::render_error;
+
+pub use routes::{ProxyRoutes, Target, Upstream};
+
+/// This server's own `/v1` API as the proxy calls it: in process, no socket, no second
+/// HTTP parse. Its answers (errors included) are what `/v1` would have sent.
+#[derive(Clone)]
+pub struct BundledApi(Arc<BoxEndpoint<'static>>);
+
+impl BundledApi {
+    pub fn new(api: BoxEndpoint<'static>) -> Self {
+        Self(Arc::new(api))
+    }
+
+    /// Serves one request.
+    pub async fn call(&self, req: Request) -> Response {
+        match self.0.call(req).await {
+            Ok(resp) => resp,
+            Err(err) => render_error(err, ErrorStyle::Title),
+        }
+    }
+}

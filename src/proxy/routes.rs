@@ -3,38 +3,58 @@
 
 use std::time::Duration;
 
+use poem::http::HeaderValue;
+
 use crate::config::Settings;
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This server's own `/v1` API, called in process (no socket, no second parse).
+    Bundled,
+    /// An upstream base URL, without a trailing slash.
+    Url(String),
+}
 
 /// A resolved route.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub prefix: String,
-    /// Base URL without a trailing slash.
-    pub base: String,
+    pub target: Target,
     pub provider: String,
     pub strip_prefix: bool,
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Default)]
+/// What every forwarded request says about where the browser really is.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// `X-Forwarded-Host`: the host of `server.public_url`, never what the client sent.
+    pub host: HeaderValue,
+    /// `X-Forwarded-Proto`: the scheme of `server.public_url`.
+    pub proto: &'static str,
+}
+
+#[derive(Debug, Clone)]
 pub struct ProxyRoutes {
     /// Longest prefix first.
     routes: Vec<Upstream>,
+    forwarding: Forwarding,
 }
 
 impl ProxyRoutes {
-    /// `bundled` resolves to `self_url` (this server's own `/v1`, over loopback).
-    pub fn new(settings: &Settings, self_url: &str) -> Self {
+    /// Compiles `[[proxy.routes]]`; `bundled` is this server's own `/v1`, in process.
+    pub fn new(settings: &Settings) -> Self {
         let mut routes: Vec<Upstream> = settings
             .proxy
             .routes
             .iter()
             .map(|r| Upstream {
                 prefix: r.prefix.trim_end_matches('/').to_owned(),
-                base: if r.upstream == "bundled" {
-                    format!("{}/v1", self_url.trim_end_matches('/'))
+                target: if r.upstream == "bundled" {
+                    Target::Bundled
                 } else {
-                    r.upstream.trim_end_matches('/').to_owned()
+                    Target::Url(r.upstream.trim_end_matches('/').to_owned())
                 },
                 provider: r.provider.clone(),
                 strip_prefix: r.strip_prefix,
@@ -42,10 +62,26 @@ impl ProxyRoutes {
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes }
+        let public = settings.public_url();
+        let (proto, rest) = public.split_once("://").unwrap_or(("http", public));
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        Self {
+            routes,
+            forwarding: Forwarding {
+                host: HeaderValue::from_str(host)
+                    .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+                proto: if proto == "https" { "https" } else { "http" },
+            },
+        }
     }
 
-    /// The route for `path` and the URL to send it to (`query` appended).
+    /// The `X-Forwarded-Host`/`-Proto` every forwarded request carries.
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
+    }
+
+    /// The route for `path` and where to send it: the upstream URL, or the `/v1` path of
+    /// the bundled API (`query` appended).
     pub fn resolve(&self, path: &str, query: Option<&str>) -> Option<(&Upstream, String)> {
         let route = self.routes.iter().find(|r| {
             path == r.prefix
@@ -58,7 +94,11 @@ impl ProxyRoutes {
         } else {
             path
         };
-        let mut url = format!("{}{rest}", route.base);
+        let base = match &route.target {
+            Target::Bundled => "/v1",
+            Target::Url(base) => base.as_str(),
+        };
+        let mut url = format!("{base}{rest}");
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             url.push('?');
             url.push_str(q);
@@ -82,7 +122,7 @@ mod tests {
             strip_prefix: true,
             timeout: None,
         });
-        let routes = ProxyRoutes::new(&s, "http://127.0.0.1:8080");
+        let routes = ProxyRoutes::new(&s);
         let (r, url) = routes.resolve("/api/42/me", Some("a=1")).unwrap();
         assert_eq!(
             (r.provider.as_str(), url.as_str()),
@@ -91,13 +131,10 @@ mod tests {
         let (r, url) = routes.resolve("/api/users/me", None).unwrap();
         assert_eq!(
             (r.provider.as_str(), url.as_str()),
-            ("credentials", "http://127.0.0.1:8080/v1/users/me")
+            ("credentials", "/v1/users/me")
         );
         let (_, url) = routes.resolve("/api/420/x", None).unwrap();
-        assert_eq!(
-            url, "http://127.0.0.1:8080/v1/420/x",
-            "/api/420 is not under /api/42"
-        );
+        assert_eq!(url, "/v1/420/x", "/api/420 is not under /api/42");
         assert!(routes.resolve("/apix", None).is_none());
     }
 }

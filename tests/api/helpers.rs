@@ -42,6 +42,8 @@ fn init_tracing() {
 
 pub struct TestApp {
     pub address: String,
+    /// The `/metrics` listener (`server.metrics_listen`, its own port).
+    pub metrics_address: String,
     pub client: reqwest::Client,
     pub backend: Backend,
     pub redis_prefix: String,
@@ -91,6 +93,7 @@ async fn fresh_postgres_database() -> String {
 pub async fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings {
     let mut s = Settings::defaults().unwrap();
     s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.server.metrics_listen = "127.0.0.1:0".into();
     s.server.static_dir = String::new();
     s.database.url = Secret::new(match backend {
         Backend::Sqlite => format!("sqlite://{}/users.db", dir.display()),
@@ -121,9 +124,11 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let outbox = std::path::PathBuf::from(&settings.mail.outbox_dir);
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://{}", app.addr());
+    let metrics_address = format!("http://{}", app.metrics_addr().expect("metrics listener"));
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
+        metrics_address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -186,6 +191,18 @@ impl TestUser {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// The Prometheus text of the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Response {

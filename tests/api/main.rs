@@ -6,6 +6,7 @@ mod bff;
 mod browser;
 mod cli;
 mod faults;
+mod hardening;
 mod helpers;
 mod idp;
 mod oauth_server;

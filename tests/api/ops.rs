@@ -84,7 +84,12 @@ async fn metrics_count_requests_by_route_and_status() {
     app.get("/healthz").await;
     app.get("/v1/auth/me").await; // 401
     app.get("/no/such/page").await; // 404
-    let resp = app.get("/metrics").await;
+    let resp = app
+        .client
+        .get(format!("{}/metrics", app.metrics_address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"]
         .to_str()

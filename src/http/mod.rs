@@ -1,0 +1,4 @@
+//! Web glue shared by every route group: the server loop, and the middleware that gives
+//! every answer the same security headers and CORS rules.
+
+pub mod server;

@@ -1,0 +1,349 @@
+//! Regression tests for the outside attack's findings (issue "Hardening"): each one
+//! failed before its fix.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::browser::{Body, Browser};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, Backend, TestApp};
+
+/// The metric lines whose value can differ between two requests only through what they
+/// did: latency histograms (`_bucket`, `_sum`) measure time, which any client measures
+/// for itself, so they are left out.
+fn counters(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(name, _)| !name.contains("_bucket{") && !name.contains("_sum{"))
+        .map(|(name, v)| (name.to_owned(), v.parse().unwrap()))
+        .collect()
+}
+
+fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d != 0.0)
+        .collect()
+}
+
+/// Finding 1: a wrong sign-in for an existing account and for a missing one move the
+/// metrics the same way, and `/metrics` is not on the public listener.
+#[tokio::test]
+async fn metrics_do_not_tell_existing_accounts_from_missing_ones() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    let wrong = |who: String| {
+        let app = &app;
+        async move {
+            let resp = app.login(&who, "not the password at all").await;
+            assert_error(resp, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+        }
+    };
+    let s0 = counters(&app.metrics().await);
+    wrong(user.username.clone()).await;
+    let s1 = counters(&app.metrics().await);
+    wrong("nobody_by_this_name".into()).await;
+    let s2 = counters(&app.metrics().await);
+    let (known, unknown) = (delta(&s0, &s1), delta(&s1, &s2));
+    assert!(!known.is_empty(), "the sign-in shows in the metrics");
+    assert_eq!(known, unknown, "the metrics tell the two accounts apart");
+
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+}
+
+/// Finding 1: the metrics listener can be turned off.
+#[tokio::test]
+async fn an_empty_metrics_listen_serves_no_metrics() {
+    let dir = crate::helpers::tempdir::TempDir::new();
+    let mut s = crate::helpers::test_settings(Backend::Sqlite, &dir.0).await;
+    s.server.metrics_listen = String::new();
+    let built = sessiongate::startup::Application::build(s).await.unwrap();
+    assert!(built.metrics_addr().is_none());
+}
+
+/// Opens a raw connection to the app.
+async fn raw(app: &TestApp) -> TcpStream {
+    let addr = app.address.trim_start_matches("http://");
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Reads until the peer closes; how long that took (at most `limit`).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| started.elapsed())
+}
+
+/// Finding 2: a connection that starts a request head and stops, or sends nothing, is
+/// closed after `server.header_timeout`.
+#[tokio::test]
+async fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.header_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let mut half = raw(&app).await;
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = raw(&app).await;
+    let took = closed_within(&mut half, Duration::from_secs(5))
+        .await
+        .expect("the half-sent head is closed");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    closed_within(&mut silent, Duration::from_secs(5))
+        .await
+        .expect("a silent connection is closed");
+
+    // A connection waiting between requests is kept for the idle timeout (60 s), not
+    // closed by the header timeout.
+    let mut keep = raw(&app).await;
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = keep.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut keep, Duration::from_millis(1200))
+            .await
+            .is_none(),
+        "an idle keep-alive connection outlives the header timeout"
+    );
+}
+
+/// Finding 2: an idle keep-alive connection is closed after `server.idle_timeout`.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut conn = raw(&app).await;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let took = closed_within(&mut conn, Duration::from_secs(5))
+        .await
+        .expect("closed once idle");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// Finding 2: 2,000 idle sockets do not keep `/healthz` from answering.
+#[tokio::test]
+async fn healthz_answers_while_two_thousand_idle_sockets_are_open() {
+    // Client and server ends both live in this process: 4,000 descriptors and more.
+    let _ = rlimit::increase_nofile_limit(16_384);
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut idle = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        idle.push(raw(&app).await);
+    }
+    let started = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(10), app.get("/healthz"))
+        .await
+        .expect("/healthz answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(idle);
+}
+
+/// Finding 2: over `server.max_connections`, a connection is answered 503 and closed at
+/// once; slots free up as connections close.
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_at_once() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.max_connections = 20).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(raw(&app).await);
+    }
+    let mut extra = raw(&app).await;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), extra.read_to_string(&mut answer))
+        .await
+        .expect("the extra connection is closed at once")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("service_unavailable"), "{answer}");
+    drop(idle);
+    let mut served = false;
+    for _ in 0..50 {
+        let client = reqwest::Client::new();
+        if let Ok(r) = client.get(app.url("/healthz")).send().await {
+            if r.status() == StatusCode::OK {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "closed connections give their slots back");
+}
+
+/// A client whose connections come from `ip` (a loopback address of its own).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// An app listening on the dual-stack `[::]`, and its IPv4 loopback base URL.
+async fn dual_stack(tweak: impl FnOnce(&mut sessiongate::config::Settings)) -> (TestApp, String) {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.listen = "[::]:0".parse().unwrap();
+        tweak(s);
+    })
+    .await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    (app, base)
+}
+
+/// A wrong sign-in; a fresh account name each time, so only the per-IP limit counts.
+async fn wrong_login(client: &reqwest::Client, base: &str, headers: &[(&str, &str)]) -> StatusCode {
+    let who = uuid::Uuid::new_v4().simple().to_string();
+    let mut req = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"identifier": who, "password": "wrong password here"}));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap().status()
+}
+
+/// Finding 3: on a `[::]` listener, two IPv4 clients have a rate-limit bucket each.
+#[tokio::test]
+async fn ipv4_clients_of_a_dual_stack_listener_are_limited_apart() {
+    let (_app, base) = dual_stack(|_| {}).await;
+    let (a, b) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+    for _ in 0..10 {
+        assert_eq!(wrong_login(&a, &base, &[]).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        wrong_login(&a, &base, &[]).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        wrong_login(&b, &base, &[]).await,
+        StatusCode::UNAUTHORIZED,
+        "another IPv4 client is not in the first one's bucket"
+    );
+}
+
+/// Finding 3: an IPv4 entry of `trusted_proxies` matches an IPv4 peer of `[::]`.
+#[tokio::test]
+async fn ipv4_trusted_proxies_are_trusted_on_a_dual_stack_listener() {
+    let (_app, base) = dual_stack(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.2".parse().unwrap()];
+    })
+    .await;
+    let proxy = client_from("127.0.0.2");
+    let first = [("x-forwarded-for", "198.51.100.7")];
+    for _ in 0..10 {
+        wrong_login(&proxy, &base, &first).await;
+    }
+    assert_eq!(
+        wrong_login(&proxy, &base, &first).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let second = [("x-forwarded-for", "198.51.100.8")];
+    assert_eq!(
+        wrong_login(&proxy, &base, &second).await,
+        StatusCode::UNAUTHORIZED,
+        "the forwarded address is believed, so it has its own bucket"
+    );
+}
+
+/// Finding 4: through the proxy, the bundled `/v1` sees each browser's own address, so
+/// one user's wrong passwords do not lock another user out.
+#[tokio::test]
+async fn proxied_calls_to_the_bundled_api_carry_the_client_address() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let (ua, ub) = (app.create_user().await, app.create_user().await);
+    let mut a = Browser::at(&base, client_from("127.0.0.2"), "A");
+    let mut b = Browser::at(&base, client_from("127.0.0.3"), "B");
+    assert_eq!(
+        a.sign_in(&ua.username, &ua.password).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.sign_in(&ub.username, &ub.password).await.status,
+        StatusCode::OK
+    );
+    let patch = |pw: &str| json!({"email": "new.address@example.com", "current_password": pw});
+    let mut last = StatusCode::OK;
+    for _ in 0..11 {
+        last = a
+            .request(
+                Method::PATCH,
+                "/api/users/me",
+                Some(Body::Json(&patch("wrong password"))),
+                &[("x-csrf", "1")],
+            )
+            .await
+            .status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "A is limited");
+    let seen = b
+        .request(
+            Method::PATCH,
+            "/api/users/me",
+            Some(Body::Json(&patch(&ub.password))),
+            &[("x-csrf", "1")],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "B is not: {}", seen.body);
+}
+
+/// Finding 12: the proxy works over HTTP/2 (h2c with prior knowledge, as a load balancer
+/// speaks it), while an HTTP/1.1 absolute-form target is still refused.
+#[tokio::test]
+async fn the_proxy_works_over_h2c() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut browser = Browser::at(&app.address, h2, "h2");
+    let seen = browser.sign_in(&user.username, &user.password).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let me = browser.get("/api/users/me").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.json()["username"], user.username.as_str());
+
+    let mut conn = raw(&app).await;
+    let cookie = browser.session_cookie().unwrap().clone();
+    conn.write_all(
+        format!(
+            "GET http://evil.example/api/users/me HTTP/1.1\r\nHost: evil.example\r\n\
+             Cookie: sessiongate={cookie}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
