@@ -87,14 +87,6 @@ impl AppState {
             Some(redis) => SessionStore::Redis(Arc::clone(redis)),
             None => SessionStore::memory(),
         };
-        let sessions = Arc::new(SessionManager::new(
-            store,
-            keyring.clone(),
-            &settings.redis.prefix,
-            settings.session.idle_timeout,
-            settings.session.absolute_timeout,
-            settings.session.cache_ttl,
-        ));
         let cookies = CookiePolicy {
             secure: settings.session.cookie_secure,
             max_age: settings.session.absolute_timeout,
@@ -145,6 +137,11 @@ impl AppState {
         };
         let mut configs = crate::providers::config::parse_all(&settings.providers.others)
             .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
+        // The providers whose user ids are this server's own accounts.
+        let mut account_providers = Vec::new();
+        if credentials.is_bundled() {
+            account_providers.push(crate::bff::credentials::PROVIDER.to_owned());
+        }
         if let Some(server) = &oauth {
             if settings.oauth.self_provider && !configs.iter().any(|c| c.id == SELF_PROVIDER) {
                 let secret = base64::Engine::encode(
@@ -152,13 +149,25 @@ impl AppState {
                     keyring.derive(b"oauth self-provider client secret"),
                 );
                 configs.push(self_provider(&settings, server, secret).await?);
+                account_providers.push(SELF_PROVIDER.to_owned());
             }
         }
         let providers = Arc::new(Providers::new(
             configs,
             settings.public_url(),
-            FlowStore::new(sessions.store().clone(), &settings.redis.prefix),
+            FlowStore::new(store.clone(), &settings.redis.prefix, keyring.clone()),
         ));
+        let sessions = Arc::new(
+            SessionManager::new(
+                store,
+                keyring.clone(),
+                &settings.redis.prefix,
+                settings.session.idle_timeout,
+                settings.session.absolute_timeout,
+                settings.session.cache_ttl,
+            )
+            .with_account_providers(account_providers),
+        );
         Ok(Self {
             oauth,
             providers,

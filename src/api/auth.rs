@@ -265,15 +265,13 @@ impl AuthApi {
                 ip.0,
             )
             .await?;
-        // Browser sessions of the account end too, not only its API sign-ins; and so does
-        // everything the authorization server issued for it (the account may have been
-        // taken over).
-        for provider in [
-            crate::bff::credentials::PROVIDER,
-            crate::startup::SELF_PROVIDER,
-        ] {
-            state.sessions.revoke_all(provider, &user_id).await?;
-        }
+        // Browser sessions of the account end too (however they signed in), not only its
+        // API sign-ins; and so does everything the authorization server issued for it (the
+        // account may have been taken over).
+        state
+            .sessions
+            .revoke_all(crate::bff::credentials::PROVIDER, &user_id)
+            .await?;
         if let Some(server) = &state.oauth {
             server.repo.revoke_user(&user_id).await?;
         }

@@ -11,9 +11,14 @@ pub enum ApiError {
     /// The input is invalid: `details` names each field that needs fixing.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// Missing, invalid or expired credentials or token.
+    /// Missing, invalid or expired credentials or token. A session cookie that names no
+    /// live session is cleared (`session_expired`).
     #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(
+        Json<ErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
     /// Not allowed.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -56,7 +61,7 @@ impl ApiError {
     pub fn with_url(mut self, url: String) -> Self {
         match &mut self {
             ApiError::BadRequest(b)
-            | ApiError::Unauthorized(b, _)
+            | ApiError::Unauthorized(b, _, _)
             | ApiError::Forbidden(b)
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
@@ -65,6 +70,14 @@ impl ApiError {
             | ApiError::TooManyRequests(b, _)
             | ApiError::Internal(b)
             | ApiError::Unavailable(b) => b.0.url = Some(url),
+        }
+        self
+    }
+
+    /// Adds the `Set-Cookie` that clears a stale session cookie (to a 401).
+    pub fn clearing(mut self, cookie: String) -> Self {
+        if let ApiError::Unauthorized(_, _, set) = &mut self {
+            *set = Some(cookie);
         }
         self
     }
@@ -79,9 +92,9 @@ impl ApiError {
         match err {
             AppError::OAuth { error, .. } => match err.status().as_u16() {
                 401 if error == "invalid_client" => {
-                    ApiError::Unauthorized(body, "Basic realm=\"sessiongate\"".into())
+                    ApiError::Unauthorized(body, "Basic realm=\"sessiongate\"".into(), None)
                 }
-                401 => ApiError::Unauthorized(body, format!("Bearer error=\"{error}\"")),
+                401 => ApiError::Unauthorized(body, format!("Bearer error=\"{error}\""), None),
                 403 => ApiError::Forbidden(body),
                 500 => ApiError::Internal(body),
                 503 => ApiError::Unavailable(body),
@@ -93,7 +106,7 @@ impl ApiError {
             AppError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(body),
             AppError::InvalidCredentials
             | AppError::Unauthenticated(_)
-            | AppError::SessionExpired => ApiError::Unauthorized(body, "Bearer".into()),
+            | AppError::SessionExpired => ApiError::Unauthorized(body, "Bearer".into(), None),
             AppError::Forbidden(_) | AppError::Csrf | AppError::CsrfHeader(_) => {
                 ApiError::Forbidden(body)
             }

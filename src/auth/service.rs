@@ -345,7 +345,9 @@ impl AuthService {
 
     /// Validates and applies a profile change. Changing the email needs the current
     /// password (otherwise a stolen token could redirect password resets and keep the
-    /// account); wrong passwords count against the per-IP password limit.
+    /// account); wrong passwords count against the per-IP password limit. Every attempt
+    /// to change the username or email counts against the per-IP registration limit: its
+    /// 409 tells whether another account holds the name, as registration's does.
     pub async fn update_profile(
         &self,
         user: &User,
@@ -355,6 +357,17 @@ impl AuthService {
         let changes_email = patch
             .email
             .is_some_and(|e| e.trim().to_lowercase() != user.email.to_lowercase());
+        let changes_username = patch
+            .username
+            .is_some_and(|u| u.trim().to_lowercase() != user.username.to_lowercase());
+        if changes_email || changes_username {
+            self.consume(
+                "register_ip",
+                &crate::ratelimit::ip_key(ip),
+                self.settings.rate_limit.register_per_ip,
+            )
+            .await?;
+        }
         if changes_email {
             let Some(password) = patch.current_password.filter(|p| !p.is_empty()) else {
                 return Err(AppError::field(

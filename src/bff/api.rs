@@ -281,6 +281,19 @@ impl AppState {
         Ok((found, stale))
     }
 
+    /// The request's signed-in session. No cookie: 401 `unauthenticated`; a cookie that
+    /// names no live session (ended, revoked, expired): 401 `session_expired`, with the
+    /// `Set-Cookie` that clears it.
+    pub async fn signed_in_session(&self, req: &Request) -> ApiResult<(SessionId, Session)> {
+        match self.session_of(req).await.coded()? {
+            (Some(found), _) => Ok(found),
+            (None, true) => {
+                Err(ApiError::code(AppError::SessionExpired).clearing(self.cookies.clear_session()))
+            }
+            (None, false) => Err(ApiError::code(AppError::Unauthenticated("Sign in first."))),
+        }
+    }
+
     /// The browser's CSRF token: the one its cookie holds, or a new one with the
     /// `Set-Cookie` that stores it.
     pub(crate) fn csrf_token(&self, req: &Request) -> (String, Option<String>) {
@@ -443,9 +456,10 @@ impl AuthJsApi {
         body: Json<SessionUpdate>,
     ) -> ApiResult<SessionResult> {
         state.check_csrf(req, body.csrf_token.as_deref()).coded()?;
-        let (found, _) = state.session_of(req).await.coded()?;
+        let (found, stale) = state.session_of(req).await.coded()?;
         let Some((id, session)) = found else {
-            return Ok(SessionResult::Ok(Json(SessionView::default()), None));
+            let clear = stale.then(|| state.cookies.clear_session());
+            return Ok(SessionResult::Ok(Json(SessionView::default()), clear));
         };
         if session.provider != PROVIDER {
             return Ok(SessionResult::Ok(Json(state.view(&session)), None));

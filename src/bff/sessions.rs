@@ -48,12 +48,11 @@ pub enum RevokeResult {
 impl SessionsApi {
     /// My sessions
     ///
-    /// Every live session of the signed-in user, newest first. 401 when signed out.
+    /// Every live session of the signed-in user, newest first. 401 when signed out
+    /// (`session_expired`, and the cookie cleared, when the session has ended).
     #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
     async fn list(&self, state: Data<&AppState>, req: &Request) -> ApiResult<ListResult> {
-        let Some((id, session)) = state.session_of(req).await.coded()?.0 else {
-            return Err(ApiError::code(AppError::Unauthenticated("Sign in first.")));
-        };
+        let (id, session) = state.signed_in_session(req).await?;
         let list = state.sessions.list(&id, &session).await.coded()?;
         Ok(ListResult::Ok(Json(
             list.into_iter()
@@ -87,9 +86,7 @@ impl SessionsApi {
         #[oai(name = "X-CSRF-Token")] csrf_token: Header<Option<String>>,
     ) -> ApiResult<RevokeResult> {
         state.check_csrf(req, csrf_token.0.as_deref()).coded()?;
-        let Some((current, session)) = state.session_of(req).await.coded()?.0 else {
-            return Err(ApiError::code(AppError::Unauthenticated("Sign in first.")));
-        };
+        let (current, session) = state.signed_in_session(req).await?;
         if !state.sessions.revoke(&session, &id.0).await.coded()? {
             return Err(ApiError::code(AppError::NotFound));
         }

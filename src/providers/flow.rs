@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::db::now;
 use crate::error::{AppError, AppResult};
-use crate::session::SessionStore;
+use crate::session::{Keyring, SessionStore};
 
 /// How long a sign-in may take between the redirect to the provider and the callback.
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -39,18 +39,26 @@ impl PendingFlow {
     }
 }
 
-/// Pending flows in the session store (Redis, or memory for a single instance).
+/// What flows are sealed for (a purpose of their own in the vault's key derivation).
+const FLOW: &[u8] = b"flow";
+
+/// Pending flows in the session store (Redis, or memory for a single instance), sealed
+/// like sessions: AES-256-GCM under a key derived from the server key and the `state`,
+/// which the store never sees (its key holds a hash). A dump of the store plus the server
+/// keys opens no verifier or nonce.
 #[derive(Clone)]
 pub struct FlowStore {
     store: SessionStore,
     prefix: String,
+    keys: Keyring,
 }
 
 impl FlowStore {
-    pub fn new(store: SessionStore, prefix: &str) -> Self {
+    pub fn new(store: SessionStore, prefix: &str, keys: Keyring) -> Self {
         Self {
             store,
             prefix: prefix.to_owned(),
+            keys,
         }
     }
 
@@ -60,20 +68,30 @@ impl FlowStore {
     }
 
     pub async fn put(&self, state: &str, flow: &PendingFlow) -> AppResult<()> {
-        let value = serde_json::to_vec(flow)
+        let plain = serde_json::to_vec(flow)
             .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding a flow: {e}")))?;
-        self.store
-            .put(&self.key(state), &value, FLOW_TTL, None, None)
-            .await?;
+        let key = self.key(state);
+        let sealed = self
+            .keys
+            .seal(FLOW, state.as_bytes(), key.as_bytes(), &plain);
+        self.store.put(&key, &sealed, FLOW_TTL, None, None).await?;
         Ok(())
     }
 
     /// The flow of `state`, removed: a second call with the same state finds nothing.
     pub async fn take(&self, state: &str) -> AppResult<Option<PendingFlow>> {
-        let Some(bytes) = self.store.take(&self.key(state)).await? else {
+        let key = self.key(state);
+        let Some(sealed) = self.store.take(&key).await? else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice::<PendingFlow>(&bytes)
+        let Ok(plain) = self
+            .keys
+            .open(FLOW, state.as_bytes(), key.as_bytes(), &sealed)
+        else {
+            tracing::warn!("a sign-in flow does not open (tampered or retired key); ignored");
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<PendingFlow>(&plain)
             .ok()
             .filter(|f| now() - f.created_at <= FLOW_TTL.as_secs() as i64))
     }

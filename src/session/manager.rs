@@ -28,8 +28,16 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
+/// The index owner of every provider whose user ids are this server's own accounts (the
+/// bundled credentials backend, "Sign in with sessiongate"): one index per account, so
+/// "my sessions" and "sign out everywhere" cover every way its owner signed in. (It is
+/// the credentials provider's own key, so indexes written before stay valid.)
+const ACCOUNT_INDEX: &str = "credentials";
+
 pub struct SessionManager {
     store: SessionStore,
+    /// Providers whose sessions are indexed by account (see [`ACCOUNT_INDEX`]).
+    account_providers: Vec<String>,
     keys: Keyring,
     prefix: String,
     idle: Duration,
@@ -48,12 +56,20 @@ impl SessionManager {
     ) -> Self {
         Self {
             store,
+            account_providers: Vec::new(),
             keys,
             prefix: prefix.to_owned(),
             idle,
             absolute,
             cache: ReadCache::new(cache_ttl),
         }
+    }
+
+    /// Indexes the sessions of `providers` by account: their user ids are this server's
+    /// own users.
+    pub fn with_account_providers(mut self, providers: Vec<String>) -> Self {
+        self.account_providers = providers;
+        self
     }
 
     pub fn store(&self) -> &SessionStore {
@@ -69,8 +85,19 @@ impl SessionManager {
         format!("{}sess:{handle}", self.prefix)
     }
 
-    fn index_key(&self, user_key: &str) -> String {
-        format!("{}user:{user_key}", self.prefix)
+    /// The per-user index of `provider`'s user `user_id`.
+    fn index_key(&self, provider: &str, user_id: &str) -> String {
+        let owner = if self.account_providers.iter().any(|p| p == provider) {
+            ACCOUNT_INDEX
+        } else {
+            provider
+        };
+        format!("{}user:{}", self.prefix, user_key(owner, user_id))
+    }
+
+    /// The index the session is listed in.
+    fn index_of(&self, session: &Session) -> String {
+        self.index_key(&session.provider, &session.user.id)
     }
 
     /// When the session ends if nothing happens: the earlier of idle and hard expiry.
@@ -151,7 +178,7 @@ impl SessionManager {
         }
         let ttl = Duration::from_secs(remaining as u64);
         let blob = self.seal_session(id, session)?;
-        let index = self.index_key(&session.user_key());
+        let index = self.index_of(session);
         let handle = id.handle();
         let sealed_meta = meta
             .map(|m| self.seal_meta(&index, &handle, m))
@@ -201,7 +228,7 @@ impl SessionManager {
                 "a new session could not be written"
             )));
         }
-        self.enforce_cap(&session.user_key()).await?;
+        self.enforce_cap(&self.index_of(&session)).await?;
         tracing::info!(session = ?id, provider, "session created");
         Ok((id, session))
     }
@@ -234,7 +261,7 @@ impl SessionManager {
             let mut touched = session.clone();
             touched.last_seen = at;
             touched.version += 1;
-            let index = self.index_key(&session.user_key());
+            let index = self.index_of(&session);
             let meta = self
                 .store
                 .index_get(&index, &id.handle())
@@ -306,8 +333,8 @@ impl SessionManager {
 
     /// Keeps at most [`MAX_SESSIONS_PER_USER`] live sessions per user (the oldest go) and
     /// drops index entries of sessions that have expired.
-    async fn enforce_cap(&self, user_key: &str) -> AppResult<()> {
-        let index = self.index_key(user_key);
+    async fn enforce_cap(&self, index: &str) -> AppResult<()> {
+        let index = index.to_owned();
         let entries = self
             .store
             .index_entries(&index, |h| self.key_of_handle(h))
@@ -334,7 +361,7 @@ impl SessionManager {
 
     /// Ends one session and removes it from its user's index.
     pub async fn destroy(&self, id: &SessionId, session: &Session) -> AppResult<()> {
-        let index = self.index_key(&session.user_key());
+        let index = self.index_of(session);
         self.delete(&[self.key(id)], Some((&index, &[id.handle()])))
             .await?;
         tracing::info!(session = ?id, "session ended");
@@ -347,7 +374,7 @@ impl SessionManager {
         current: &SessionId,
         session: &Session,
     ) -> AppResult<Vec<SessionInfo>> {
-        let index = self.index_key(&session.user_key());
+        let index = self.index_of(session);
         let entries = self
             .store
             .index_entries(&index, |h| self.key_of_handle(h))
@@ -374,7 +401,7 @@ impl SessionManager {
 
     /// Ends the user's session with this handle. `false` when it is not theirs or gone.
     pub async fn revoke(&self, session: &Session, handle: &str) -> AppResult<bool> {
-        let index = self.index_key(&session.user_key());
+        let index = self.index_of(session);
         if handle.len() != 64 || self.store.index_get(&index, handle).await?.is_none() {
             return Ok(false);
         }
@@ -386,9 +413,10 @@ impl SessionManager {
         Ok(true)
     }
 
-    /// Ends every session of the user (sign out everywhere); returns how many.
+    /// Ends every session of the user (sign out everywhere): with an account provider,
+    /// every session of the account, whichever way it signed in. Returns how many.
     pub async fn revoke_all(&self, provider: &str, user_id: &str) -> AppResult<usize> {
-        let index = self.index_key(&user_key(provider, user_id));
+        let index = self.index_key(provider, user_id);
         let entries = self
             .store
             .index_entries(&index, |h| self.key_of_handle(h))

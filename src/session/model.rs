@@ -80,11 +80,6 @@ impl Session {
     pub fn decode(plain: &[u8]) -> Option<Self> {
         postcard::from_bytes(plain).ok()
     }
-
-    /// The key of the user's session index: provider and user id, hashed.
-    pub fn user_key(&self) -> String {
-        user_key(&self.provider, &self.user.id)
-    }
 }
 
 /// `hash(provider:user id)`, so Redis key names carry no user ids.

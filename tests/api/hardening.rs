@@ -347,3 +347,118 @@ async fn the_proxy_works_over_h2c() {
     conn.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+/// Finding 5: changing the username or email through `PATCH /v1/users/me` answers
+/// "taken" (409) or not, so it counts against the per-IP registration limit.
+#[tokio::test]
+async fn profile_changes_that_can_answer_taken_are_rate_limited() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.rate_limit.register_per_ip = "4/1h".parse().unwrap();
+    })
+    .await;
+    let (a, b) = (app.create_user().await, app.create_user().await);
+    let taken = app
+        .patch_me(&a.access_token, &json!({"username": b.username}))
+        .await;
+    assert_error(taken, StatusCode::CONFLICT, "conflict").await;
+    let free = app
+        .patch_me(&a.access_token, &json!({"username": "a_new_name_42"}))
+        .await;
+    assert_eq!(free.status(), StatusCode::OK);
+    let over = app
+        .patch_me(&a.access_token, &json!({"username": "another_name_43"}))
+        .await;
+    assert_error(over, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Changing only a name (not unique) is never limited.
+    let name = app
+        .patch_me(&a.access_token, &json!({"first_name": "Ada"}))
+        .await;
+    assert_eq!(name.status(), StatusCode::OK);
+}
+
+/// Finding 6: the sessions of one account are listed and ended together, however they
+/// signed in (username/password or "Sign in with sessiongate").
+#[tokio::test]
+async fn sign_out_everywhere_covers_sign_in_with_sessiongate() {
+    let (app, base) = crate::oauth_server::self_provider_app().await;
+    let alice = app.create_user().await;
+    let mut password = Browser::new(&app, "Password browser");
+    assert_eq!(
+        password
+            .sign_in(&alice.username, &alice.password)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let mut oidc = Browser::new(&app, "OIDC browser");
+    crate::oauth_server::sign_in_with_sessiongate(&mut oidc, &base, &alice).await;
+    assert_eq!(oidc.session().await["provider"], "sessiongate");
+
+    let listed = password.sessions().await.json();
+    let mut providers: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["provider"].as_str().unwrap())
+        .collect();
+    providers.sort_unstable();
+    // (The OIDC browser's own sign-in at the server, on its way, was replaced by the
+    // session it came back with: one browser, one session.)
+    assert_eq!(providers, ["credentials", "sessiongate"], "{listed}");
+
+    assert_eq!(password.sign_out(true).await.status, StatusCode::OK);
+    assert_eq!(
+        oidc.session().await,
+        json!({}),
+        "the OIDC sign-in ended too"
+    );
+}
+
+/// Finding 8: after a session ends (here: its refresh is rejected), every request that
+/// still carries its cookie gets 401 `session_expired` and the `Set-Cookie` clearing it.
+#[tokio::test]
+async fn a_stale_session_cookie_is_cleared_on_every_request() {
+    let tokens = crate::stand_ins::TokenBackend::spawn(30).await;
+    let tb = tokens.base.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.providers.credentials.login_url = format!("{tb}/login");
+        s.providers.credentials.refresh_url = format!("{tb}/refresh");
+        s.proxy.routes[0].upstream = "bundled".into();
+    })
+    .await;
+    let mut b = Browser::new(&app, "Stale");
+    assert_eq!(b.sign_in("racer", "pw").await.status, StatusCode::OK);
+    let cookie = b.session_cookie().unwrap().clone();
+    tokens.set_mode("reject");
+    let clears = |seen: &crate::browser::Seen| {
+        seen.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("sessiongate=;") && c.contains("Max-Age=0"))
+    };
+    for i in 0..20 {
+        // A client that ignores Set-Cookie keeps sending the old cookie.
+        b.cookies.insert("sessiongate".into(), cookie.clone());
+        let (method, path) = match i % 3 {
+            0 => (Method::GET, "/api/users/me"),
+            1 => (Method::GET, "/api/auth/sessions"),
+            _ => (Method::DELETE, "/api/auth/sessions/0000"),
+        };
+        let csrf = b.csrf().await;
+        b.cookies.insert("sessiongate".into(), cookie.clone());
+        let seen = b
+            .request(method, path, None, &[("x-csrf-token", &csrf)])
+            .await;
+        assert_eq!(
+            seen.status,
+            StatusCode::UNAUTHORIZED,
+            "{i} {path}: {}",
+            seen.body
+        );
+        assert_eq!(seen.json()["code"], "session_expired", "{i} {path}");
+        assert!(clears(&seen), "{i} {path}: {:?}", seen.set_cookies());
+    }
+    b.cookies.insert("sessiongate".into(), cookie.clone());
+    let seen = b.get("/api/auth/session").await;
+    assert_eq!(seen.json(), json!({}));
+    assert!(clears(&seen));
+}

@@ -16,5 +16,5 @@ mod passwords;
 mod providers;
 mod proxy;
 mod rate_limits;
-mod stand_ins;
+pub mod stand_ins;
 mod store_contract;

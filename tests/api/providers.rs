@@ -349,12 +349,12 @@ async fn an_expired_state_fails_and_the_store_holds_flows_for_ten_minutes() {
         .await
         .unwrap();
     assert!((590..=600).contains(&ttl), "{ttl}");
-    let stored: String = redis::cmd("GET")
+    let stored: Vec<u8> = redis::cmd("GET")
         .arg(&keys[0])
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(!stored.contains(CLIENT_SECRET));
+    assert!(!String::from_utf8_lossy(&stored).contains(CLIENT_SECRET));
 
     // The ten minutes pass (shortened here to one second).
     let () = redis::cmd("PEXPIRE")
@@ -371,6 +371,45 @@ async fn an_expired_state_fails_and_the_store_holds_flows_for_ten_minutes() {
         0,
         "no code was exchanged"
     );
+}
+
+/// Hardening finding 7: a pending sign-in is sealed like a session: nothing in the store
+/// shows its PKCE verifier, its nonce or where it goes next; and it still completes.
+#[tokio::test]
+async fn pending_sign_ins_are_sealed_in_the_store() {
+    let idp = StandInIdp::spawn(true).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| acme(s, &idp, &[])).await;
+    let mut b = Browser::new(&app, "Sealed");
+    let url = start(&mut b, "acme").await;
+    let nonce = query(&url)["nonce"].clone();
+
+    let mut conn = redis::Client::open(crate::helpers::REDIS_URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}flow:*", app.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    assert!(serde_json::from_slice::<Value>(&stored).is_err(), "{text}");
+    for clear in [nonce.as_str(), "verifier", "nonce", "/after", "acme"] {
+        assert!(!text.contains(clear), "`{clear}` readable in {text}");
+    }
+
+    let back = idp.approve(&url).await;
+    let seen = come_back(&mut b, &back).await;
+    assert_eq!(seen.status, StatusCode::FOUND, "{}", seen.body);
+    assert_eq!(seen.location().unwrap(), format!("{PUBLIC_URL}/after"));
+    assert_eq!(b.session().await["provider"], "acme");
 }
 
 #[tokio::test]
