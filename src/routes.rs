@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use poem::endpoint::{make, make_sync, StaticFilesEndpoint};
-use poem::middleware::{CatchPanic, Cors};
+use poem::endpoint::{make, make_sync, BoxEndpoint, StaticFilesEndpoint};
+use poem::middleware::CatchPanic;
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
 use crate::error::{AppError, ErrorStyle};
+use crate::http::cors::Cors;
+use crate::http::headers::SecurityHeaders;
 use crate::ops::body_limit::BodyLimit;
 use crate::ops::health;
 use crate::ops::observe::Observe;
@@ -41,16 +43,25 @@ pub fn metrics(state: AppState) -> impl Endpoint + 'static {
         .data(state)
 }
 
-/// Every route of the server, wrapped (outermost first) in: request id + log + metrics +
-/// JSON errors, panic catching, state.
+/// `endpoint`, answering cross-origin requests of `cors`'s origins when CORS is on.
+fn cross_origin(endpoint: impl Endpoint + 'static, cors: Option<&Cors>) -> BoxEndpoint<'static> {
+    match cors {
+        Some(cors) => endpoint.with(cors.clone()).boxed(),
+        None => endpoint.map_to_response().boxed(),
+    }
+}
+
+/// Every route of the server, wrapped (outermost first) in: security headers, request
+/// id + log + metrics + JSON errors, panic catching, state.
 pub fn build(state: AppState) -> impl Endpoint + 'static {
     let api = crate::api::service();
     let spec = crate::api::spec_json();
     let metrics = state.metrics.clone();
-    let body_limit = state.settings.server.body_limit;
-    let cors_origins = state.settings.server.cors_origins.clone();
-    let csrf_header = state.settings.proxy.csrf_header.clone();
-    let static_dir = state.settings.server.static_dir.clone();
+    let server = &state.settings.server;
+    let body_limit = server.body_limit;
+    let static_dir = server.static_dir.clone();
+    let cors = (!server.cors_origins.is_empty())
+        .then(|| Cors::new(&server.cors_origins, &state.settings.proxy.csrf_header));
 
     let docs = api.swagger_ui();
     // One API endpoint (routes built once), mounted under each of its prefixes, and
@@ -66,26 +77,19 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         )
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
-        // /api/auth/** is the session API; the rest of /api/** is the proxy.
-        .nest_no_strip("/api/auth", Arc::clone(&api))
-        .nest_no_strip("/api", make(crate::proxy::forward::handle))
+        // /api/auth/** is the session API; the rest of /api/** is the proxy. Only these
+        // two answer cross-origin (CORS), and only to `server.cors_origins`.
+        .nest_no_strip("/api/auth", cross_origin(Arc::clone(&api), cors.as_ref()))
+        .nest_no_strip(
+            "/api",
+            cross_origin(make(crate::proxy::forward::handle), cors.as_ref()),
+        )
         .nest_no_strip("/v1", Arc::clone(&api))
         .nest_no_strip("/oauth", Arc::clone(&api))
         .nest_no_strip("/manage-apps", Arc::clone(&api))
         .nest_no_strip("/.well-known", api)
         // Everything else: the single-page app (client-side routes get its index.html).
         .nest("/", spa(&static_dir))
-        .with_if(
-            !cors_origins.is_empty(),
-            // Credentials-mode CORS for the listed origins only; others get no CORS
-            // headers, so their pages cannot read answers or send the CSRF headers.
-            Cors::new()
-                .allow_origins(cors_origins)
-                .allow_credentials(true)
-                .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-                .allow_headers(["content-type", "x-csrf-token", csrf_header.as_str()])
-                .max_age(600),
-        )
         .data(state)
         .data(bundled)
         .with(CatchPanic::new().with_handler(|_| {
@@ -94,4 +98,5 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .with(Observe {
             metrics: Arc::clone(&metrics),
         })
+        .with(SecurityHeaders)
 }

@@ -156,6 +156,7 @@ impl AppState {
             configs,
             settings.public_url(),
             FlowStore::new(store.clone(), &settings.redis.prefix, keyring.clone()),
+            crate::providers::ProviderHttp::new(http.clone()),
         ));
         let sessions = Arc::new(
             SessionManager::new(
@@ -226,6 +227,7 @@ async fn self_provider(
         revocation_url: String::new(),
         scope: "openid profile email".into(),
         client_auth: ClientAuth::Basic,
+        leeway: crate::providers::config::DEFAULT_LEEWAY,
         profile: crate::providers::config::default_mapping(Kind::Oidc),
     })
 }

@@ -225,23 +225,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         .get("/oauth/authorize?response_type=code&client_id=rp&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&scope=openid%20profile&state=st")
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let csrf = rp.csrf().await;
-    let decision = rp
-        .request(
-            Method::POST,
-            "/oauth/authorize",
-            Some(Body::Form(&[
-                ("response_type", "code"),
-                ("client_id", "rp"),
-                ("redirect_uri", "http://127.0.0.1:5000/cb"),
-                ("scope", "openid profile"),
-                ("state", "st"),
-                ("csrfToken", &csrf),
-                ("decision", "allow"),
-            ])),
-            &[],
-        )
-        .await;
+    let decision = rp.decide(&page.body, "allow").await;
     let code = query(&decision.location().unwrap())["code"].clone();
     secrets.push(code.clone());
     let tokens: Value = app

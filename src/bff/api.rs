@@ -535,7 +535,9 @@ impl AuthJsApi {
             if session.provider == PROVIDER {
                 state.credentials.logout(&session.tokens).await;
             } else if let Some(provider) = state.providers.get(&session.provider) {
-                provider.revoke(&state.http, &session.tokens).await;
+                provider
+                    .revoke(&state.providers.http, &session.tokens)
+                    .await;
             }
             if truthy(&f.everywhere) {
                 let n = state

@@ -36,6 +36,40 @@ pub fn issue(secret: &[u8; 32]) -> (String, String) {
     (token, value)
 }
 
+/// A token bound to one page and what it may do (`purpose` and `parts`, e.g. the signed-in
+/// session and the consent's parameters): HMAC-SHA256 under the CSRF key. Unlike the
+/// `/api/auth` token, a page of another origin cannot obtain it even where CORS lets it
+/// read `/api/auth/csrf`: it only ever appears in the page it is bound to.
+pub fn bound(secret: &[u8; 32], purpose: &str, parts: &[&str]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(purpose.as_bytes());
+    for part in parts {
+        // Length-prefixed: no two lists of parts give the same input.
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        mac.finalize().into_bytes(),
+    )
+}
+
+/// Checks a submitted bound token (see [`bound`]).
+pub fn verify_bound(
+    secret: &[u8; 32],
+    purpose: &str,
+    parts: &[&str],
+    submitted: Option<&str>,
+) -> Result<(), AppError> {
+    let expected = bound(secret, purpose, parts);
+    match submitted {
+        Some(s) if constant_time_eq(s.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(AppError::Csrf),
+    }
+}
+
 /// Checks a submitted token against the cookie.
 pub fn verify(
     headers: &HeaderMap,

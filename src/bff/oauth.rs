@@ -63,7 +63,7 @@ impl AppState {
                 self.settings.rate_limit.oauth_signin_per_ip,
             )
             .await?;
-        let authorization = provider.authorize(&self.http).await.map_err(|e| {
+        let authorization = provider.authorize(&self.providers.http).await.map_err(|e| {
             tracing::warn!(provider = %provider.config.id, error = %e, "sign-in could not start");
             AppError::Unavailable("identity provider")
         })?;
@@ -143,7 +143,7 @@ impl AppState {
             tracing::warn!(provider = %id, "callback without a code");
             return fail("OAuthCallback");
         };
-        let signed = match provider.finish(&self.http, code, &flow).await {
+        let signed = match provider.finish(&self.providers.http, code, &flow).await {
             Ok(signed) => signed,
             Err(e) => {
                 tracing::warn!(provider = %id, error = %e, "sign-in failed");

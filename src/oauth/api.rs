@@ -86,7 +86,8 @@ pub struct TokenHandle {
     pub client_secret: Option<String>,
 }
 
-/// `POST /oauth/deauthorize`.
+/// `POST /oauth/deauthorize`: what the connected-apps page posts (with its own
+/// `csrfToken`).
 #[derive(Debug, Object, Deserialize)]
 pub struct DeauthorizeForm {
     pub client_id: Option<String>,
@@ -117,11 +118,7 @@ pub enum DeauthorizePayload {
 pub enum AuthorizeResult {
     /// The consent page. It may not be framed (clickjacking).
     #[oai(status = 200)]
-    Page(
-        Html<String>,
-        #[oai(header = "Set-Cookie")] Option<String>,
-        #[oai(header = "Content-Security-Policy")] String,
-    ),
+    Page(Html<String>),
     /// To the client (`code`, `state`, `iss`; or `error`), or to the sign-in page.
     #[oai(status = 302)]
     Redirect(#[oai(header = "Location")] String),
@@ -188,17 +185,12 @@ pub enum EmptyResult {
 
 #[derive(ApiResponse)]
 pub enum ManageResult {
+    /// The connected apps, each with its "Revoke access" form.
     #[oai(status = 200)]
-    Page(
-        Html<String>,
-        #[oai(header = "Set-Cookie")] Option<String>,
-        #[oai(header = "Content-Security-Policy")] String,
-    ),
+    Page(Html<String>),
     #[oai(status = 302)]
     Redirect(#[oai(header = "Location")] String),
 }
-
-const NO_FRAMES: &str = "frame-ancestors 'none'";
 
 /// Query or form parameters (the first of each name), and the names that appear more
 /// than once (RFC 6749 §3.1: refused).
@@ -233,6 +225,33 @@ struct SignedInUser {
     user: User,
     /// When the browser session signed in (the id_token's `auth_time`).
     auth_time: i64,
+    /// The browser session's public handle (what page-bound tokens are bound to).
+    session: String,
+}
+
+impl SignedInUser {
+    /// The consent form's anti-CSRF token: bound to this browser session and to the
+    /// request's parameters (`fields`, as the page posts them back).
+    fn consent_token(&self, state: &AppState, fields: &[(&str, &str)]) -> String {
+        crate::bff::csrf::bound(&state.csrf_secret, "consent", &consent_parts(self, fields))
+    }
+
+    /// The connected-apps page's anti-CSRF token, bound to this browser session.
+    fn manage_token(&self, state: &AppState) -> String {
+        crate::bff::csrf::bound(&state.csrf_secret, "manage-apps", &[&self.session])
+    }
+}
+
+/// What a consent token is bound to: the session, then the fields sorted by name.
+fn consent_parts<'a>(signer: &'a SignedInUser, fields: &[(&'a str, &'a str)]) -> Vec<&'a str> {
+    let mut sorted: Vec<(&str, &str)> = fields.to_vec();
+    sorted.sort_unstable();
+    let mut parts = vec![signer.session.as_str()];
+    for (k, v) in sorted {
+        parts.push(k);
+        parts.push(v);
+    }
+    parts
 }
 
 /// Why an authorization request is refused.
@@ -296,6 +315,7 @@ impl AppState {
             Ok(caller) => Ok(Some(SignedInUser {
                 user: caller.user,
                 auth_time: session.created_at,
+                session: id.handle(),
             })),
             Err(AppError::Unauthenticated(_)) => Ok(None),
             Err(e) => Err(e),
@@ -779,22 +799,20 @@ impl OAuthApi {
     #[oai(path = "/manage-apps", method = "get", operation_id = "manageApps")]
     async fn manage_apps(&self, state: Data<&AppState>, req: &Request) -> ApiResult<ManageResult> {
         let server = state.oauth_server().map_err(ApiError::code)?;
-        let Some(SignedInUser { user, .. }) =
-            state.oauth_user(req).await.map_err(ApiError::code)?
-        else {
+        let Some(signer) = state.oauth_user(req).await.map_err(ApiError::code)? else {
             return Ok(ManageResult::Redirect(state.sign_in_first("/manage-apps")));
         };
         let apps = server
             .repo
-            .connections(&user.id)
+            .connections(&signer.user.id)
             .await
             .map_err(ApiError::code)?;
-        let (csrf, cookie) = state.csrf_token(req);
-        Ok(ManageResult::Page(
-            Html(pages::manage_apps(&user.username, &csrf, &apps)),
-            cookie,
-            NO_FRAMES.into(),
-        ))
+        let token = signer.manage_token(&state);
+        Ok(ManageResult::Page(Html(pages::manage_apps(
+            &signer.user.username,
+            &token,
+            &apps,
+        ))))
     }
 
     /// OpenID Connect discovery
@@ -851,7 +869,6 @@ async fn authorize(state: &AppState, req: &Request) -> Result<AuthorizeResult, A
         let url = state.approve(server, &signer, request).await?;
         return Ok(AuthorizeResult::Redirect(url));
     }
-    let (csrf, cookie) = state.csrf_token(req);
     let mut fields: Vec<(&str, &str)> = vec![
         ("response_type", "code"),
         ("client_id", &request.client.client_id),
@@ -870,14 +887,15 @@ async fn authorize(state: &AppState, req: &Request) -> Result<AuthorizeResult, A
     if request.challenge.is_some() {
         fields.push(("code_challenge_method", "S256"));
     }
+    let token = signer.consent_token(state, &fields);
     let html = pages::consent(
         &request.client.name,
         &signer.user.username,
         &request.scope,
-        &csrf,
+        &token,
         &fields,
     );
-    Ok(AuthorizeResult::Page(Html(html), cookie, NO_FRAMES.into()))
+    Ok(AuthorizeResult::Page(Html(html)))
 }
 
 /// `POST /oauth/authorize`: the consent decision.
@@ -905,16 +923,30 @@ async fn decide(
         Ok(r) => r,
         Err(refusal) => return Ok(refusal.into()),
     };
-    if state.check_csrf(req, f.csrf_token.as_deref()).is_err() {
-        return Ok(AuthorizeResult::Forbidden(Html(pages::error(
-            "This consent form has expired or did not come from this site. Go back to the app and start again.",
-        ))));
-    }
     let Some(signer) = state.oauth_user(req).await? else {
         return Ok(AuthorizeResult::Redirect(
             state.sign_in_first("/manage-apps"),
         ));
     };
+    // The token of the page that showed this very consent to this very session: the
+    // `/api/auth` CSRF token (readable by CORS-listed origins) does not approve anything.
+    let posted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let parts = consent_parts(&signer, &posted);
+    if crate::bff::csrf::verify_bound(
+        &state.csrf_secret,
+        "consent",
+        &parts,
+        f.csrf_token.as_deref(),
+    )
+    .is_err()
+    {
+        return Ok(AuthorizeResult::Forbidden(Html(pages::error(
+            "This consent form has expired or did not come from this site. Go back to the app and start again.",
+        ))));
+    }
     match f.decision.as_deref() {
         Some("allow") => {
             // Remembered: what was allowed before, and this.
@@ -966,14 +998,20 @@ async fn deauthorize(
 ) -> ApiResult<ManageResult> {
     let server = state.oauth_server().map_err(ApiError::oauth)?;
     let (DeauthorizePayload::Form(Form(f)) | DeauthorizePayload::Json(Json(f))) = body;
-    state
-        .check_csrf(req, f.csrf_token.as_deref())
-        .map_err(ApiError::oauth)?;
     let user = state
         .oauth_user(req)
         .await
         .map_err(ApiError::oauth)?
         .ok_or_else(|| ApiError::oauth(oauth_error("invalid_token", "Sign in first.")))?;
+    // The connected-apps page's own token (bound to this session), never the `/api/auth`
+    // one: CORS-listed origins can read that.
+    crate::bff::csrf::verify_bound(
+        &state.csrf_secret,
+        "manage-apps",
+        &[&user.session],
+        f.csrf_token.as_deref(),
+    )
+    .map_err(ApiError::oauth)?;
     let client_id = f
         .client_id
         .filter(|c| !c.is_empty())

@@ -8,6 +8,12 @@ use serde::{Deserialize, Deserializer};
 use crate::config::{is_loopback_origin, toml_value::Table, url_origin};
 use crate::crypto::Secret;
 
+/// Clock skew tolerated on id_token times unless `leeway` says otherwise.
+pub const DEFAULT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The largest `leeway` accepted: more would let stale tokens through.
+const MAX_LEEWAY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How a provider is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -60,6 +66,8 @@ struct RawProvider {
     revocation_url: String,
     scope: String,
     client_auth: String,
+    /// Clock skew tolerated on id_token times, e.g. "60s".
+    leeway: String,
     profile: Option<ProfileMapping>,
 }
 
@@ -102,6 +110,8 @@ pub struct ProviderConfig {
     pub scope: String,
     pub client_auth: ClientAuth,
     pub profile: ProfileMapping,
+    /// Clock skew tolerated on id_token `exp`, `nbf` and `iat` (default 60 s, at most 5 min).
+    pub leeway: std::time::Duration,
 }
 
 /// Defaults of a preset table: `fortytwo`, `github`, `google`.
@@ -292,6 +302,23 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
             ClientAuth::Basic
         }
     };
+    let leeway = match raw.leeway.trim() {
+        "" => DEFAULT_LEEWAY,
+        text => match humantime::parse_duration(text) {
+            Ok(d) if d <= MAX_LEEWAY => d,
+            Ok(_) => {
+                problems.push(format!("{}: at most 5m", key("leeway")));
+                DEFAULT_LEEWAY
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "{}: `{text}` is not a duration such as \"60s\" ({e})",
+                    key("leeway")
+                ));
+                DEFAULT_LEEWAY
+            }
+        },
+    };
     if raw.client_id.is_empty() {
         problems.push(format!("{}: required", key("client_id")));
     }
@@ -321,6 +348,7 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
             s => s,
         },
         client_auth,
+        leeway,
         profile: {
             let defaults = base.profile.unwrap_or_else(|| default_mapping(kind));
             let own = raw.profile.unwrap_or_default();

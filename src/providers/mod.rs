@@ -3,11 +3,11 @@
 //! `oauth2` crate. The browser only ever sees redirects; tokens go to the vault.
 
 pub mod config;
+pub mod fetch;
 pub mod flow;
 pub mod oidc;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
@@ -26,13 +26,10 @@ use crate::db::now;
 use crate::session::{SessionUser, TokenSet};
 
 pub use config::{ClientAuth, Kind, ProfileMapping, ProviderConfig};
+pub use fetch::ProviderHttp;
 pub use flow::{FlowStore, PendingFlow};
 
-/// Longest wait for any answer of a provider.
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest provider answer read (profiles, discovery documents, key sets).
-const MAX_ANSWER_BYTES: usize = 1 << 20;
+use fetch::PROVIDER_TIMEOUT;
 
 /// Why talking to a provider failed. The text is for the log, never for the browser.
 #[derive(Debug, thiserror::Error)]
@@ -73,44 +70,6 @@ type OAuthClient = oauth2::Client<
     EndpointSet,
 >;
 
-/// GET a JSON document (optionally with a Bearer token), bounded in time and size.
-pub(crate) async fn fetch_json(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-) -> Result<Value, Failure> {
-    let mut req = http
-        .get(url)
-        .header("accept", "application/json")
-        .timeout(PROVIDER_TIMEOUT);
-    if let Some(token) = bearer {
-        req = req.bearer_auth(token);
-    }
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| Failure::Unreachable(format!("{url}: {e}")))?;
-    let status = resp.status();
-    if status.is_server_error() {
-        return Err(Failure::Unreachable(format!("{url}: status {status}")));
-    }
-    if !status.is_success() {
-        return Err(Failure::Refused(format!("{url}: status {status}")));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| Failure::Unreachable(format!("{url}: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(Failure::Garbage(format!("{url}: answer over 1 MiB")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|e| Failure::Garbage(format!("{url}: not JSON ({e})")))
-}
-
 /// The endpoints of one sign-in: configured, or discovered (OIDC).
 struct Endpoints {
     authorize: String,
@@ -140,7 +99,8 @@ pub struct Authorization {
 impl Provider {
     pub fn new(config: ProviderConfig, public_url: &str) -> Self {
         let redirect_uri = format!("{public_url}/api/auth/callback/{}", config.id);
-        let oidc = (config.kind == Kind::Oidc).then(|| oidc::Oidc::new(&config.issuer));
+        let oidc =
+            (config.kind == Kind::Oidc).then(|| oidc::Oidc::new(&config.issuer, config.leeway));
         Self {
             config,
             redirect_uri,
@@ -152,7 +112,7 @@ impl Provider {
         self.oidc.is_some()
     }
 
-    async fn endpoints(&self, http: &reqwest::Client) -> Result<Endpoints, Failure> {
+    async fn endpoints(&self, http: &ProviderHttp) -> Result<Endpoints, Failure> {
         let c = &self.config;
         let own = |s: &String| (!s.is_empty()).then(|| s.clone());
         let basic = |auth: ClientAuth| match auth {
@@ -210,7 +170,7 @@ impl Provider {
     }
 
     /// The authorization URL of a new sign-in: fresh `state`, PKCE S256 and (OIDC) nonce.
-    pub async fn authorize(&self, http: &reqwest::Client) -> Result<Authorization, Failure> {
+    pub async fn authorize(&self, http: &ProviderHttp) -> Result<Authorization, Failure> {
         let endpoints = self.endpoints(http).await?;
         let client = self.client(&endpoints)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -239,7 +199,7 @@ impl Provider {
     /// The callback's work: code → tokens → (validated id_token) → profile.
     pub async fn finish(
         &self,
-        http: &reqwest::Client,
+        http: &ProviderHttp,
         code: &str,
         flow: &PendingFlow,
     ) -> Result<SignedIn, Failure> {
@@ -275,7 +235,7 @@ impl Provider {
             _ => Value::Null,
         };
         if let Some(url) = &endpoints.profile {
-            let fetched = fetch_json(http, url, Some(&tokens.access_token)).await?;
+            let fetched = http.fetch_json(url, Some(&tokens.access_token)).await?;
             profile = match profile {
                 // OIDC Core §5.3.2: userinfo about anyone else must not be used.
                 Value::Object(mut claims) => {
@@ -332,7 +292,7 @@ impl Provider {
     /// slow, garbage) is worth retrying later.
     pub async fn refresh(
         &self,
-        http: &reqwest::Client,
+        http: &ProviderHttp,
         tokens: &TokenSet,
     ) -> Result<TokenSet, RefreshError> {
         let Some(refresh) = tokens.refresh_token.clone() else {
@@ -379,7 +339,7 @@ impl Provider {
 
     /// RFC 7009 revocation at sign-out, best effort: the refresh token (which revokes its
     /// access tokens at most providers), then the access token.
-    pub async fn revoke(&self, http: &reqwest::Client, tokens: &TokenSet) {
+    pub async fn revoke(&self, http: &ProviderHttp, tokens: &TokenSet) {
         let Ok(endpoints) = self.endpoints(http).await else {
             return;
         };
@@ -393,7 +353,7 @@ impl Provider {
             .chain([(&tokens.access_token, "access_token")]);
         for (token, hint) in pairs {
             let mut form = vec![("token", token.as_str()), ("token_type_hint", hint)];
-            let mut req = http.post(&url).timeout(PROVIDER_TIMEOUT);
+            let mut req = http.request(reqwest::Method::POST, &url);
             match endpoints.auth {
                 AuthType::RequestBody => {
                     form.push(("client_id", &self.config.client_id));
@@ -473,20 +433,28 @@ pub fn map_profile(v: &Value, m: &ProfileMapping) -> Option<SessionUser> {
     })
 }
 
-/// The enabled providers, in configuration order, and the pending-flow store.
+/// The enabled providers, in configuration order, the pending-flow store, and the one
+/// (capped) client every provider request goes through.
 pub struct Providers {
     list: Vec<Arc<Provider>>,
     pub flows: FlowStore,
+    pub http: ProviderHttp,
 }
 
 impl Providers {
-    pub fn new(configs: Vec<ProviderConfig>, public_url: &str, flows: FlowStore) -> Self {
+    pub fn new(
+        configs: Vec<ProviderConfig>,
+        public_url: &str,
+        flows: FlowStore,
+        http: ProviderHttp,
+    ) -> Self {
         Self {
             list: configs
                 .into_iter()
                 .map(|c| Arc::new(Provider::new(c, public_url)))
                 .collect(),
             flows,
+            http,
         }
     }
 

@@ -12,16 +12,13 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::config::check_endpoint;
-use super::{fetch_json, Failure};
+use super::{Failure, ProviderHttp};
 
 /// How long a discovery document or key set is trusted before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
 /// After a failed fetch, how long a stale copy is used before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Clock skew tolerated on `exp`/`iat`/`nbf`.
-const LEEWAY_SECS: u64 = 60;
 
 /// The parts of `/.well-known/openid-configuration` sessiongate uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +38,8 @@ pub struct Discovery {
 /// Per-provider OIDC state: the cached discovery document and key set.
 pub struct Oidc {
     issuer: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (`providers.<id>.leeway`).
+    leeway: Duration,
     /// The document and when to fetch it again.
     discovery: Mutex<Option<(Instant, Arc<Discovery>)>>,
     /// The signing keys and when to fetch them again (sooner for an unknown `kid`).
@@ -48,9 +47,10 @@ pub struct Oidc {
 }
 
 impl Oidc {
-    pub fn new(issuer: &str) -> Self {
+    pub fn new(issuer: &str, leeway: Duration) -> Self {
         Self {
             issuer: issuer.to_owned(),
+            leeway,
             discovery: Mutex::new(None),
             keys: Mutex::new(None),
         }
@@ -58,7 +58,7 @@ impl Oidc {
 
     /// The discovery document: cached for an hour; a stale copy is used while the
     /// provider cannot be reached.
-    pub async fn discovery(&self, http: &reqwest::Client) -> Result<Arc<Discovery>, Failure> {
+    pub async fn discovery(&self, http: &ProviderHttp) -> Result<Arc<Discovery>, Failure> {
         let mut cached = self.discovery.lock().await;
         if let Some((next, doc)) = cached.as_ref() {
             if Instant::now() < *next {
@@ -69,7 +69,8 @@ impl Oidc {
             "{}/.well-known/openid-configuration",
             self.issuer.trim_end_matches('/')
         );
-        let fetched = fetch_json(http, &url, None)
+        let fetched = http
+            .fetch_json(&url, None)
             .await
             .and_then(|v| {
                 serde_json::from_value::<Discovery>(v)
@@ -118,7 +119,7 @@ impl Oidc {
     /// The signing keys, fetched when absent or when `kid` is not among them.
     async fn keys_for(
         &self,
-        http: &reqwest::Client,
+        http: &ProviderHttp,
         jwks_uri: &str,
         kid: Option<&str>,
     ) -> Result<Arc<Vec<Jwk>>, Failure> {
@@ -132,7 +133,7 @@ impl Oidc {
                 return Ok(Arc::clone(keys));
             }
         }
-        let set = match fetch_json(http, jwks_uri, None).await {
+        let set = match http.fetch_json(jwks_uri, None).await {
             Ok(set) => set,
             // Aged out but unreachable: the keys we hold still verify what they signed.
             Err(e) => match cached.as_mut() {
@@ -162,7 +163,7 @@ impl Oidc {
     /// Validates an id_token and returns its claims.
     pub async fn validate(
         &self,
-        http: &reqwest::Client,
+        http: &ProviderHttp,
         discovery: &Discovery,
         id_token: &str,
         client_id: &str,
@@ -209,10 +210,21 @@ impl Oidc {
         validation.set_issuer(&[&discovery.issuer]);
         validation.set_audience(&[client_id]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = self.leeway.as_secs();
+        // OIDC Core §3.1.3.7: a token not valid yet (`nbf`) is not valid.
+        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation)
             .map_err(|e| bad(e.to_string()))?
             .claims;
+        // OIDC Core §3.1.3.7 (10): `iat` far from now is refused; one from the future
+        // (beyond the leeway) cannot be right.
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
+        if iat > crate::db::now() + self.leeway.as_secs() as i64 {
+            return Err(bad("iat is in the future".into()));
+        }
         // Several audiences: the token must have been issued to us (`azp`).
         if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
             if azp != client_id {

@@ -61,7 +61,9 @@ async fn provider_refresh(state: &AppState, session: &Session) -> Result<TokenSe
         if session.provider == PROVIDER {
             state.credentials.refresh(&session.tokens).await
         } else if let Some(provider) = state.providers.get(&session.provider) {
-            provider.refresh(&state.http, &session.tokens).await
+            provider
+                .refresh(&state.providers.http, &session.tokens)
+                .await
         } else {
             // A provider removed from the configuration: keep the session, as for an outage.
             Err(RefreshError::Unavailable)

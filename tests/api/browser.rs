@@ -195,11 +195,45 @@ impl Browser {
         .await
     }
 
+    /// Posts a consent page's form (its hidden fields, its own token) with `decision`.
+    pub async fn decide(&mut self, page: &str, decision: &str) -> Seen {
+        let mut fields = form_fields(page);
+        fields.push(("decision".into(), decision.into()));
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.request(
+            Method::POST,
+            "/oauth/authorize",
+            Some(Body::Form(&pairs)),
+            &[],
+        )
+        .await
+    }
+
     pub fn session_cookie(&self) -> Option<&String> {
         self.cookies
             .get("sessiongate")
             .or_else(|| self.cookies.get("__Host-sessiongate"))
     }
+}
+
+/// A page's hidden form fields, as a browser would post them.
+pub fn form_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" ")
+        .skip(1)
+        .map(|chunk| {
+            let attr = |name: &str| {
+                let start = chunk.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let end = start + chunk[start..].find('"').unwrap();
+                chunk[start..end]
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
 }
 
 pub enum Body<'a> {

@@ -462,3 +462,403 @@ async fn a_stale_session_cookie_is_cleared_on_every_request() {
     assert_eq!(seen.json(), json!({}));
     assert!(clears(&seen));
 }
+
+/// An app with CORS on for `http://spa.test`.
+async fn cors_app() -> TestApp {
+    spawn_app_with(Backend::Sqlite, |s| {
+        s.server.cors_origins = vec!["http://spa.test".into()];
+    })
+    .await
+}
+
+fn header<'a>(seen: &'a crate::browser::Seen, name: &str) -> Option<&'a str> {
+    seen.headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+/// Finding 9: with CORS on, the app served by sessiongate itself (its own origin) still
+/// signs in; a listed origin gets credentialed CORS; a foreign one gets no CORS headers
+/// (no refusal of its own), and its unsafe requests fail the CSRF check as always.
+#[tokio::test]
+async fn cors_keeps_the_same_origin_app_working() {
+    let app = cors_app().await;
+    let user = app.create_user().await;
+    let own = crate::helpers::PUBLIC_URL;
+
+    // The browser's own headers on a same-origin form post: Origin is the public URL.
+    let mut b = Browser::new(&app, "Same origin");
+    let csrf = b.csrf().await;
+    let form = [
+        ("csrfToken", csrf.as_str()),
+        ("username", user.username.as_str()),
+        ("password", user.password.as_str()),
+        ("json", "true"),
+    ];
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/auth/callback/credentials",
+            Some(Body::Form(&form)),
+            &[("origin", own), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(header(&seen, "access-control-allow-origin"), None);
+    let me = b
+        .request(Method::GET, "/api/users/me", None, &[("origin", own)])
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+
+    // A listed origin: credentialed CORS, answers vary by Origin.
+    let listed = b
+        .request(
+            Method::GET,
+            "/api/auth/session",
+            None,
+            &[("origin", "http://spa.test")],
+        )
+        .await;
+    assert_eq!(
+        header(&listed, "access-control-allow-origin"),
+        Some("http://spa.test")
+    );
+    assert_eq!(
+        header(&listed, "access-control-allow-credentials"),
+        Some("true")
+    );
+    assert!(header(&listed, "vary").unwrap().contains("Origin"));
+    let preflight = b
+        .request(
+            Method::OPTIONS,
+            "/api/users/me",
+            None,
+            &[
+                ("origin", "http://spa.test"),
+                ("access-control-request-method", "PATCH"),
+                ("access-control-request-headers", "x-csrf, content-type"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin"),
+        Some("http://spa.test")
+    );
+    assert!(header(&preflight, "access-control-allow-headers")
+        .unwrap()
+        .contains("x-csrf"));
+
+    // A foreign origin: no CORS headers and no 400; its unsafe request is a CSRF refusal.
+    let foreign = b
+        .request(
+            Method::GET,
+            "/api/auth/session",
+            None,
+            &[("origin", "http://evil.test")],
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::OK);
+    assert_eq!(header(&foreign, "access-control-allow-origin"), None);
+    assert!(header(&foreign, "vary").unwrap().contains("Origin"));
+    let forged = b
+        .request(
+            Method::POST,
+            "/api/auth/signout",
+            Some(Body::Form(&[("json", "true")])),
+            &[("origin", "http://evil.test")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert_eq!(forged.json()["code"], "csrf");
+    let foreign_preflight = b
+        .request(
+            Method::OPTIONS,
+            "/api/users/me",
+            None,
+            &[
+                ("origin", "http://evil.test"),
+                ("access-control-request-method", "POST"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        header(&foreign_preflight, "access-control-allow-origin"),
+        None
+    );
+    // No Origin at all (curl, server to server): served, no CORS headers.
+    let plain = b.get("/api/auth/session").await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(header(&plain, "access-control-allow-origin"), None);
+    assert!(b.session().await["user"].is_object(), "still signed in");
+}
+
+/// Finding 10: CORS covers `/api/**` only, and the consent form does not take the
+/// `/api/auth` CSRF token (a listed origin can read that one).
+#[tokio::test]
+async fn cors_reaches_only_api_and_cannot_approve_consent() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.cors_origins = vec!["http://spa.test".into()];
+        s.server.static_dir = "web".into();
+        s.oauth.clients = vec![sessiongate::config::OAuthClientSettings {
+            client_id: "rp".into(),
+            client_secret: sessiongate::crypto::Secret::new("rp client secret 0123456789"),
+            name: "RP".into(),
+            redirect_uris: vec!["http://127.0.0.1:5000/cb".into()],
+            scopes: String::new(),
+            public: false,
+        }];
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Victim");
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+    for path in [
+        "/manage-apps",
+        "/docs/",
+        "/oauth/authorize?response_type=code&client_id=rp&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb",
+        "/.well-known/openid-configuration",
+        "/",
+    ] {
+        let seen = b.request(Method::GET, path, None, &[("origin", "http://spa.test")]).await;
+        assert_eq!(header(&seen, "access-control-allow-origin"), None, "{path}");
+    }
+
+    // Script on the listed origin reads the /api/auth token and posts the consent form.
+    let readable = b.csrf().await;
+    let authorize = "/oauth/authorize?response_type=code&client_id=rp&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&scope=openid&state=s";
+    let fields = [
+        ("response_type", "code"),
+        ("client_id", "rp"),
+        ("redirect_uri", "http://127.0.0.1:5000/cb"),
+        ("scope", "openid"),
+        ("state", "s"),
+        ("csrfToken", readable.as_str()),
+        ("decision", "allow"),
+    ];
+    let forged = b
+        .request(
+            Method::POST,
+            "/oauth/authorize",
+            Some(Body::Form(&fields)),
+            &[("origin", "http://spa.test")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    // Nothing was approved nor remembered: the consent page is asked again.
+    let page = b.get(authorize).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Allow RP to use your account?"));
+    // The page's own token works, for this very request only.
+    let approved = b.decide(&page.body, "allow").await;
+    assert_eq!(approved.status, StatusCode::FOUND);
+    assert!(approved.location().unwrap().contains("code="));
+}
+
+/// "Headers every answer should carry": every HTML page, and the JSON answers that hold
+/// session or token state.
+#[tokio::test]
+async fn pages_and_state_answers_carry_the_security_headers() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.static_dir = "web".into();
+        s.oauth.clients = vec![sessiongate::config::OAuthClientSettings {
+            client_id: "rp".into(),
+            client_secret: sessiongate::crypto::Secret::new("rp client secret 0123456789"),
+            name: "RP".into(),
+            redirect_uris: vec!["http://127.0.0.1:5000/cb".into()],
+            scopes: String::new(),
+            public: false,
+        }];
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Headers");
+    let mut pages = vec![
+        b.get("/").await,
+        b.get("/some/client/route").await,
+        b.get("/api/auth/signin").await,
+        b.get("/api/auth/error?error=Default").await,
+        b.get("/oauth/authorize?client_id=nobody").await,
+        b.get("/docs/").await,
+    ];
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+    pages.push(b.get("/manage-apps").await);
+    pages.push(
+        b.get("/oauth/authorize?response_type=code&client_id=rp&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&scope=openid")
+            .await,
+    );
+    for page in &pages {
+        let ct = header(page, "content-type").unwrap_or_default();
+        assert!(ct.starts_with("text/html"), "{ct}: {}", page.body);
+        let csp = header(page, "content-security-policy").expect("CSP");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("'unsafe-eval'"), "{csp}");
+        assert_eq!(header(page, "x-frame-options"), Some("DENY"));
+        assert_eq!(header(page, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(page, "referrer-policy"), Some("no-referrer"));
+    }
+    // Our own pages run no script at all.
+    for page in &pages[2..5] {
+        assert!(header(page, "content-security-policy")
+            .unwrap()
+            .starts_with("default-src 'none'"));
+    }
+
+    let csrf = b.csrf().await;
+    let mut state = vec![
+        b.get("/api/auth/session").await,
+        b.get("/api/auth/csrf").await,
+        b.get("/api/auth/sessions").await,
+        b.get("/api/auth/providers").await,
+    ];
+    let revoke = b
+        .request(
+            Method::DELETE,
+            "/api/auth/sessions/nope",
+            None,
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
+    state.push(revoke);
+    for seen in &state {
+        assert_eq!(
+            header(seen, "cache-control"),
+            Some("no-store"),
+            "{}",
+            seen.body
+        );
+        assert_eq!(header(seen, "x-content-type-options"), Some("nosniff"));
+    }
+    let login = app.login(&user.username, &user.password).await;
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let me = app.me(&user.access_token).await;
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let token = app
+        .post_json("/oauth/token", &json!({"grant_type": "authorization_code"}))
+        .await;
+    assert_eq!(token.headers()["cache-control"], "no-store");
+}
+
+/// Proxy headers: `X-Forwarded-Host` is the public URL's host whatever the client sent;
+/// headers by which a client could speak for the proxy never reach the upstream; the
+/// CSRF refusal names the header it wants.
+#[tokio::test]
+async fn the_proxy_speaks_for_itself_to_the_upstream() {
+    let (tokens, echo) = (
+        crate::stand_ins::TokenBackend::spawn(3600).await,
+        crate::stand_ins::EchoUpstream::spawn().await,
+    );
+    let (tb, eb) = (tokens.base.clone(), echo.base.clone());
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.server.public_url = "https://app.example.com".into();
+        s.providers.credentials.login_url = format!("{tb}/login");
+        s.proxy.routes.push(sessiongate::config::ProxyRoute {
+            prefix: "/api/echo".into(),
+            upstream: eb,
+            provider: "credentials".into(),
+            strip_prefix: true,
+            timeout: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(&app, "Proxy headers");
+    assert_eq!(b.sign_in("racer", "pw").await.status, StatusCode::OK);
+    let seen = b
+        .request(
+            Method::GET,
+            "/api/echo/x",
+            None,
+            &[
+                ("host", "evil.example"),
+                ("x-original-url", "/admin"),
+                ("x-rewrite-url", "/admin"),
+                ("true-client-ip", "10.9.8.7"),
+            ],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let h = &seen.json()["headers"];
+    assert_eq!(h["x-forwarded-host"], "app.example.com");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    for never in ["x-original-url", "x-rewrite-url", "true-client-ip"] {
+        assert!(h.get(never).is_none(), "{never} reached the upstream: {h}");
+    }
+    let refused = b.request(Method::DELETE, "/api/echo/x", None, &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let message = refused.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("`X-CSRF` header"), "{message}");
+    assert!(!message.contains("csrfToken"), "{message}");
+}
+
+/// What README says of a request with both `Content-Length` and `Transfer-Encoding`
+/// (the request-smuggling shape, RFC 9112 §6.3): the HTTP layer frames it by
+/// `Transfer-Encoding` and drops the `Content-Length`, answers it alone and closes the
+/// connection, so nothing after its body is read as another request. The upstream gets
+/// one unambiguous, chunked request.
+#[tokio::test]
+async fn a_request_with_both_framings_is_framed_once_and_answered_alone() {
+    let (tokens, echo) = (
+        crate::stand_ins::TokenBackend::spawn(3600).await,
+        crate::stand_ins::EchoUpstream::spawn().await,
+    );
+    let (tb, eb) = (tokens.base.clone(), echo.base.clone());
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.providers.credentials.login_url = format!("{tb}/login");
+        s.proxy.routes.push(sessiongate::config::ProxyRoute {
+            prefix: "/api/echo".into(),
+            upstream: eb,
+            provider: "credentials".into(),
+            strip_prefix: true,
+            timeout: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(&app, "Smuggler");
+    assert_eq!(b.sign_in("racer", "pw").await.status, StatusCode::OK);
+    let cookie = b.session_cookie().unwrap().clone();
+    let mut conn = raw(&app).await;
+    conn.write_all(
+        format!(
+            "POST /api/echo/first HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: sessiongate={cookie}\r\n\
+             Content-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+             GET /api/echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut answer))
+        .await
+        .expect("the connection is closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "nothing smuggled: {answer}"
+    );
+    let received: Vec<String> = echo
+        .journal
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(received, ["/first"], "the upstream got one request");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let echoed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(
+        echoed["headers"].get("content-length").is_none(),
+        "{echoed}"
+    );
+    assert_eq!(echoed["bytes"], 0);
+}

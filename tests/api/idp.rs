@@ -33,6 +33,8 @@ pub enum TokenMode {
     Garbage,
     /// GitHub's way of refusing a refresh token: 200 with an error body.
     RefusalIn200,
+    /// 200 with 256 MiB of JSON whitespace, streamed; bytes sent in `huge_sent`.
+    Huge,
 }
 
 /// How the next id_tokens are broken.
@@ -44,6 +46,10 @@ pub enum IdTokenMode {
     Expired,
     WrongNonce,
     Missing,
+    /// `nbf` ten minutes from now.
+    NotYetValid,
+    /// `iat` ten minutes from now.
+    IssuedInTheFuture,
 }
 
 /// How the client must authenticate at the token endpoint.
@@ -123,6 +129,8 @@ pub struct IdpState {
     pub token_requests: Vec<(String, &'static str, HashMap<String, String>)>,
     /// `(token, token_type_hint)` of every revocation.
     pub revoked: Vec<(String, String)>,
+    /// Bytes the `Huge` token answer produced before the client stopped reading.
+    pub huge_sent: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub type Shared = Arc<Mutex<IdpState>>;
@@ -272,6 +280,11 @@ fn issue(s: &mut IdpState, nonce: Option<&str>) -> Value {
                 claims["exp"] = json!(now - 3600);
             }
             IdTokenMode::WrongNonce => claims["nonce"] = json!("not-the-nonce"),
+            IdTokenMode::NotYetValid => claims["nbf"] = json!(now + 600),
+            IdTokenMode::IssuedInTheFuture => {
+                claims["iat"] = json!(now + 600);
+                claims["exp"] = json!(now + 900);
+            }
             _ => {}
         }
         let token = if s.id_token_mode == IdTokenMode::BadSignature {
@@ -314,6 +327,16 @@ fn token_endpoint(req: &Request, body: String, state: Data<&Shared>) -> Response
             return Json(json!({"error": "bad_refresh_token",
                                "error_description": "The refresh token passed is incorrect or expired."}))
             .into_response();
+        }
+        TokenMode::Huge => {
+            let sent = Arc::clone(&s.huge_sent);
+            let chunks = (0..4096).map(move |_| {
+                sent.fetch_add(64 * 1024, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])
+            });
+            return Response::builder().content_type("application/json").body(
+                poem::Body::from_bytes_stream(futures_util::stream::iter(chunks)),
+            );
         }
         TokenMode::Normal => {}
     }
@@ -469,6 +492,7 @@ impl StandInIdp {
             profile_fetches: 0,
             token_requests: Vec::new(),
             revoked: Vec::new(),
+            huge_sent: Arc::default(),
         }));
         let app = Route::new()
             .at("/oauth/authorize", get(authorize))

@@ -99,38 +99,18 @@ pub(crate) async fn sign_in(b: &mut Browser, user: &TestUser, back: &str) {
     assert!(url.ends_with(back) && url.len() - back.len() <= 30, "{url}");
 }
 
-/// The consent page's hidden fields, as the browser would post them.
-fn form_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input type=\"hidden\" ")
-        .skip(1)
-        .map(|chunk| {
-            let attr = |name: &str| {
-                let start = chunk.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-                let end = start + chunk[start..].find('"').unwrap();
-                chunk[start..end]
-                    .replace("&amp;", "&")
-                    .replace("&quot;", "\"")
-            };
-            (attr("name"), attr("value"))
-        })
-        .collect()
+/// The anti-CSRF token of a page's form (consent, connected apps): bound to that page.
+fn page_token(html: &str) -> String {
+    crate::browser::form_fields(html)
+        .into_iter()
+        .find(|(k, _)| k == "csrfToken")
+        .expect("the page's form has its csrfToken")
+        .1
 }
 
 /// Posts the consent page's form with `decision`; returns the response.
 pub(crate) async fn decide(b: &mut Browser, page: &str, decision: &str) -> crate::browser::Seen {
-    let mut fields = form_fields(page);
-    fields.push(("decision".into(), decision.into()));
-    let pairs: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    b.request(
-        Method::POST,
-        "/oauth/authorize",
-        Some(Body::Form(&pairs)),
-        &[],
-    )
-    .await
+    b.decide(page, decision).await
 }
 
 /// Allows (or finds allowed) the request at `path`; the code.
@@ -210,10 +190,10 @@ async fn seed_lifecycle_step_by_step(backend: Backend) {
         .body
         .contains("Allow Prescription Manager to use your account?"));
     assert!(page.body.contains(&alice.username));
-    assert_eq!(
-        page.headers["content-security-policy"],
-        "frame-ancestors 'none'"
-    );
+    // Never framed (clickjacking); the policy also allows no script at all.
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
 
     // STEP 3: "Allow" → redirect with the code and the state.
     let seen = decide(&mut b, &page.body, "allow").await;
@@ -347,7 +327,7 @@ async fn seed_lifecycle_step_by_step(backend: Backend) {
     let apps = b.get("/manage-apps").await;
     assert!(apps.body.contains("Prescription Manager"), "{}", apps.body);
     assert!(apps.body.contains("Revoke access"));
-    let csrf = b.csrf().await;
+    let csrf = page_token(&apps.body);
     let seen = b
         .request(
             Method::POST,
@@ -636,7 +616,7 @@ async fn authorization_requests_that_cannot_be_trusted_are_never_redirected() {
 
     // Consent posted without the page's CSRF token: nothing is issued.
     let page = b.get(&seed_request()).await;
-    let fields: Vec<(String, String)> = form_fields(&page.body)
+    let fields: Vec<(String, String)> = crate::browser::form_fields(&page.body)
         .into_iter()
         .filter(|(k, _)| k != "csrfToken")
         .chain([("decision".to_owned(), "allow".to_owned())])
@@ -767,6 +747,7 @@ async fn the_token_endpoint_refuses_each_bad_request_with_its_rfc_error() {
     // Used twice: the second use fails and revokes what the first issued.
     let code = code_for(&app, &mut b).await;
     let first: Value = token(&app, &code_grant(&code)).await.json().await.unwrap();
+    assert!(first["access_token"].is_string(), "{first}");
     rfc_error(
         token(&app, &code_grant(&code)).await,
         StatusCode::BAD_REQUEST,
@@ -1027,7 +1008,7 @@ async fn review_regressions_of_the_authorization_server() {
 
     // Deauthorizing drops codes not yet exchanged.
     let pending = consent_code(&mut b, &scoped).await;
-    let csrf = b.csrf().await;
+    let csrf = page_token(&b.get("/manage-apps").await.body);
     b.request(
         Method::POST,
         "/oauth/deauthorize",

@@ -591,6 +591,9 @@ async fn oidc_sign_in_validates_the_id_token() {
         IdTokenMode::Expired,
         IdTokenMode::WrongNonce,
         IdTokenMode::Missing,
+        // Hardening finding 13 (OIDC Core §3.1.3.7): not valid yet, issued in the future.
+        IdTokenMode::NotYetValid,
+        IdTokenMode::IssuedInTheFuture,
     ] {
         idp.with(|s| s.id_token_mode = mode);
         let mut other = Browser::new(&app, "Broken");
@@ -607,6 +610,62 @@ async fn oidc_sign_in_validates_the_id_token() {
     assert_eq!(seen.location().unwrap(), format!("{PUBLIC_URL}/after"));
     assert_eq!(idp.with(|s| s.jwks_fetches), jwks_before + 1);
     assert_eq!(idp.with(|s| s.discovery_fetches), 1);
+}
+
+/// Hardening finding 11: a provider answering a sign-in's or a refresh's token request
+/// with 256 MiB is read no further than 1 MiB; the sign-in fails on the error page, and
+/// the refresh answers 503 and keeps the session.
+#[tokio::test]
+async fn a_provider_that_answers_too_much_is_cut_off() {
+    let idp = StandInIdp::spawn(true).await;
+    let echo = EchoUpstream::spawn().await;
+    let eb = echo.base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        acme(s, &idp, &[]);
+        s.proxy.routes.push(ProxyRoute {
+            prefix: "/api/acme".into(),
+            upstream: eb,
+            provider: "acme".into(),
+            strip_prefix: true,
+            timeout: None,
+        });
+    })
+    .await;
+    idp.with(|s| s.token_mode = TokenMode::Huge);
+    let mut b = Browser::new(&app, "Flooded");
+    let seen = sign_in_with(&mut b, &idp, "acme").await;
+    assert_failed(&mut b, &seen, "OAuthCallback").await;
+    let sent = idp.with(|s| s.huge_sent.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(sent < 32 << 20, "{} MiB were produced", sent >> 20);
+
+    // A refresh answered the same way: unavailable, and the session stays.
+    idp.with(|s| {
+        s.token_mode = TokenMode::Normal;
+        s.expires_in = 5;
+    });
+    let seen = sign_in_with(&mut b, &idp, "acme").await;
+    assert_eq!(seen.status, StatusCode::FOUND, "{}", seen.body);
+    idp.with(|s| {
+        s.token_mode = TokenMode::Huge;
+        s.huge_sent.store(0, std::sync::atomic::Ordering::Relaxed);
+    });
+    let seen = b.get("/api/acme/x").await;
+    assert_eq!(
+        seen.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        seen.body
+    );
+    assert_eq!(seen.json()["code"], "refresh_unavailable");
+    let sent = idp.with(|s| s.huge_sent.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        sent > 0 && sent < 32 << 20,
+        "{} MiB were produced",
+        sent >> 20
+    );
+    assert_eq!(b.session().await["provider"], "acme", "the session stays");
+    idp.with(|s| s.token_mode = TokenMode::Normal);
+    assert_eq!(b.get("/api/acme/x").await.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -1,0 +1,139 @@
+//! The headers every answer carries, set in one place (the outermost middleware), so no
+//! page or endpoint can forget them:
+//!
+//! - every answer: `X-Content-Type-Options: nosniff`;
+//! - HTML pages: a `Content-Security-Policy` with `frame-ancestors 'none'` (and a script
+//!   policy the page still works under), `X-Frame-Options: DENY`, and `Referrer-Policy:
+//!   no-referrer` (authorization codes travel in URLs and must not leak through Referer);
+//! - JSON answers of `/api/auth`, `/v1` and `/oauth`, which carry session or token state:
+//!   `Cache-Control: no-store`.
+//!
+//! What a handler sets itself is left as it is. Proxied answers keep the upstream's
+//! caching headers (`/api/**` outside `/api/auth`).
+
+use poem::http::header::{self, HeaderValue};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+
+/// Our own pages (sign-in, error, consent, connected apps): no script at all.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+                        base-uri 'none'; frame-ancestors 'none'";
+
+/// Swagger UI at `/docs`: its bundle and start-up script are inline in the page.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+                        style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                        connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                        frame-ancestors 'none'";
+
+/// The single-page app at `/`: scripts from this origin only; it talks to this origin
+/// only; avatars may come from providers.
+const SPA_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                       img-src 'self' data: https:; connect-src 'self'; object-src 'none'; \
+                       base-uri 'self'; frame-ancestors 'none'";
+
+/// Which family of answers a path belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `/api/auth`, `/v1`, `/oauth`, `/manage-apps`: our own pages and JSON state.
+    Ours,
+    Docs,
+    /// The reverse proxy (`/api/**` but `/api/auth`): the upstream's answers.
+    Proxied,
+    /// Everything else: the SPA, health, the spec.
+    Other,
+}
+
+fn family(path: &str) -> Family {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/api/auth") || under("/v1") || under("/oauth") || under("/manage-apps") {
+        Family::Ours
+    } else if under("/api") {
+        Family::Proxied
+    } else if under("/docs") {
+        Family::Docs
+    } else {
+        Family::Other
+    }
+}
+
+/// The middleware (see the module doc).
+pub struct SecurityHeaders;
+
+impl<E: Endpoint> Middleware<E> for SecurityHeaders {
+    type Output = SecurityHeadersEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        SecurityHeadersEndpoint { inner }
+    }
+}
+
+pub struct SecurityHeadersEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let family = family(req.uri().path());
+        let mut resp = self.inner.call(req).await?.into_response();
+        apply(family, &mut resp);
+        Ok(resp)
+    }
+}
+
+fn apply(family: Family, resp: &mut Response) {
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let html = content_type.starts_with("text/html");
+    let json = content_type.starts_with("application/json");
+    let headers = resp.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    if html && family != Family::Proxied {
+        let csp = match family {
+            Family::Ours => PAGE_CSP,
+            Family::Docs => DOCS_CSP,
+            _ => SPA_CSP,
+        };
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(csp));
+        headers
+            .entry(header::X_FRAME_OPTIONS)
+            .or_insert(HeaderValue::from_static("DENY"));
+        headers
+            .entry(header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("no-referrer"));
+    }
+    if json && family == Family::Ours {
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_fall_into_their_family() {
+        assert!(family("/api/auth/session") == Family::Ours);
+        assert!(family("/api/authx") == Family::Proxied);
+        assert!(family("/api/users/me") == Family::Proxied);
+        assert!(family("/oauth/authorize") == Family::Ours);
+        assert!(family("/manage-apps") == Family::Ours);
+        assert!(family("/v1/auth/me") == Family::Ours);
+        assert!(family("/v10") == Family::Other);
+        assert!(family("/docs/") == Family::Docs);
+        assert!(family("/") == Family::Other);
+    }
+}
