@@ -11,7 +11,7 @@ use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::Object;
 
-use crate::ops::request_id;
+use crate::request_id;
 
 /// Field name → what is wrong with it, as the seed's "Validation Error" shows.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -372,6 +372,15 @@ impl AppError {
                     .to_owned(),
             ),
             _ => AppError::Internal(anyhow::anyhow!("unhandled framework error: {err}")),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable => AppError::StoreUnavailable,
+            other => AppError::Internal(anyhow::Error::new(other).context("session store")),
         }
     }
 }

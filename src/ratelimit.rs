@@ -1,17 +1,15 @@
-//! Rate limits shared across instances: fixed-window counters in Redis (one atomic
-//! round trip per hit), or in process memory when Redis is not configured.
+//! Rate limits shared across instances: fixed-window counters in the store (in Redis one
+//! atomic round trip per hit; in process memory when Redis is not configured).
 //!
 //! Identifiers (IP addresses, account names) are hashed before they become keys, so
 //! Redis holds no list of who tried to sign in.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{AppError, AppResult};
-use crate::redis_store::RedisHandle;
+use crate::store::Store;
 
 /// At most `max` events per `window`, written `"10/1m"` in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,134 +58,46 @@ pub fn ip_key(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// Where the counters live. Chosen once at start; nothing else branches on it.
+/// Fixed-window counters in the store (shared by every instance through Redis).
 #[derive(Clone)]
-pub enum RateLimiter {
-    Redis(Arc<RedisHandle>),
-    Memory(Arc<Mutex<HashMap<String, (u32, Instant)>>>),
+pub struct RateLimiter {
+    store: Store,
+    prefix: String,
 }
 
-/// Forgets memory windows that have ended, once the map holds this many.
-const MEMORY_SWEEP_AT: usize = 10_000;
-
-fn retry_after(ms: i64) -> u64 {
-    (ms.max(1) as u64).div_ceil(1000)
+fn retry_after(ms: u64) -> u64 {
+    ms.max(1).div_ceil(1000)
 }
 
 impl RateLimiter {
-    pub fn memory() -> Self {
-        Self::Memory(Arc::new(Mutex::new(HashMap::new())))
-    }
-
-    fn key(prefix: &str, bucket: &str, id: &str) -> String {
-        let digest = crate::crypto::sha256_hex(id);
-        format!("{prefix}rl:{bucket}:{}", &digest[..32])
-    }
-
-    /// Counts one event; returns the new count and the milliseconds left in the window.
-    async fn incr(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<(u32, i64)> {
-        let window_ms = limit.window.as_millis() as i64;
-        match self {
-            RateLimiter::Redis(redis) => {
-                let key = Self::key(&redis.prefix, bucket, id);
-                let mut conn = redis.conn().await?;
-                let (count, ttl): (u32, i64) = incr_script()
-                    .key(&key)
-                    .arg(window_ms)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                Ok((count, ttl))
-            }
-            RateLimiter::Memory(map) => {
-                let key = Self::key("", bucket, id);
-                let now = Instant::now();
-                let mut map = map.lock().map_err(|_| poisoned())?;
-                // Amortized: one sweep per 1024 new keys once the map is large.
-                if map.len() >= MEMORY_SWEEP_AT && map.len() % 1024 == 0 {
-                    map.retain(|_, (_, end)| *end > now);
-                }
-                let entry = map.entry(key).or_insert((0, now + limit.window));
-                if entry.1 <= now {
-                    *entry = (0, now + limit.window);
-                }
-                entry.0 += 1;
-                Ok((entry.0, entry.1.duration_since(now).as_millis() as i64))
-            }
+    pub fn new(store: Store, prefix: &str) -> Self {
+        Self {
+            store,
+            prefix: prefix.to_owned(),
         }
+    }
+
+    /// `{prefix}rl:{bucket}:{hash of the identity}`: Redis never holds the names.
+    fn key(&self, bucket: &str, id: &str) -> String {
+        let digest = crate::crypto::sha256_hex(id);
+        format!("{}rl:{bucket}:{}", self.prefix, &digest[..32])
     }
 
     /// Hands back one counted event (an attempt that turned out fine).
     pub async fn release(&self, bucket: &str, id: &str) -> AppResult<()> {
-        match self {
-            RateLimiter::Redis(redis) => {
-                let key = Self::key(&redis.prefix, bucket, id);
-                let mut conn = redis.conn().await?;
-                let _: i64 = release_script()
-                    .key(&key)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-            }
-            RateLimiter::Memory(map) => {
-                let key = Self::key("", bucket, id);
-                if let Some(entry) = map.lock().map_err(|_| poisoned())?.get_mut(&key) {
-                    entry.0 = entry.0.saturating_sub(1);
-                }
-            }
-        }
-        Ok(())
+        Ok(self.store.decr(&self.key(bucket, id)).await?)
     }
 
     /// Counts one event and refuses it when it is over the limit.
     pub async fn consume(&self, bucket: &str, id: &str, limit: Limit) -> AppResult<()> {
-        let (count, ttl) = self.incr(bucket, id, limit).await?;
+        let (count, ms_left) = self.store.incr(&self.key(bucket, id), limit.window).await?;
         if count > limit.max {
             return Err(AppError::RateLimited {
-                retry_after: retry_after(ttl),
+                retry_after: retry_after(ms_left),
             });
         }
         Ok(())
     }
-}
-
-/// INCR, starting the window on the first event (works on Redis 6 and 7).
-fn incr_script() -> &'static redis::Script {
-    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
-        redis::Script::new(
-            r"
-            local n = redis.call('INCR', KEYS[1])
-            if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-              redis.call('PEXPIRE', KEYS[1], ARGV[1])
-            end
-            return {n, redis.call('PTTL', KEYS[1])}
-            ",
-        )
-    })
-}
-
-/// DECR that never goes below zero and never creates a key.
-fn release_script() -> &'static redis::Script {
-    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
-        redis::Script::new(
-            r"
-            local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-            if n > 0 then return redis.call('DECR', KEYS[1]) end
-            return 0
-            ",
-        )
-    })
-}
-
-fn unavailable(e: &redis::RedisError) -> AppError {
-    tracing::warn!(error = %e, "rate-limit store unreachable");
-    AppError::StoreUnavailable
-}
-
-fn poisoned() -> AppError {
-    AppError::Internal(anyhow::anyhow!("rate-limit map poisoned"))
 }
 
 #[cfg(test)]
@@ -211,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_windows_count_and_refuse() {
-        let rl = RateLimiter::memory();
+        let rl = RateLimiter::new(Store::memory(), "t:");
         let limit = Limit {
             max: 2,
             window: Duration::from_secs(60),

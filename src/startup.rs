@@ -17,9 +17,9 @@ use crate::providers::{FlowStore, Providers};
 use crate::proxy::refresh::SingleFlight;
 use crate::proxy::ProxyRoutes;
 use crate::ratelimit::RateLimiter;
-use crate::redis_store::RedisHandle;
 use crate::session::cookie::CookiePolicy;
-use crate::session::{Keyring, SessionManager, SessionStore};
+use crate::session::{Keyring, SessionManager};
+use crate::store::Store;
 use crate::users::UserRepo;
 
 /// What every handler can reach. Cheap to clone.
@@ -27,7 +27,8 @@ use crate::users::UserRepo;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
-    pub redis: Option<Arc<RedisHandle>>,
+    /// Sessions, flows, locks and counters (Redis or memory).
+    pub store: Store,
     pub auth: Arc<AuthService>,
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<SessionManager>,
@@ -52,18 +53,15 @@ impl AppState {
         db.migrate().await?;
         tracing::info!(backend = ?db.backend, "database ready");
 
-        let redis = match settings.redis.url.expose() {
+        let store = match settings.redis.url.expose() {
             "" => {
                 tracing::warn!(
                     "redis.url is empty: sessions, OAuth state and rate limits live in process \
                      memory (one instance only, lost on restart)"
                 );
-                None
+                Store::memory()
             }
-            url => Some(Arc::new(
-                RedisHandle::new(url, &settings.redis.prefix, settings.redis.timeout)
-                    .context("redis.url")?,
-            )),
+            url => Store::redis(url, settings.redis.timeout).context("redis.url")?,
         };
 
         let secret = match settings.auth.jwt_secret.expose() {
@@ -77,16 +75,9 @@ impl AppState {
             s => s.as_bytes().to_vec(),
         };
         let jwt = JwtKeys::new(&secret, settings.public_url());
-        let limiter = match &redis {
-            Some(redis) => RateLimiter::Redis(Arc::clone(redis)),
-            None => RateLimiter::memory(),
-        };
+        let limiter = RateLimiter::new(store.clone(), &settings.redis.prefix);
         let mailer = Mailer::from_settings(&settings.mail)?;
-        let keyring = session_keys(&settings, redis.is_some())?;
-        let store = match &redis {
-            Some(redis) => SessionStore::Redis(Arc::clone(redis)),
-            None => SessionStore::memory(),
-        };
+        let keyring = session_keys(&settings, store.is_shared())?;
         let cookies = CookiePolicy {
             secure: settings.session.cookie_secure,
             max_age: settings.session.absolute_timeout,
@@ -160,7 +151,7 @@ impl AppState {
         ));
         let sessions = Arc::new(
             SessionManager::new(
-                store,
+                store.clone(),
                 keyring.clone(),
                 &settings.redis.prefix,
                 settings.session.idle_timeout,
@@ -174,7 +165,7 @@ impl AppState {
             providers,
             settings,
             db,
-            redis,
+            store,
             auth,
             metrics: Arc::new(Metrics::default()),
             sessions,

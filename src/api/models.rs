@@ -3,7 +3,7 @@
 use poem_openapi::Object;
 
 use crate::auth::TokenPair;
-use crate::db::rfc3339;
+use crate::clock::rfc3339;
 use crate::users::User;
 
 /// A user as the API shows it (never the password hash).

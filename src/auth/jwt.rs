@@ -4,7 +4,7 @@
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::db::now;
+use crate::clock::now;
 
 /// Audience of tokens issued for the bundled API.
 pub const AUDIENCE: &str = "sessiongate";

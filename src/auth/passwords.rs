@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::auth::service::{AuthService, Caller, BAD_RESET_TOKEN};
+use crate::clock::now;
 use crate::crypto::{random_token, sha256_hex};
-use crate::db::now;
 use crate::error::{AppError, AppResult};
 use crate::mail::Mail;
 use crate::users::domain::Validator;

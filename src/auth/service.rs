@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::jwt::{JwtKeys, TokenType};
+use crate::clock::now;
 use crate::config::Settings;
 use crate::crypto::sha256_hex;
-use crate::db::now;
 use crate::error::{AppError, AppResult};
 use crate::mail::Mailer;
 use crate::ratelimit::{Limit, RateLimiter};

@@ -764,7 +764,7 @@ impl AppState {
                 email: s.user.email.clone(),
                 image: s.user.image.clone(),
             }),
-            expires: Some(crate::db::rfc3339(self.sessions.expires_at(s))),
+            expires: Some(crate::clock::rfc3339(self.sessions.expires_at(s))),
             provider: Some(s.provider.clone()),
         }
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::auth::{AuthService, TokenPair};
+use crate::clock::now;
 use crate::config::CredentialsSettings;
-use crate::db::now;
 use crate::error::{AppError, AppResult};
 use crate::session::{SessionUser, TokenSet};
 use crate::users::User;

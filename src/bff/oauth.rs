@@ -76,7 +76,7 @@ impl AppState {
             nonce: authorization.nonce,
             callback: RedirectTarget::resolve(callback, &self.settings).into_string(),
             binding: crate::crypto::sha256_hex(&binding),
-            created_at: crate::db::now(),
+            created_at: crate::clock::now(),
         };
         self.providers
             .flows

@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::error::{ApiError, ApiResult, Coded};
 use crate::api::ApiTags;
-use crate::db::rfc3339;
+use crate::clock::rfc3339;
 use crate::error::AppError;
 use crate::startup::AppState;
 

@@ -1,6 +1,8 @@
 //! Small cryptographic building blocks shared by every part: redacted secrets, random
 //! tokens, hashing for storage, constant-time comparison.
 
+pub mod vault;
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rand::RngCore;

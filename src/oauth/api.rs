@@ -21,7 +21,7 @@ use super::{
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::ApiTags;
 use crate::bff::credentials::PROVIDER;
-use crate::db::now;
+use crate::clock::now;
 use crate::error::{AppError, AppResult};
 use crate::oauth::repo::Client;
 use crate::startup::AppState;

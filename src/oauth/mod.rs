@@ -18,9 +18,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::clock::now;
 use crate::config::{is_loopback_origin, url_origin, OAuthClientSettings, Settings};
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
-use crate::db::now;
 use crate::error::{AppError, AppResult};
 use crate::users::UserRepo;
 

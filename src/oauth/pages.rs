@@ -85,7 +85,7 @@ pub fn manage_apps(username: &str, csrf: &str, apps: &[super::repo::Connection])
              <button type=\"submit\">Revoke access</button></form></section>",
             name = escape(&app.name),
             scope = escape(&app.scope),
-            since = escape(&crate::db::rfc3339(app.created_at)),
+            since = escape(&crate::clock::rfc3339(app.created_at)),
             id = escape(&app.client_id),
             csrf = escape(csrf),
         ));

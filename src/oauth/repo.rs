@@ -3,7 +3,7 @@
 
 use sqlx::{AnyPool, FromRow};
 
-use crate::db::now;
+use crate::clock::now;
 use crate::error::AppResult;
 
 /// A registered client.

@@ -24,9 +24,9 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
             .and_then(|r| r.map_err(|_| ()))
     };
     let redis = async {
-        match &state.redis {
-            Some(redis) => Some(redis.ping().await.is_ok()),
-            None => None,
+        match state.store.is_shared() {
+            true => Some(state.store.ping().await.is_ok()),
+            false => None,
         }
     };
     let (db_ok, redis_ok) = tokio::join!(db, redis);

@@ -1,8 +1,7 @@
-//! Operations: request ids, the request log and metrics middleware, health and readiness.
+//! Operations: the request log and metrics middleware, health and readiness.
 
 pub mod body_limit;
 pub mod client_ip;
 pub mod health;
 pub mod metrics;
 pub mod observe;
-pub mod request_id;

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::error::{AppError, ErrorStyle};
 use crate::ops::metrics::Metrics;
-use crate::ops::request_id;
+use crate::request_id;
 
 /// Middleware factory; holds the shared metrics registry.
 pub struct Observe {

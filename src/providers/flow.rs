@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now;
+use crate::crypto::vault::Keyring;
 use crate::crypto::{constant_time_eq, sha256_hex};
-use crate::db::now;
 use crate::error::{AppError, AppResult};
-use crate::session::{Keyring, SessionStore};
+use crate::store::Store;
 
 /// How long a sign-in may take between the redirect to the provider and the callback.
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -48,13 +49,13 @@ const FLOW: &[u8] = b"flow";
 /// keys opens no verifier or nonce.
 #[derive(Clone)]
 pub struct FlowStore {
-    store: SessionStore,
+    store: Store,
     prefix: String,
     keys: Keyring,
 }
 
 impl FlowStore {
-    pub fn new(store: SessionStore, prefix: &str, keys: Keyring) -> Self {
+    pub fn new(store: Store, prefix: &str, keys: Keyring) -> Self {
         Self {
             store,
             prefix: prefix.to_owned(),
@@ -74,7 +75,7 @@ impl FlowStore {
         let sealed = self
             .keys
             .seal(FLOW, state.as_bytes(), key.as_bytes(), &plain);
-        self.store.put(&key, &sealed, FLOW_TTL, None, None).await?;
+        self.store.put(&key, &sealed, FLOW_TTL).await?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bff::credentials::{RefreshError, SignedIn};
-use crate::db::now;
+use crate::clock::now;
 use crate::session::{SessionUser, TokenSet};
 
 pub use config::{ClientAuth, Kind, ProfileMapping, ProviderConfig};

@@ -222,7 +222,7 @@ impl Oidc {
             .get("iat")
             .and_then(Value::as_i64)
             .unwrap_or_default();
-        if iat > crate::db::now() + self.leeway.as_secs() as i64 {
+        if iat > crate::clock::now() + self.leeway.as_secs() as i64 {
             return Err(bad("iat is in the future".into()));
         }
         // Several audiences: the token must have been issued to us (`azp`).

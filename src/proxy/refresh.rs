@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bff::credentials::{RefreshError, PROVIDER};
-use crate::db::now;
+use crate::clock::now;
 use crate::error::{AppError, AppResult};
-use crate::session::{Session, SessionId, SessionStore, TokenSet};
+use crate::session::{Session, SessionId, TokenSet};
 use crate::startup::AppState;
 
 /// Per-session mutexes of this process.
@@ -151,43 +151,32 @@ async fn refresh_single_flight(
         return Ok(current);
     }
 
-    // Across instances: the store's lock (memory: this process is the only instance).
-    let lock = match state.sessions.store() {
-        SessionStore::Redis(redis) => Some((
-            redis.clone(),
-            format!("{}lock:{}", redis.prefix, id.handle()),
-        )),
-        SessionStore::Memory(_) => None,
-    };
+    // Across instances: the store's lock on this session.
     let owner = crate::crypto::random_token();
     let lock_ttl = state.settings.proxy.lock_timeout;
-    if let Some((redis, lock_key)) = &lock {
-        let deadline = Instant::now() + lock_ttl;
-        let mut waited = false;
-        while !redis.try_lock(lock_key, &owner, lock_ttl).await? {
-            if !waited {
-                state.metrics.count(
-                    "sessiongate_refresh_lock_waits_total",
-                    "scope=\"cluster\"".into(),
-                );
-                waited = true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let current = live(state, id).await?;
-            if !needs(&current) {
-                return Ok(current);
-            }
-            if Instant::now() > deadline {
-                return Err(AppError::RefreshUnavailable);
-            }
+    let deadline = Instant::now() + lock_ttl;
+    let mut waited = false;
+    while !state.sessions.try_lock(id, &owner, lock_ttl).await? {
+        if !waited {
+            state.metrics.count(
+                "sessiongate_refresh_lock_waits_total",
+                "scope=\"cluster\"".into(),
+            );
+            waited = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let current = live(state, id).await?;
+        if !needs(&current) {
+            return Ok(current);
+        }
+        if Instant::now() > deadline {
+            return Err(AppError::RefreshUnavailable);
         }
     }
 
     let result = refresh_locked(state, id, needs).await;
-    if let Some((redis, lock_key)) = &lock {
-        if let Err(e) = redis.unlock(lock_key, &owner).await {
-            tracing::warn!(error = %e, "refresh lock not released (it expires by itself)");
-        }
+    if let Err(e) = state.sessions.unlock(id, &owner).await {
+        tracing::warn!(error = %e, "refresh lock not released (it expires by itself)");
     }
     result
 }

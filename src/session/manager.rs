@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use crate::db::now;
+use crate::clock::now;
+use crate::crypto::vault::Keyring;
 use crate::error::{AppError, AppResult};
 use crate::session::cache::ReadCache;
 use crate::session::model::user_key;
-use crate::session::store::SessionStore;
-use crate::session::vault::Keyring;
 use crate::session::{DeviceMeta, Session, SessionId, SessionUser, TokenSet};
+use crate::store::{IndexEntry, Store, Versioned};
 
 const SESSION: &[u8] = b"session";
 const INDEX: &[u8] = b"index";
@@ -35,7 +35,7 @@ pub struct SessionInfo {
 const ACCOUNT_INDEX: &str = "credentials";
 
 pub struct SessionManager {
-    store: SessionStore,
+    store: Store,
     /// Providers whose sessions are indexed by account (see [`ACCOUNT_INDEX`]).
     account_providers: Vec<String>,
     keys: Keyring,
@@ -47,7 +47,7 @@ pub struct SessionManager {
 
 impl SessionManager {
     pub fn new(
-        store: SessionStore,
+        store: Store,
         keys: Keyring,
         prefix: &str,
         idle: Duration,
@@ -72,8 +72,19 @@ impl SessionManager {
         self
     }
 
-    pub fn store(&self) -> &SessionStore {
-        &self.store
+    /// `{prefix}lock:{handle}`: the session's refresh lock, across instances.
+    fn lock_key(&self, id: &SessionId) -> String {
+        format!("{}lock:{}", self.prefix, id.handle())
+    }
+
+    /// Takes the session's refresh lock for `ttl` unless another holder has it.
+    pub async fn try_lock(&self, id: &SessionId, owner: &str, ttl: Duration) -> AppResult<bool> {
+        Ok(self.store.try_lock(&self.lock_key(id), owner, ttl).await?)
+    }
+
+    /// Releases the session's refresh lock if `owner` still holds it.
+    pub async fn unlock(&self, id: &SessionId, owner: &str) -> AppResult<()> {
+        Ok(self.store.unlock(&self.lock_key(id), owner).await?)
     }
 
     /// `{prefix}sess:{hex(sha256(id))}`.
@@ -115,26 +126,25 @@ impl SessionManager {
         }
     }
 
-    /// The stored value: `version (8 bytes, big-endian) ‖ sealed session`. The version is
-    /// in clear so the store can compare-and-set on it, and inside the associated data so
-    /// it cannot be altered without the blob failing to open.
+    /// The sealed session. Its version is stored in clear beside it (the store compares
+    /// and sets on it) and is part of the associated data, so it cannot be altered
+    /// without the blob failing to open.
     fn seal_session(&self, id: &SessionId, session: &Session) -> AppResult<Vec<u8>> {
         let plain = session.encode().map_err(|e| AppError::Internal(e.into()))?;
-        let version = session.version.to_be_bytes();
-        let aad = [self.key(id).as_bytes(), &version].concat();
-        let mut out = version.to_vec();
-        out.extend(self.keys.seal(SESSION, id.as_bytes(), &aad, &plain));
-        Ok(out)
+        let aad = [self.key(id).as_bytes(), &session.version.to_be_bytes()].concat();
+        Ok(self.keys.seal(SESSION, id.as_bytes(), &aad, &plain))
     }
 
     /// Opens a stored value; `None` for anything that is not a valid session of `id`.
     /// The flag says whether it was sealed under the current key.
-    fn open_session(&self, id: &SessionId, stored: &[u8]) -> Option<(Session, bool)> {
-        let (version, sealed) = stored.split_at_checked(8)?;
-        let aad = [self.key(id).as_bytes(), version].concat();
-        let plain = self.keys.open(SESSION, id.as_bytes(), &aad, sealed).ok()?;
+    fn open_session(&self, id: &SessionId, stored: &Versioned) -> Option<(Session, bool)> {
+        let aad = [self.key(id).as_bytes(), &stored.version.to_be_bytes()].concat();
+        let plain = self
+            .keys
+            .open(SESSION, id.as_bytes(), &aad, &stored.value)
+            .ok()?;
         let session = Session::decode(&plain)?;
-        (session.version.to_be_bytes() == version).then(|| (session, self.keys.is_current(sealed)))
+        (session.version == stored.version).then(|| (session, self.keys.is_current(&stored.value)))
     }
 
     fn seal_meta(&self, index: &str, handle: &str, meta: &DeviceMeta) -> AppResult<Vec<u8>> {
@@ -183,14 +193,17 @@ impl SessionManager {
         let sealed_meta = meta
             .map(|m| self.seal_meta(&index, &handle, m))
             .transpose()?;
-        let index_entry = sealed_meta
-            .as_deref()
-            .map(|m| (index.as_str(), handle.as_str(), m, self.absolute));
+        let index_entry = sealed_meta.as_deref().map(|value| IndexEntry {
+            index: &index,
+            field: &handle,
+            value,
+            ttl: self.absolute,
+        });
         let key = self.key(id);
         self.cache.remove(&key);
         let written = self
             .store
-            .put(&key, &blob, ttl, index_entry, expect)
+            .put_versioned(&key, session.version, &blob, ttl, index_entry, expect)
             .await?;
         // Again after the write: a read racing with it may have cached the old value.
         self.cache.remove(&key);
@@ -286,8 +299,15 @@ impl SessionManager {
     /// Reads and opens the stored session; a value that does not open is deleted.
     async fn read_store(&self, id: &SessionId) -> AppResult<Option<(Session, bool)>> {
         let key = self.key(id);
-        let Some(stored) = self.store.get(&key).await? else {
-            return Ok(None);
+        let stored = match self.store.get_versioned(&key).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(None),
+            // Not a value this server wrote: no session (deleted below, like a forgery).
+            Err(crate::store::StoreError::Corrupt(_)) => Versioned {
+                version: 0,
+                value: Vec::new(),
+            },
+            Err(e) => return Err(e.into()),
         };
         match self.open_session(id, &stored) {
             Some(found) => Ok(Some(found)),

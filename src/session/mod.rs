@@ -1,6 +1,6 @@
 //! Browser sessions: opaque ids in an HttpOnly cookie, sealed session blobs in a store.
 //!
-//! [`SessionStore`] deals only in keys and opaque bytes (Redis or memory);
+//! [`crate::store::Store`] deals only in keys and opaque bytes (Redis or memory);
 //! [`SessionManager`] does the rest, once: hashes the id into the key, seals with
 //! AES-256-GCM, enforces idle and absolute lifetimes, issues a new id at sign-in and
 //! keeps the per-user index. So Redis and memory are equally safe.
@@ -11,11 +11,8 @@ pub mod cookie;
 pub mod id;
 pub mod manager;
 pub mod model;
-pub mod store;
-pub mod vault;
 
+pub use crate::crypto::vault::Keyring;
 pub use id::SessionId;
 pub use manager::SessionManager;
 pub use model::{DeviceMeta, Session, SessionUser, TokenSet};
-pub use store::SessionStore;
-pub use vault::Keyring;

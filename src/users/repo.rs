@@ -5,7 +5,7 @@
 
 use sqlx::{AnyPool, FromRow};
 
-use crate::db::now;
+use crate::clock::now;
 use crate::error::{AppError, AppResult};
 
 /// A stored user, without the password hash.

@@ -252,7 +252,7 @@ fn authorize(Query(q): Query<HashMap<String, String>>, state: Data<&Shared>) -> 
 fn issue(s: &mut IdpState, nonce: Option<&str>) -> Value {
     let access = format!("at-{}", uuid::Uuid::new_v4().simple());
     s.access.insert(access.clone(), s.user.clone());
-    let now = sessiongate::db::now();
+    let now = sessiongate::clock::now();
     let mut answer = json!({
         "access_token": access,
         "token_type": "bearer",

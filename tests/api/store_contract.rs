@@ -1,30 +1,39 @@
-//! One contract for every session store backend (Redis and memory), instantiated by a
-//! macro, as tower-sessions and oauth2-proxy do.
+//! One contract for both store backends (Redis and memory), instantiated by a macro, as
+//! tower-sessions and oauth2-proxy do. Nothing here branches on the backend.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sessiongate::redis_store::RedisHandle;
-use sessiongate::session::SessionStore;
+use sessiongate::store::{IndexEntry, Store, Versioned};
 
 use crate::helpers::REDIS_URL;
 
-fn redis_store() -> (SessionStore, String) {
+fn redis_store() -> (Store, String) {
     let prefix = format!("sgcontract:{}:", uuid::Uuid::new_v4().simple());
-    let handle = RedisHandle::new(REDIS_URL, &prefix, Duration::from_secs(2)).unwrap();
-    (SessionStore::Redis(Arc::new(handle)), prefix)
+    (
+        Store::redis(REDIS_URL, Duration::from_secs(2)).unwrap(),
+        prefix,
+    )
 }
 
-fn memory_store() -> (SessionStore, String) {
-    (SessionStore::memory(), "mem:".into())
+fn memory_store() -> (Store, String) {
+    (Store::memory(), "mem:".into())
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn values_round_trip_and_delete((store, p): (SessionStore, String)) {
+fn entry<'a>(index: &'a str, field: &'a str, value: &'a [u8]) -> IndexEntry<'a> {
+    IndexEntry {
+        index,
+        field,
+        value,
+        ttl: HOUR,
+    }
+}
+
+async fn values_round_trip_and_delete((store, p): (Store, String)) {
     let key = format!("{p}sess:a");
     assert_eq!(store.get(&key).await.unwrap(), None);
-    assert!(store.put(&key, b"blob", HOUR, None, None).await.unwrap());
+    store.put(&key, b"blob", HOUR).await.unwrap();
     assert_eq!(
         store.get(&key).await.unwrap().as_deref(),
         Some(&b"blob"[..])
@@ -36,66 +45,73 @@ async fn values_round_trip_and_delete((store, p): (SessionStore, String)) {
     assert_eq!(store.get(&key).await.unwrap(), None);
 }
 
-fn versioned(version: u64, body: &[u8]) -> Vec<u8> {
-    [&version.to_be_bytes()[..], body].concat()
+async fn a_value_is_taken_once((store, p): (Store, String)) {
+    let key = format!("{p}flow:a");
+    store.put(&key, b"once", HOUR).await.unwrap();
+    let (a, b) = tokio::join!(store.take(&key), store.take(&key));
+    let taken: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(taken, vec![b"once".to_vec()], "exactly one taker gets it");
+    assert_eq!(store.get(&key).await.unwrap(), None);
 }
 
-async fn updates_are_compare_and_set((store, p): (SessionStore, String)) {
+async fn updates_are_compare_and_set((store, p): (Store, String)) {
     let key = format!("{p}sess:b");
     let index = format!("{p}user:u");
     // an update never resurrects a missing value, nor its index entry
-    let late = versioned(2, b"late");
     assert!(!store
-        .put(
+        .put_versioned(
             &key,
-            &late,
+            2,
+            b"late",
             HOUR,
-            Some((&index, "b", b"meta", HOUR)),
+            Some(entry(&index, "b", b"meta")),
             Some(1)
         )
         .await
         .unwrap());
-    assert_eq!(store.get(&key).await.unwrap(), None);
+    assert_eq!(store.get_versioned(&key).await.unwrap(), None);
     assert_eq!(store.index_get(&index, "b").await.unwrap(), None);
     // v1 → v2 succeeds once; a second writer that also read v1 loses
     assert!(store
-        .put(&key, &versioned(1, b"one"), HOUR, None, None)
+        .put_versioned(&key, 1, b"one", HOUR, None, None)
         .await
         .unwrap());
     assert!(store
-        .put(&key, &versioned(2, b"two"), HOUR, None, Some(1))
+        .put_versioned(&key, 2, b"two", HOUR, None, Some(1))
         .await
         .unwrap());
     assert!(!store
-        .put(&key, &versioned(2, b"stale"), HOUR, None, Some(1))
+        .put_versioned(&key, 2, b"stale", HOUR, None, Some(1))
         .await
         .unwrap());
-    assert_eq!(store.get(&key).await.unwrap(), Some(versioned(2, b"two")));
+    assert_eq!(
+        store.get_versioned(&key).await.unwrap(),
+        Some(Versioned {
+            version: 2,
+            value: b"two".to_vec()
+        })
+    );
+    // A value that is not versioned is corrupt, not a session.
+    store.put(&key, b"short", HOUR).await.unwrap();
+    assert!(store.get_versioned(&key).await.is_err());
 }
 
-async fn index_lists_entries_and_liveness((store, p): (SessionStore, String)) {
+async fn index_lists_entries_and_liveness((store, p): (Store, String)) {
     let index = format!("{p}user:x");
     let key_of = |h: &str| format!("{p}sess:{h}");
-    store
-        .put(
-            &key_of("one"),
-            b"1",
-            HOUR,
-            Some((&index, "one", b"m1", HOUR)),
-            None,
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            &key_of("two"),
-            b"2",
-            HOUR,
-            Some((&index, "two", b"m2", HOUR)),
-            None,
-        )
-        .await
-        .unwrap();
+    for (field, meta) in [("one", b"m1"), ("two", b"m2")] {
+        store
+            .put_versioned(
+                &key_of(field),
+                1,
+                b"v",
+                HOUR,
+                Some(entry(&index, field, meta)),
+                None,
+            )
+            .await
+            .unwrap();
+    }
     store.delete(&[key_of("two")], None).await.unwrap();
     let mut entries = store.index_entries(&index, key_of).await.unwrap();
     entries.sort();
@@ -117,37 +133,45 @@ async fn index_lists_entries_and_liveness((store, p): (SessionStore, String)) {
     );
 }
 
-async fn values_expire((store, p): (SessionStore, String)) {
-    // A 1 s TTL (the smallest Redis EX): read it back, never wait for it in Redis;
-    // the memory store is checked by its own clock below.
-    let key = format!("{p}sess:ttl");
-    store
-        .put(&key, b"x", Duration::from_secs(1), None, None)
-        .await
-        .unwrap();
-    if let SessionStore::Redis(_) = &store {
-        let mut conn = ::redis::Client::open(REDIS_URL)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let ttl: i64 = ::redis::cmd("TTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!((0..=1).contains(&ttl), "ttl {ttl}");
-    } else {
-        store
-            .put(&key, b"x", Duration::ZERO, None, None)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get(&key).await.unwrap(),
-            None,
-            "an expired value is gone"
-        );
-    }
+async fn locks_have_one_owner_and_expire((store, p): (Store, String)) {
+    let key = format!("{p}lock:a");
+    let ttl = Duration::from_millis(150);
+    assert!(store.try_lock(&key, "me", ttl).await.unwrap());
+    assert!(!store.try_lock(&key, "you", ttl).await.unwrap());
+    store.unlock(&key, "you").await.unwrap();
+    assert!(
+        !store.try_lock(&key, "you", ttl).await.unwrap(),
+        "only the owner releases"
+    );
+    store.unlock(&key, "me").await.unwrap();
+    assert!(store.try_lock(&key, "you", ttl).await.unwrap());
+    // A holder that never releases loses the lock when it expires (store time: a wait).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.try_lock(&key, "me", ttl).await.unwrap());
+}
+
+async fn counters_count_in_windows((store, p): (Store, String)) {
+    let key = format!("{p}rl:a");
+    let window = Duration::from_millis(150);
+    let (n, left) = store.incr(&key, window).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(left <= 150, "{left}");
+    assert_eq!(store.incr(&key, window).await.unwrap().0, 2);
+    store.decr(&key).await.unwrap();
+    store.decr(&key).await.unwrap();
+    store.decr(&key).await.unwrap();
+    assert_eq!(
+        store.incr(&key, window).await.unwrap().0,
+        1,
+        "never below zero"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.incr(&key, window).await.unwrap().0, 1, "a new window");
+    store.decr(&format!("{p}rl:never")).await.unwrap();
+    assert_eq!(
+        store.incr(&format!("{p}rl:never"), window).await.unwrap().0,
+        1
+    );
 }
 
 macro_rules! store_contract {
@@ -163,7 +187,9 @@ macro_rules! store_contract {
 
 store_contract!(
     values_round_trip_and_delete,
+    a_value_is_taken_once,
     updates_are_compare_and_set,
     index_lists_entries_and_liveness,
-    values_expire,
+    locks_have_one_owner_and_expire,
+    counters_count_in_windows,
 );

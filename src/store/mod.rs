@@ -1,0 +1,194 @@
+//! The one store of short-lived shared state: sessions and their per-user indexes,
+//! pending sign-ins, refresh locks and rate-limit counters.
+//!
+//! Redis (shared by every instance) or process memory (one instance only), chosen once at
+//! start. Both keep the same contract — one suite runs on both
+//! (`tests/api/store_contract.rs`) — so no caller ever branches on the backend: this enum
+//! is the only place that does. Values are opaque bytes; what they mean (sealing, ids,
+//! lifetimes) is the callers' business ([`crate::session::SessionManager`],
+//! [`crate::providers::FlowStore`], [`crate::ratelimit::RateLimiter`]). A store error says
+//! only what went wrong with the store, never what the client should be told.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Store failures, folded small: the caller can only retry later or give up.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached right now (nothing was changed).
+    #[error("store unavailable")]
+    Unavailable,
+    /// A value is not of the shape this store writes.
+    #[error("corrupt value: {0}")]
+    Corrupt(String),
+    #[error("store failure: {0}")]
+    Other(String),
+}
+
+/// A field of a per-user index (a hash), written with its session.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexEntry<'a> {
+    pub index: &'a str,
+    pub field: &'a str,
+    pub value: &'a [u8],
+    /// The whole index's lifetime from this write on.
+    pub ttl: Duration,
+}
+
+/// A value with the version compare-and-set compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub version: u64,
+    pub value: Vec<u8>,
+}
+
+impl Versioned {
+    /// How a versioned value is kept: the version (8 bytes, big-endian), then the value.
+    fn encode(version: u64, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + value.len());
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    fn decode(stored: Vec<u8>) -> Result<Self, StoreError> {
+        let Some((version, _)) = stored.split_first_chunk::<8>() else {
+            return Err(StoreError::Corrupt("versioned value under 8 bytes".into()));
+        };
+        Ok(Self {
+            version: u64::from_be_bytes(*version),
+            value: stored[8..].to_vec(),
+        })
+    }
+}
+
+/// Where short-lived state lives. Cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    Redis(Arc<redis::RedisStore>),
+    Memory(Arc<memory::MemoryStore>),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! each {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Redis($s) => $call.await,
+            Store::Memory($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// An in-process store: one instance only, lost on restart.
+    pub fn memory() -> Self {
+        Self::Memory(Arc::default())
+    }
+
+    /// A Redis store at `url` (connected on first use, so the server starts while Redis
+    /// is down); every command is bounded by `timeout`.
+    pub fn redis(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Ok(Self::Redis(Arc::new(redis::RedisStore::new(url, timeout)?)))
+    }
+
+    /// Whether other instances see what this one writes (for readiness reports).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+
+    /// The value under `key`, if present and not expired.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.get(key))
+    }
+
+    /// Writes `value` under `key` for `ttl`.
+    pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        each!(self, s => s.put(key, value, ttl))
+    }
+
+    /// Reads and deletes `key` in one atomic step: of two concurrent takers, at most one
+    /// gets the value.
+    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.take(key))
+    }
+
+    /// The versioned value under `key`.
+    pub async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.get(key).await?.map(Versioned::decode).transpose()
+    }
+
+    /// Writes `value` as `version` for `ttl`, with (atomically) `index`'s field. With
+    /// `expect = Some(v)`, nothing is written unless the stored value is still version
+    /// `v` — a value deleted or rewritten meanwhile is left alone — and the answer says
+    /// whether the write happened.
+    pub async fn put_versioned(
+        &self,
+        key: &str,
+        version: u64,
+        value: &[u8],
+        ttl: Duration,
+        index: Option<IndexEntry<'_>>,
+        expect: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let stored = Versioned::encode(version, value);
+        each!(self, s => s.put_versioned(key, &stored, ttl, index, expect))
+    }
+
+    /// Deletes `keys`, and `fields` of the hash `index` (one round trip).
+    pub async fn delete(
+        &self,
+        keys: &[String],
+        index: Option<(&str, &[String])>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.delete(keys, index))
+    }
+
+    /// Every field of the hash `index`, with whether `key_of(field)` still exists.
+    pub async fn index_entries(
+        &self,
+        index: &str,
+        key_of: impl Fn(&str) -> String,
+    ) -> Result<Vec<(String, Vec<u8>, bool)>, StoreError> {
+        each!(self, s => s.index_entries(index, &key_of))
+    }
+
+    /// One field of the hash `index`.
+    pub async fn index_get(&self, index: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.index_get(index, field))
+    }
+
+    /// Takes the lock `key` for `ttl` unless someone holds it; `true` when `owner` holds
+    /// it now.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.try_lock(key, owner, ttl))
+    }
+
+    /// Releases the lock `key` if (and only if) `owner` still holds it.
+    pub async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        each!(self, s => s.unlock(key, owner))
+    }
+
+    /// Counts one event in the fixed window `key` (started by the first event, `window`
+    /// long): the count so far and the milliseconds left in the window.
+    pub async fn incr(&self, key: &str, window: Duration) -> Result<(u32, u64), StoreError> {
+        each!(self, s => s.incr(key, window))
+    }
+
+    /// Takes one event back from the window `key` (never below zero, never creating it).
+    pub async fn decr(&self, key: &str) -> Result<(), StoreError> {
+        each!(self, s => s.decr(key))
+    }
+
+    /// One round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        each!(self, s => s.ping())
+    }
+}
