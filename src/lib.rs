@@ -21,6 +21,7 @@ pub mod http;
 pub mod mail;
 pub mod oauth;
 pub mod ops;
+pub mod preflight;
 pub mod providers;
 pub mod proxy;
 pub mod ratelimit;

@@ -157,7 +157,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         command => {
-            let settings = match Settings::load(cli.config.as_deref()) {
+            let settings = match sessiongate::preflight::load(cli.config.as_deref()) {
                 Ok(s) => s,
                 Err(e) => {
                     for line in e.0.lines() {

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::mail::Mailer;
 use crate::ops::metrics::Metrics;
-use crate::providers::{FlowStore, Providers};
+use crate::providers::{FlowStore, Providers, SELF_PROVIDER};
 use crate::proxy::refresh::SingleFlight;
 use crate::proxy::ProxyRoutes;
 use crate::ratelimit::RateLimiter;
@@ -179,9 +179,6 @@ impl AppState {
     }
 }
 
-/// Provider id of "Sign in with sessiongate" (this server's own `/oauth`).
-pub const SELF_PROVIDER: &str = "sessiongate";
-
 /// Registers the BFF as a client of its own authorization server and returns the OIDC
 /// provider that signs in through it.
 async fn self_provider(
@@ -274,6 +271,10 @@ impl Application {
     /// Binds `server.listen` and `server.metrics_listen` (port 0 picks a free port), then
     /// builds the state.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let problems = crate::preflight::check(&settings);
+        if !problems.is_empty() {
+            anyhow::bail!("{}", problems.join("\n"));
+        }
         let (listener, addr) = bind("server.listen", settings.server.listen).await?;
         let (metrics_listener, metrics_addr) = match settings
             .metrics_addr()

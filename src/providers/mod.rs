@@ -31,6 +31,40 @@ pub use flow::{FlowStore, PendingFlow};
 
 use fetch::PROVIDER_TIMEOUT;
 
+/// Provider id of username/password sign-in (the bundled `/v1` users, or a remote
+/// credentials backend).
+pub const CREDENTIALS: &str = "credentials";
+
+/// Provider id of "Sign in with sessiongate" (this server's own `/oauth`, by OIDC).
+pub const SELF_PROVIDER: &str = "sessiongate";
+
+/// Whether "Sign in with sessiongate" (the BFF as a client of its own `/oauth`) is on: the
+/// authorization server serves the bundled users, and no provider table takes the id.
+pub fn self_provider_enabled(settings: &crate::config::Settings) -> bool {
+    settings.oauth.enabled
+        && settings.oauth.self_provider
+        && settings.providers.credentials.login_url.is_empty()
+        && !settings.providers.others.contains_key(SELF_PROVIDER)
+}
+
+/// The id of every provider `settings` enables — the credentials provider, each enabled
+/// `[providers.*]` table, "Sign in with sessiongate" when it is on — and every problem of
+/// the provider tables, one line each (a broken table enables nothing).
+pub fn configured_ids(settings: &crate::config::Settings) -> (Vec<String>, Vec<String>) {
+    let mut ids = vec![CREDENTIALS.to_owned()];
+    let problems = match config::parse_all(&settings.providers.others) {
+        Ok(enabled) => {
+            ids.extend(enabled.into_iter().map(|p| p.id));
+            Vec::new()
+        }
+        Err(problems) => problems,
+    };
+    if self_provider_enabled(settings) {
+        ids.push(SELF_PROVIDER.to_owned());
+    }
+    (ids, problems)
+}
+
 /// Why talking to a provider failed. The text is for the log, never for the browser.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {

@@ -1,0 +1,149 @@
+//! Configuration: a typed tree read from the embedded `config/default.toml`, then an
+//! optional `--config FILE`, then `SESSIONGATE_…__…` environment variables.
+//!
+//! Unknown keys are rejected so a typo never silently falls back to a default, and
+//! [`Settings::validate`] reports every bad value on its own line, naming the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+mod limit;
+mod sections;
+mod validate;
+
+pub use limit::Limit;
+pub use sections::*;
+pub use validate::{is_loopback_origin, url_origin};
+
+/// The defaults, compiled in so that `cargo run` works from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SESSIONGATE_";
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub session: SessionSettings,
+    pub auth: AuthSettings,
+    pub proxy: ProxySettings,
+    pub rate_limit: RateLimitSettings,
+    /// Upstream identity providers.
+    #[serde(default)]
+    pub providers: ProvidersSettings,
+    pub mail: MailSettings,
+    pub log: LogSettings,
+    /// The bundled OAuth2 authorization server (`/oauth`).
+    pub oauth: OAuthSettings,
+}
+
+/// Configuration that could not be loaded; the message names every bad key, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads the layers in order — embedded defaults, `file`, then the process
+    /// environment — and runs the configuration's own checks ([`Settings::problems`]).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings = Self::read(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The layers, merged and typed, without the checks beyond types.
+    pub fn read(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "--config: {} is not a readable file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let settings: Settings = figment.extract().map_err(|errors| {
+            ConfigError(
+                errors
+                    .into_iter()
+                    .map(describe_figment_error)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        Ok(settings)
+    }
+
+    /// The embedded defaults alone (tests and tools start from these).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .map_err(|e| ConfigError(describe_figment_error(e)))
+    }
+
+    /// The database URL, with the embedded default applied.
+    pub fn database_url(&self) -> String {
+        match self.database.url.expose() {
+            "" => "sqlite://data/sessiongate.db".to_owned(),
+            url => url.to_owned(),
+        }
+    }
+
+    /// The password-reset link for `token`.
+    pub fn reset_url(&self, token: &str) -> String {
+        match self.auth.reset_url_template.as_str() {
+            "" => format!("{}/reset-password?token={token}", self.public_url()),
+            template => template.replace("{token}", token),
+        }
+    }
+
+    /// The `/metrics` listener's address, `None` when `server.metrics_listen` is empty.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.server.metrics_listen.trim() {
+            "" => Ok(None),
+            addr => addr
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{addr}` is not an address such as 127.0.0.1:9464")),
+        }
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+}
+
+/// One line per error: `<key>: <what is wrong>`.
+fn describe_figment_error(error: figment::Error) -> String {
+    let key = if error.path.is_empty() {
+        "configuration".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    let mut kind = error.kind.to_string();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        let full = if error.path.last() == Some(field) {
+            key
+        } else if error.path.is_empty() {
+            field.clone()
+        } else {
+            format!("{key}.{field}")
+        };
+        return format!("{full}: unknown configuration key");
+    }
+    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
+        kind = format!("{kind} (from {source})");
+    }
+    format!("{key}: {kind}")
+}
