@@ -296,6 +296,14 @@ impl AppError {
         }
     }
 
+    /// The seconds to wait, for a rate-limited answer (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.kind().0
     }

@@ -7,6 +7,7 @@ use poem::middleware::CatchPanic;
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
 use crate::error::{AppError, ErrorStyle};
+use crate::http::api_error::Errors;
 use crate::http::cors::Cors;
 use crate::http::headers::SecurityHeaders;
 use crate::ops::body_limit::BodyLimit;
@@ -68,6 +69,8 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     // called in process by the proxy for `upstream = "bundled"`.
     let api = Arc::new(api.with(BodyLimit(body_limit)));
     let bundled = BundledApi::new(Arc::clone(&api).data(state.clone()).boxed());
+    // Each route group renders its errors in its own envelope style, chosen here once.
+    let group = |style| Arc::clone(&api).with(Errors(style));
 
     Route::new()
         .nest("/docs", docs)
@@ -79,15 +82,18 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .at("/readyz", get(health::readyz))
         // /api/auth/** is the session API; the rest of /api/** is the proxy. Only these
         // two answer cross-origin (CORS), and only to `server.cors_origins`.
-        .nest_no_strip("/api/auth", cross_origin(Arc::clone(&api), cors.as_ref()))
+        .nest_no_strip(
+            "/api/auth",
+            cross_origin(group(ErrorStyle::Code), cors.as_ref()),
+        )
         .nest_no_strip(
             "/api",
             cross_origin(make(crate::proxy::forward::handle), cors.as_ref()),
         )
-        .nest_no_strip("/v1", Arc::clone(&api))
-        .nest_no_strip("/oauth", Arc::clone(&api))
-        .nest_no_strip("/manage-apps", Arc::clone(&api))
-        .nest_no_strip("/.well-known", api)
+        .nest_no_strip("/v1", group(ErrorStyle::Title))
+        .nest_no_strip("/oauth", group(ErrorStyle::OAuth))
+        .nest_no_strip("/manage-apps", group(ErrorStyle::Code))
+        .nest_no_strip("/.well-known", group(ErrorStyle::Code))
         // Everything else: the single-page app (client-side routes get its index.html).
         .nest("/", spa(&static_dir))
         .data(state)

@@ -4,12 +4,12 @@ use poem::web::Data;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiResponse, OpenApi};
 
-use crate::api::error::ApiResult;
 use crate::api::models::*;
 use crate::api::security::BearerAuth;
 use crate::api::ApiTags;
 use crate::auth::passwords::{NewPassword, RESET_REQUESTED};
 use crate::auth::service::Registration;
+use crate::http::api_error::TitledError;
 use crate::ops::client_ip::ClientIp;
 use crate::startup::AppState;
 
@@ -76,7 +76,7 @@ impl AuthApi {
         state: Data<&AppState>,
         ip: ClientIp,
         body: Json<RegisterRequest>,
-    ) -> ApiResult<RegisterResult> {
+    ) -> Result<RegisterResult, TitledError> {
         let (user, tokens) = state
             .auth
             .register(
@@ -111,7 +111,7 @@ impl AuthApi {
         state: Data<&AppState>,
         ip: ClientIp,
         body: Json<LoginRequest>,
-    ) -> ApiResult<LoginResult> {
+    ) -> Result<LoginResult, TitledError> {
         let (user, tokens) = state
             .auth
             .login(body.identifier(), &body.password, ip.0)
@@ -130,7 +130,7 @@ impl AuthApi {
         state: Data<&AppState>,
         ip: ClientIp,
         form: Form<OAuthLoginForm>,
-    ) -> ApiResult<LoginResult> {
+    ) -> Result<LoginResult, TitledError> {
         if form.grant_type.as_deref().is_some_and(|g| g != "password") {
             return Err(crate::error::AppError::field(
                 "grant_type",
@@ -149,7 +149,7 @@ impl AuthApi {
     ///
     /// The user the access token belongs to.
     #[oai(path = "/me", method = "get", operation_id = "authMe")]
-    async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<MeResult> {
+    async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<MeResult, TitledError> {
         let caller = state.auth.authenticate(auth.token()).await?;
         Ok(MeResult::Ok(Json(caller.user.into())))
     }
@@ -163,7 +163,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         body: Json<RefreshRequest>,
-    ) -> ApiResult<TokenResult> {
+    ) -> Result<TokenResult, TitledError> {
         let pair = state.auth.refresh(&body.refresh_token).await?;
         Ok(TokenResult::Ok(Json(pair.into())))
     }
@@ -177,7 +177,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         body: Json<RefreshRequest>,
-    ) -> ApiResult<LogoutResult> {
+    ) -> Result<LogoutResult, TitledError> {
         state.auth.logout(&body.refresh_token).await?;
         Ok(LogoutResult::LoggedOut)
     }
@@ -197,7 +197,7 @@ impl AuthApi {
         auth: BearerAuth,
         ip: ClientIp,
         body: Json<PasswordChangeRequest>,
-    ) -> ApiResult<MessageResult> {
+    ) -> Result<MessageResult, TitledError> {
         let caller = state.auth.authenticate(auth.token()).await?;
         state
             .auth
@@ -231,7 +231,7 @@ impl AuthApi {
         state: Data<&AppState>,
         ip: ClientIp,
         body: Json<PasswordResetRequest>,
-    ) -> ApiResult<AcceptedResult> {
+    ) -> Result<AcceptedResult, TitledError> {
         state.auth.request_reset(&body.email, ip.0).await?;
         Ok(AcceptedResult::Accepted(Json(MessageResponse::new(
             RESET_REQUESTED,
@@ -253,7 +253,7 @@ impl AuthApi {
         state: Data<&AppState>,
         ip: ClientIp,
         body: Json<PasswordResetConfirm>,
-    ) -> ApiResult<MessageResult> {
+    ) -> Result<MessageResult, TitledError> {
         let user_id = state
             .auth
             .confirm_reset(

@@ -5,7 +5,6 @@
 //! the one checked in under `openapi/`.
 
 pub mod auth;
-pub mod error;
 pub mod models;
 pub mod security;
 pub mod users;

@@ -5,11 +5,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use crate::api::auth::MeResult;
-use crate::api::error::ApiResult;
 use crate::api::models::{ProfileUpdate, ProfileUpdated};
 use crate::api::security::BearerAuth;
 use crate::api::ApiTags;
 use crate::auth::service::ProfilePatch;
+use crate::http::api_error::TitledError;
 use crate::ops::client_ip::ClientIp;
 use crate::startup::AppState;
 
@@ -26,7 +26,11 @@ pub enum ProfileResult {
 impl UsersApi {
     /// My profile
     #[oai(path = "/me", method = "get", operation_id = "getProfile")]
-    async fn get_me(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<MeResult> {
+    async fn get_me(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<MeResult, TitledError> {
         let caller = state.auth.authenticate(auth.token()).await?;
         Ok(MeResult::Ok(Json(caller.user.into())))
     }
@@ -43,7 +47,7 @@ impl UsersApi {
         auth: BearerAuth,
         ip: ClientIp,
         body: Json<ProfileUpdate>,
-    ) -> ApiResult<ProfileResult> {
+    ) -> Result<ProfileResult, TitledError> {
         let caller = state.auth.authenticate(auth.token()).await?;
         let user = state
             .auth

@@ -15,13 +15,13 @@ use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::error::{ApiError, ApiResult, Coded};
 use crate::api::ApiTags;
 use crate::bff::credentials::{NewAccount, SignedIn, PROVIDER};
 use crate::bff::oauth::CallbackParams;
 use crate::bff::redirect::RedirectTarget;
 use crate::bff::{csrf, pages};
 use crate::error::{AppError, AppResult};
+use crate::http::api_error::CodedError;
 use crate::ops::client_ip::ClientIp;
 use crate::session::{cookie, Session, SessionId};
 use crate::startup::AppState;
@@ -284,13 +284,19 @@ impl AppState {
     /// The request's signed-in session. No cookie: 401 `unauthenticated`; a cookie that
     /// names no live session (ended, revoked, expired): 401 `session_expired`, with the
     /// `Set-Cookie` that clears it.
-    pub async fn signed_in_session(&self, req: &Request) -> ApiResult<(SessionId, Session)> {
-        match self.session_of(req).await.coded()? {
+    pub async fn signed_in_session(
+        &self,
+        req: &Request,
+    ) -> Result<(SessionId, Session), CodedError> {
+        match self.session_of(req).await? {
             (Some(found), _) => Ok(found),
             (None, true) => {
-                Err(ApiError::code(AppError::SessionExpired).clearing(self.cookies.clear_session()))
+                Err(CodedError::from(AppError::SessionExpired)
+                    .clearing(self.cookies.clear_session()))
             }
-            (None, false) => Err(ApiError::code(AppError::Unauthenticated("Sign in first."))),
+            (None, false) => Err(CodedError::from(AppError::Unauthenticated(
+                "Sign in first.",
+            ))),
         }
     }
 
@@ -362,12 +368,12 @@ impl AppState {
         id: &str,
         callback: Option<&str>,
         json: bool,
-    ) -> ApiResult<RedirectOrUrl> {
+    ) -> Result<RedirectOrUrl, CodedError> {
         if id == PROVIDER {
             return Ok(RedirectOrUrl::to(self.signin_page_url(), json, None));
         }
         let Some(provider) = self.providers.get(id).cloned() else {
-            return Err(ApiError::code(AppError::NotFound));
+            return Err(CodedError::from(AppError::NotFound));
         };
         match self.start_oauth(req, ip, &provider, callback).await {
             Ok(started) => Ok(RedirectOrUrl::to(started.url, json, started.cookie)),
@@ -377,10 +383,10 @@ impl AppState {
 
     /// A failed sign-in: JSON (with NextAuth's `url`) for `json=true`, else a redirect to
     /// the error page. CSRF failures are always a 403 JSON.
-    fn sign_in_failed(&self, err: AppError, json: bool) -> ApiResult<RedirectOrUrl> {
+    fn sign_in_failed(&self, err: AppError, json: bool) -> Result<RedirectOrUrl, CodedError> {
         let url = error_url(self, &err);
         if json || matches!(err, AppError::Csrf) {
-            Err(ApiError::code(err).with_url(url))
+            Err(CodedError::from(err).with_url(url))
         } else {
             Ok(RedirectOrUrl::Redirect(url, None))
         }
@@ -435,8 +441,12 @@ impl AuthJsApi {
     /// `{user: {id, name, email, image}, expires, provider}` — never a token — or exactly
     /// `{}` when signed out.
     #[oai(path = "/session", method = "get", operation_id = "getSession")]
-    async fn session(&self, state: Data<&AppState>, req: &Request) -> ApiResult<SessionResult> {
-        let (found, stale) = state.session_of(req).await.coded()?;
+    async fn session(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<SessionResult, CodedError> {
+        let (found, stale) = state.session_of(req).await?;
         let clear = stale.then(|| state.cookies.clear_session());
         Ok(SessionResult::Ok(
             Json(found.map(|(_, s)| state.view(&s)).unwrap_or_default()),
@@ -454,9 +464,9 @@ impl AuthJsApi {
         state: Data<&AppState>,
         req: &Request,
         body: Json<SessionUpdate>,
-    ) -> ApiResult<SessionResult> {
-        state.check_csrf(req, body.csrf_token.as_deref()).coded()?;
-        let (found, stale) = state.session_of(req).await.coded()?;
+    ) -> Result<SessionResult, CodedError> {
+        state.check_csrf(req, body.csrf_token.as_deref())?;
+        let (found, stale) = state.session_of(req).await?;
         let Some((id, session)) = found else {
             let clear = stale.then(|| state.cookies.clear_session());
             return Ok(SessionResult::Ok(Json(SessionView::default()), clear));
@@ -464,12 +474,11 @@ impl AuthJsApi {
         if session.provider != PROVIDER {
             return Ok(SessionResult::Ok(Json(state.view(&session)), None));
         }
-        let profile = state.credentials.profile(&session.tokens).await.coded()?;
+        let profile = state.credentials.profile(&session.tokens).await?;
         let updated = state
             .sessions
             .update(&id, |s| s.user = profile.clone())
-            .await
-            .coded()?;
+            .await?;
         Ok(SessionResult::Ok(
             Json(updated.map(|s| state.view(&s)).unwrap_or_default()),
             None,
@@ -493,7 +502,7 @@ impl AuthJsApi {
         req: &Request,
         ip: ClientIp,
         body: CredentialsPayload,
-    ) -> ApiResult<RedirectOrUrl> {
+    ) -> Result<RedirectOrUrl, CodedError> {
         let (CredentialsPayload::Form(Form(f)) | CredentialsPayload::Json(Json(f))) = body;
         let json = truthy(&f.json);
         if let Err(e) = state.check_csrf(req, f.csrf_token.as_deref()) {
@@ -513,7 +522,7 @@ impl AuthJsApi {
             Ok(signed) => state
                 .signed_in(req, ip, signed, PROVIDER, f.callback_url.as_deref(), json)
                 .await
-                .coded(),
+                .map_err(CodedError::from),
             Err(e) => state.sign_in_failed(e, json),
         }
     }
@@ -528,10 +537,10 @@ impl AuthJsApi {
         state: Data<&AppState>,
         req: &Request,
         body: SignOutPayload,
-    ) -> ApiResult<RedirectOrUrl> {
+    ) -> Result<RedirectOrUrl, CodedError> {
         let (SignOutPayload::Form(Form(f)) | SignOutPayload::Json(Json(f))) = body;
-        state.check_csrf(req, f.csrf_token.as_deref()).coded()?;
-        if let (Some((id, session)), _) = state.session_of(req).await.coded()? {
+        state.check_csrf(req, f.csrf_token.as_deref())?;
+        if let (Some((id, session)), _) = state.session_of(req).await? {
             if session.provider == PROVIDER {
                 state.credentials.logout(&session.tokens).await;
             } else if let Some(provider) = state.providers.get(&session.provider) {
@@ -543,11 +552,10 @@ impl AuthJsApi {
                 let n = state
                     .sessions
                     .revoke_all(&session.provider, &session.user.id)
-                    .await
-                    .coded()?;
+                    .await?;
                 tracing::info!(sessions = n, "signed out everywhere");
             } else {
-                state.sessions.destroy(&id, &session).await.coded()?;
+                state.sessions.destroy(&id, &session).await?;
             }
         }
         let target =
@@ -575,12 +583,12 @@ impl AuthJsApi {
         req: &Request,
         ip: ClientIp,
         body: RegisterPayload,
-    ) -> ApiResult<RedirectOrUrl> {
+    ) -> Result<RedirectOrUrl, CodedError> {
         let (RegisterPayload::Form(Form(f)) | RegisterPayload::Json(Json(f))) = body;
         let json = truthy(&f.json);
-        state.check_csrf(req, f.csrf_token.as_deref()).coded()?;
+        state.check_csrf(req, f.csrf_token.as_deref())?;
         if !state.credentials.can_register() {
-            return Err(ApiError::code(AppError::NotFound));
+            return Err(CodedError::from(AppError::NotFound));
         }
         let account = NewAccount {
             username: &f.username,
@@ -593,10 +601,10 @@ impl AuthJsApi {
             Ok(signed) => state
                 .signed_in(req, ip, signed, PROVIDER, f.callback_url.as_deref(), json)
                 .await
-                .coded(),
+                .map_err(CodedError::from),
             Err(e) => {
                 let url = error_url(&state, &e);
-                Err(ApiError::code(e).with_url(url))
+                Err(CodedError::from(e).with_url(url))
             }
         }
     }
@@ -650,12 +658,12 @@ impl AuthJsApi {
         req: &Request,
         provider: Path<String>,
         #[oai(name = "callbackUrl")] callback_url: Query<Option<String>>,
-    ) -> ApiResult<PageResult> {
+    ) -> Result<PageResult, CodedError> {
         if provider.0 == PROVIDER {
             return Ok(PageResult::Redirect(state.signin_page_url()));
         }
         let Some(p) = state.providers.get(&provider.0) else {
-            return Err(ApiError::code(AppError::NotFound));
+            return Err(CodedError::from(AppError::NotFound));
         };
         let (token, cookie) = state.csrf_token(req);
         let callback =
@@ -688,7 +696,7 @@ impl AuthJsApi {
         ip: ClientIp,
         provider: Path<String>,
         body: SignInPayload,
-    ) -> ApiResult<RedirectOrUrl> {
+    ) -> Result<RedirectOrUrl, CodedError> {
         let (SignInPayload::Form(Form(f)) | SignInPayload::Json(Json(f))) = body;
         let json = truthy(&f.json);
         if let Err(e) = state.check_csrf(req, f.csrf_token.as_deref()) {
@@ -722,9 +730,9 @@ impl AuthJsApi {
         #[oai(name = "state")] flow_state: Query<Option<String>>,
         error: Query<Option<String>>,
         iss: Query<Option<String>>,
-    ) -> ApiResult<CallbackResult> {
+    ) -> Result<CallbackResult, CodedError> {
         let Some(provider) = state.providers.get(&provider.0).cloned() else {
-            return Err(ApiError::code(AppError::NotFound));
+            return Err(CodedError::from(AppError::NotFound));
         };
         let params = CallbackParams {
             code: code.0,

@@ -7,10 +7,10 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::error::{ApiError, ApiResult, Coded};
 use crate::api::ApiTags;
 use crate::clock::rfc3339;
 use crate::error::AppError;
+use crate::http::api_error::CodedError;
 use crate::startup::AppState;
 
 pub struct SessionsApi;
@@ -51,9 +51,9 @@ impl SessionsApi {
     /// Every live session of the signed-in user, newest first. 401 when signed out
     /// (`session_expired`, and the cookie cleared, when the session has ended).
     #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
-    async fn list(&self, state: Data<&AppState>, req: &Request) -> ApiResult<ListResult> {
+    async fn list(&self, state: Data<&AppState>, req: &Request) -> Result<ListResult, CodedError> {
         let (id, session) = state.signed_in_session(req).await?;
-        let list = state.sessions.list(&id, &session).await.coded()?;
+        let list = state.sessions.list(&id, &session).await?;
         Ok(ListResult::Ok(Json(
             list.into_iter()
                 .map(|i| SessionInfoView {
@@ -84,11 +84,11 @@ impl SessionsApi {
         req: &Request,
         id: Path<String>,
         #[oai(name = "X-CSRF-Token")] csrf_token: Header<Option<String>>,
-    ) -> ApiResult<RevokeResult> {
-        state.check_csrf(req, csrf_token.0.as_deref()).coded()?;
+    ) -> Result<RevokeResult, CodedError> {
+        state.check_csrf(req, csrf_token.0.as_deref())?;
         let (current, session) = state.signed_in_session(req).await?;
-        if !state.sessions.revoke(&session, &id.0).await.coded()? {
-            return Err(ApiError::code(AppError::NotFound));
+        if !state.sessions.revoke(&session, &id.0).await? {
+            return Err(CodedError::from(AppError::NotFound));
         }
         let clear = (current.handle() == id.0).then(|| state.cookies.clear_session());
         Ok(RevokeResult::Revoked(clear))

@@ -18,7 +18,7 @@ use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use crate::error::ErrorStyle;
-use crate::ops::observe::render_error;
+use crate::http::api_error::render_error;
 
 /// How long a browser may cache a preflight's answer.
 const MAX_AGE: &str = "600";

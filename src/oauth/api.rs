@@ -18,11 +18,11 @@ use serde_json::Value;
 use super::{
     oauth_error, pages, AuthorizationServer, ClientCredentials, Code, TokenAnswer, SCOPES,
 };
-use crate::api::error::{ApiError, ApiResult};
 use crate::api::ApiTags;
 use crate::bff::credentials::PROVIDER;
 use crate::clock::now;
 use crate::error::{AppError, AppResult};
+use crate::http::api_error::{CodedError, OAuthError};
 use crate::oauth::repo::Client;
 use crate::startup::AppState;
 use crate::users::User;
@@ -626,8 +626,8 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: TokenPayload,
-    ) -> ApiResult<TokenResult> {
-        let server = state.oauth_server().map_err(ApiError::oauth)?;
+    ) -> Result<TokenResult, OAuthError> {
+        let server = state.oauth_server()?;
         let (TokenPayload::Form(Form(t)) | TokenPayload::Json(Json(t))) = body;
         let answer = async {
             no_secrets_in_query(req)?;
@@ -671,8 +671,7 @@ impl OAuthApi {
                 )),
             }
         }
-        .await
-        .map_err(ApiError::oauth)?;
+        .await?;
         Ok(TokenResult::Ok(
             Json(answer),
             "no-store".into(),
@@ -691,8 +690,12 @@ impl OAuthApi {
         method = "get",
         operation_id = "oauthUserinfo"
     )]
-    async fn userinfo(&self, state: Data<&AppState>, req: &Request) -> ApiResult<Json<Value>> {
-        let server = state.oauth_server().map_err(ApiError::oauth)?;
+    async fn userinfo(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<Json<Value>, OAuthError> {
+        let server = state.oauth_server()?;
         async {
             no_secrets_in_query(req)?;
             let token = req
@@ -709,7 +712,7 @@ impl OAuthApi {
             server.userinfo(token).await.map(Json)
         }
         .await
-        .map_err(ApiError::oauth)
+        .map_err(OAuthError::from)
     }
 
     /// Token revocation (RFC 7009)
@@ -722,15 +725,14 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: HandlePayload,
-    ) -> ApiResult<EmptyResult> {
-        let server = state.oauth_server().map_err(ApiError::oauth)?;
+    ) -> Result<EmptyResult, OAuthError> {
+        let server = state.oauth_server()?;
         let (HandlePayload::Form(Form(t)) | HandlePayload::Json(Json(t))) = body;
         async {
             let (client, token) = handle_of(server, req, &t, false).await?;
             server.revoke(&client, token).await
         }
-        .await
-        .map_err(ApiError::oauth)?;
+        .await?;
         Ok(EmptyResult::Ok)
     }
 
@@ -748,15 +750,15 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: HandlePayload,
-    ) -> ApiResult<Json<Value>> {
-        let server = state.oauth_server().map_err(ApiError::oauth)?;
+    ) -> Result<Json<Value>, OAuthError> {
+        let server = state.oauth_server()?;
         let (HandlePayload::Form(Form(t)) | HandlePayload::Json(Json(t))) = body;
         async {
             let (client, token) = handle_of(server, req, &t, true).await?;
             server.introspect(&client, token).await.map(Json)
         }
         .await
-        .map_err(ApiError::oauth)
+        .map_err(OAuthError::from)
     }
 
     /// Disconnect an app
@@ -774,7 +776,7 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: DeauthorizePayload,
-    ) -> ApiResult<ManageResult> {
+    ) -> Result<ManageResult, OAuthError> {
         deauthorize(&state, req, body).await
     }
 
@@ -789,7 +791,7 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: DeauthorizePayload,
-    ) -> ApiResult<ManageResult> {
+    ) -> Result<ManageResult, OAuthError> {
         deauthorize(&state, req, body).await
     }
 
@@ -797,16 +799,16 @@ impl OAuthApi {
     ///
     /// The apps the signed-in user allowed, each with a "Revoke access" button.
     #[oai(path = "/manage-apps", method = "get", operation_id = "manageApps")]
-    async fn manage_apps(&self, state: Data<&AppState>, req: &Request) -> ApiResult<ManageResult> {
-        let server = state.oauth_server().map_err(ApiError::code)?;
-        let Some(signer) = state.oauth_user(req).await.map_err(ApiError::code)? else {
+    async fn manage_apps(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<ManageResult, CodedError> {
+        let server = state.oauth_server()?;
+        let Some(signer) = state.oauth_user(req).await? else {
             return Ok(ManageResult::Redirect(state.sign_in_first("/manage-apps")));
         };
-        let apps = server
-            .repo
-            .connections(&signer.user.id)
-            .await
-            .map_err(ApiError::code)?;
+        let apps = server.repo.connections(&signer.user.id).await?;
         let token = signer.manage_token(&state);
         Ok(ManageResult::Page(Html(pages::manage_apps(
             &signer.user.username,
@@ -821,8 +823,8 @@ impl OAuthApi {
         method = "get",
         operation_id = "openidConfiguration"
     )]
-    async fn discovery(&self, state: Data<&AppState>) -> ApiResult<DocumentResult> {
-        let server = state.oauth_server().map_err(ApiError::code)?;
+    async fn discovery(&self, state: Data<&AppState>) -> Result<DocumentResult, CodedError> {
+        let server = state.oauth_server()?;
         Ok(DocumentResult::Ok(
             Json(server.discovery()),
             "public, max-age=300".into(),
@@ -831,10 +833,10 @@ impl OAuthApi {
 
     /// The id_token signing keys (JWKS)
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
-    async fn jwks(&self, state: Data<&AppState>) -> ApiResult<DocumentResult> {
-        let server = state.oauth_server().map_err(ApiError::code)?;
+    async fn jwks(&self, state: Data<&AppState>) -> Result<DocumentResult, CodedError> {
+        let server = state.oauth_server()?;
         Ok(DocumentResult::Ok(
-            Json(server.jwks().await.map_err(ApiError::code)?),
+            Json(server.jwks().await?),
             "public, max-age=300".into(),
         ))
     }
@@ -995,14 +997,13 @@ async fn deauthorize(
     state: &AppState,
     req: &Request,
     body: DeauthorizePayload,
-) -> ApiResult<ManageResult> {
-    let server = state.oauth_server().map_err(ApiError::oauth)?;
+) -> Result<ManageResult, OAuthError> {
+    let server = state.oauth_server()?;
     let (DeauthorizePayload::Form(Form(f)) | DeauthorizePayload::Json(Json(f))) = body;
     let user = state
         .oauth_user(req)
-        .await
-        .map_err(ApiError::oauth)?
-        .ok_or_else(|| ApiError::oauth(oauth_error("invalid_token", "Sign in first.")))?;
+        .await?
+        .ok_or_else(|| OAuthError::from(oauth_error("invalid_token", "Sign in first.")))?;
     // The connected-apps page's own token (bound to this session), never the `/api/auth`
     // one: CORS-listed origins can read that.
     crate::bff::csrf::verify_bound(
@@ -1010,17 +1011,11 @@ async fn deauthorize(
         "manage-apps",
         &[&user.session],
         f.csrf_token.as_deref(),
-    )
-    .map_err(ApiError::oauth)?;
-    let client_id = f
-        .client_id
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| ApiError::oauth(oauth_error("invalid_request", "client_id is required.")))?;
-    server
-        .repo
-        .disconnect(&user.user.id, &client_id)
-        .await
-        .map_err(ApiError::oauth)?;
+    )?;
+    let client_id = f.client_id.filter(|c| !c.is_empty()).ok_or_else(|| {
+        OAuthError::from(oauth_error("invalid_request", "client_id is required."))
+    })?;
+    server.repo.disconnect(&user.user.id, &client_id).await?;
     tracing::info!(client = %client_id, "app disconnected by its user");
     Ok(ManageResult::Redirect(format!(
         "{}/manage-apps",

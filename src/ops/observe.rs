@@ -1,5 +1,6 @@
-//! The outermost middleware: gives each request its id and tracing span, turns every
-//! error into the JSON envelope, records metrics, and logs one line per request.
+//! The outermost middleware but one: gives each request its id and tracing span, turns
+//! any error no route group rendered into the JSON envelope, records metrics, and logs
+//! one line per request.
 //!
 //! Only the path is logged, never the query string (OAuth codes and states travel there).
 
@@ -11,7 +12,8 @@ use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 
-use crate::error::{AppError, ErrorStyle};
+use crate::error::ErrorStyle;
+use crate::http::api_error::render_error;
 use crate::ops::metrics::Metrics;
 use crate::request_id;
 
@@ -36,28 +38,6 @@ pub struct ObserveEndpoint<E> {
     metrics: Arc<Metrics>,
 }
 
-/// Which spelling of the error envelope a path uses.
-fn style_for(path: &str) -> ErrorStyle {
-    if path == "/v1" || path.starts_with("/v1/") {
-        ErrorStyle::Title
-    } else if path.starts_with("/oauth/") {
-        ErrorStyle::OAuth
-    } else {
-        ErrorStyle::Code
-    }
-}
-
-/// Renders any error that escaped a handler as the JSON envelope.
-pub fn render_error(err: poem::Error, style: ErrorStyle) -> Response {
-    if err.is_from_response() {
-        return err.into_response();
-    }
-    match err.downcast::<AppError>() {
-        Ok(app) => app.to_response(style),
-        Err(other) => AppError::from_poem(other).to_response(style),
-    }
-}
-
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
     type Output = Response;
 
@@ -69,7 +49,6 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         );
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let style = style_for(&path);
         let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
         let started = Instant::now();
 
@@ -82,7 +61,8 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
                 }
                 Err(err) => {
                     let pattern = err.data::<PathPattern>().cloned();
-                    (render_error(err, style), pattern)
+                    // What no route group rendered (unknown paths, the SPA, health).
+                    (render_error(err, ErrorStyle::Code), pattern)
                 }
             };
             let took = started.elapsed();

@@ -12,7 +12,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::{Endpoint, Request, Response};
 
 use crate::error::ErrorStyle;
-use crate::ops::observe::render_error;
+use crate::http::api_error::render_error;
 
 pub use routes::{ProxyRoutes, Target, Upstream};
 
