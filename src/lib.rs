@@ -9,18 +9,17 @@
 // and boxing them would only add an allocation to every error.
 #![allow(clippy::result_large_err)]
 
-pub mod api;
-pub mod auth;
+pub mod accounts;
 pub mod bff;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod mail;
 pub mod oauth;
-pub mod ops;
 pub mod preflight;
 pub mod providers;
 pub mod proxy;
@@ -32,3 +31,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod users;
+pub mod v1;

@@ -149,7 +149,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
-            print!("{}", sessiongate::api::spec_json());
+            print!("{}", sessiongate::v1::spec_json());
             ExitCode::SUCCESS
         }
         Command::Keygen => {

@@ -7,12 +7,12 @@ use poem::middleware::CatchPanic;
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
 use crate::error::{AppError, ErrorStyle};
+use crate::health;
 use crate::http::api_error::Errors;
+use crate::http::body_limit::BodyLimit;
 use crate::http::cors::Cors;
 use crate::http::headers::SecurityHeaders;
-use crate::ops::body_limit::BodyLimit;
-use crate::ops::health;
-use crate::ops::observe::Observe;
+use crate::http::observe::Observe;
 use crate::proxy::BundledApi;
 use crate::startup::AppState;
 
@@ -55,8 +55,8 @@ fn cross_origin(endpoint: impl Endpoint + 'static, cors: Option<&Cors>) -> BoxEn
 /// Every route of the server, wrapped (outermost first) in: security headers, request
 /// id + log + metrics + JSON errors, panic catching, state.
 pub fn build(state: AppState) -> impl Endpoint + 'static {
-    let api = crate::api::service();
-    let spec = crate::api::spec_json();
+    let api = crate::v1::service();
+    let spec = crate::v1::spec_json();
     let metrics = state.metrics.clone();
     let server = &state.settings.server;
     let body_limit = server.body_limit;

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::auth::jwt::JwtKeys;
-use crate::auth::AuthService;
+use crate::accounts::jwt::JwtKeys;
+use crate::accounts::AccountService;
 use crate::bff::CredentialsBackend;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::mail::Mailer;
-use crate::ops::metrics::Metrics;
 use crate::providers::{FlowStore, Providers, SELF_PROVIDER};
 use crate::proxy::refresh::SingleFlight;
 use crate::proxy::ProxyRoutes;
@@ -20,6 +19,7 @@ use crate::ratelimit::RateLimiter;
 use crate::session::cookie::CookiePolicy;
 use crate::session::{Keyring, SessionManager};
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 use crate::users::UserRepo;
 
 /// What every handler can reach. Cheap to clone.
@@ -29,7 +29,7 @@ pub struct AppState {
     pub db: Database,
     /// Sessions, flows, locks and counters (Redis or memory).
     pub store: Store,
-    pub auth: Arc<AuthService>,
+    pub accounts: Arc<AccountService>,
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<SessionManager>,
     pub cookies: CookiePolicy,
@@ -96,7 +96,7 @@ impl AppState {
             .context("building the HTTP client")?;
         let proxy_routes = Arc::new(ProxyRoutes::new(&settings));
         let settings = Arc::new(settings);
-        let auth = AuthService::new(
+        let accounts = AccountService::new(
             UserRepo::new(db.pool.clone()),
             jwt,
             Arc::clone(&settings),
@@ -105,7 +105,7 @@ impl AppState {
         );
         let credentials = CredentialsBackend::new(
             &settings.providers.credentials,
-            Arc::clone(&auth),
+            Arc::clone(&accounts),
             http.clone(),
         );
         let oauth = if settings.oauth.enabled && credentials.is_bundled() {
@@ -166,7 +166,7 @@ impl AppState {
             settings,
             db,
             store,
-            auth,
+            accounts,
             metrics: Arc::new(Metrics::default()),
             sessions,
             cookies,

@@ -15,18 +15,19 @@ use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::ApiTags;
 use crate::bff::credentials::{NewAccount, SignedIn, PROVIDER};
 use crate::bff::oauth::CallbackParams;
+use crate::bff::pages;
 use crate::bff::redirect::RedirectTarget;
-use crate::bff::{csrf, pages};
 use crate::error::{AppError, AppResult};
 use crate::http::api_error::CodedError;
-use crate::ops::client_ip::ClientIp;
+use crate::http::client_ip::ClientIp;
+use crate::http::tags::ApiTags;
+use crate::session::csrf;
 use crate::session::{cookie, Session, SessionId};
 use crate::startup::AppState;
 
-pub struct AuthJsApi;
+pub struct NextAuthApi;
 
 /// A provider as `GET /api/auth/providers` lists it.
 #[derive(Debug, Object)]
@@ -394,7 +395,7 @@ impl AppState {
 }
 
 #[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Session")]
-impl AuthJsApi {
+impl NextAuthApi {
     /// Enabled providers
     #[oai(path = "/providers", method = "get", operation_id = "providers")]
     async fn providers(&self, state: Data<&AppState>) -> ProvidersResult {

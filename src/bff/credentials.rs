@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::auth::{AuthService, TokenPair};
+use crate::accounts::{AccountService, TokenPair};
 use crate::clock::now;
 use crate::config::CredentialsSettings;
 use crate::error::{AppError, AppResult};
@@ -37,13 +37,13 @@ pub struct SignedIn {
 }
 
 /// Registration fields, as received (the same shape the bundled API takes).
-pub use crate::auth::service::Registration as NewAccount;
+pub use crate::accounts::service::Registration as NewAccount;
 
 /// Where credentials go: the bundled API, or a remote one (`http`). The bundled account
 /// service also provides the rate limiter both use.
 #[derive(Clone)]
 pub struct CredentialsBackend {
-    auth: Arc<AuthService>,
+    accounts: Arc<AccountService>,
     http: Option<HttpBackend>,
 }
 
@@ -84,14 +84,14 @@ fn bundled_tokens(t: TokenPair) -> TokenSet {
 impl CredentialsBackend {
     pub fn new(
         config: &CredentialsSettings,
-        auth: Arc<AuthService>,
+        accounts: Arc<AccountService>,
         client: reqwest::Client,
     ) -> Self {
         let http = (!config.login_url.is_empty()).then(|| HttpBackend {
             client,
             config: config.clone(),
         });
-        Self { auth, http }
+        Self { accounts, http }
     }
 
     /// Whether sign-ins are checked against the bundled users (the authorization server
@@ -111,7 +111,7 @@ impl CredentialsBackend {
     /// itself; for a remote backend they are applied here).
     pub async fn login(&self, identifier: &str, password: &str, ip: IpAddr) -> AppResult<SignedIn> {
         let Some(http) = &self.http else {
-            let (user, tokens) = self.auth.login(identifier, password, ip).await?;
+            let (user, tokens) = self.accounts.login(identifier, password, ip).await?;
             return Ok(SignedIn {
                 user: bundled_user(&user),
                 tokens: bundled_tokens(tokens),
@@ -121,9 +121,9 @@ impl CredentialsBackend {
             crate::ratelimit::ip_key(ip),
             identifier.trim().to_lowercase(),
         );
-        self.auth
+        self.accounts
             .guarded(
-                &self.auth.login_buckets(&ip, &account),
+                &self.accounts.login_buckets(&ip, &account),
                 http.login(identifier, password),
             )
             .await
@@ -132,15 +132,15 @@ impl CredentialsBackend {
     pub async fn register(&self, account: NewAccount<'_>, ip: IpAddr) -> AppResult<SignedIn> {
         match &self.http {
             None => {
-                let (user, tokens) = self.auth.register(account, ip).await?;
+                let (user, tokens) = self.accounts.register(account, ip).await?;
                 Ok(SignedIn {
                     user: bundled_user(&user),
                     tokens: bundled_tokens(tokens),
                 })
             }
             Some(h) => {
-                let limit = self.auth.settings.rate_limit.register_per_ip;
-                self.auth
+                let limit = self.accounts.settings.rate_limit.register_per_ip;
+                self.accounts
                     .consume("register_ip", &crate::ratelimit::ip_key(ip), limit)
                     .await?;
                 h.register(account).await
@@ -152,7 +152,7 @@ impl CredentialsBackend {
     pub async fn profile(&self, tokens: &TokenSet) -> AppResult<SessionUser> {
         match &self.http {
             None => Ok(bundled_user(
-                &self.auth.authenticate(&tokens.access_token).await?.user,
+                &self.accounts.authenticate(&tokens.access_token).await?.user,
             )),
             Some(h) => h.me(&tokens.access_token).await,
         }
@@ -166,7 +166,7 @@ impl CredentialsBackend {
             .as_deref()
             .ok_or(RefreshError::Rejected)?;
         match &self.http {
-            None => match self.auth.refresh(refresh).await {
+            None => match self.accounts.refresh(refresh).await {
                 Ok(pair) => Ok(bundled_tokens(pair)),
                 Err(AppError::Unauthenticated(_)) => Err(RefreshError::Rejected),
                 Err(e) => {
@@ -184,7 +184,7 @@ impl CredentialsBackend {
             return;
         };
         let result = match &self.http {
-            None => self.auth.logout(refresh).await,
+            None => self.accounts.logout(refresh).await,
             Some(h) => h.logout(refresh).await,
         };
         if let Err(e) = result {

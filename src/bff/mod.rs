@@ -4,7 +4,6 @@
 
 pub mod api;
 pub mod credentials;
-pub mod csrf;
 pub mod oauth;
 pub mod pages;
 pub mod redirect;

@@ -8,7 +8,7 @@ use poem::Request;
 
 use crate::bff::redirect::RedirectTarget;
 use crate::error::{AppError, AppResult};
-use crate::ops::client_ip::ClientIp;
+use crate::http::client_ip::ClientIp;
 use crate::providers::{PendingFlow, Provider};
 use crate::session::cookie;
 use crate::startup::AppState;
@@ -56,7 +56,7 @@ impl AppState {
         provider: &Provider,
         callback: Option<&str>,
     ) -> AppResult<Outcome> {
-        self.auth
+        self.accounts
             .consume(
                 "oauth_signin_ip",
                 &crate::ratelimit::ip_key(ip.0),

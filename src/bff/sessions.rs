@@ -7,10 +7,10 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::ApiTags;
 use crate::clock::rfc3339;
 use crate::error::AppError;
 use crate::http::api_error::CodedError;
+use crate::http::tags::ApiTags;
 use crate::startup::AppState;
 
 pub struct SessionsApi;

@@ -2,6 +2,10 @@
 //! every answer the same security headers and CORS rules.
 
 pub mod api_error;
+pub mod body_limit;
+pub mod client_ip;
 pub mod cors;
 pub mod headers;
+pub mod observe;
 pub mod server;
+pub mod tags;

@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::ops::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// How connections are bounded (from `[server]`).
 #[derive(Debug, Clone, Copy)]

@@ -18,11 +18,11 @@ use serde_json::Value;
 use super::{
     oauth_error, pages, AuthorizationServer, ClientCredentials, Code, TokenAnswer, SCOPES,
 };
-use crate::api::ApiTags;
 use crate::bff::credentials::PROVIDER;
 use crate::clock::now;
 use crate::error::{AppError, AppResult};
 use crate::http::api_error::{CodedError, OAuthError};
+use crate::http::tags::ApiTags;
 use crate::oauth::repo::Client;
 use crate::startup::AppState;
 use crate::users::User;
@@ -233,12 +233,12 @@ impl SignedInUser {
     /// The consent form's anti-CSRF token: bound to this browser session and to the
     /// request's parameters (`fields`, as the page posts them back).
     fn consent_token(&self, state: &AppState, fields: &[(&str, &str)]) -> String {
-        crate::bff::csrf::bound(&state.csrf_secret, "consent", &consent_parts(self, fields))
+        crate::session::csrf::bound(&state.csrf_secret, "consent", &consent_parts(self, fields))
     }
 
     /// The connected-apps page's anti-CSRF token, bound to this browser session.
     fn manage_token(&self, state: &AppState) -> String {
-        crate::bff::csrf::bound(&state.csrf_secret, "manage-apps", &[&self.session])
+        crate::session::csrf::bound(&state.csrf_secret, "manage-apps", &[&self.session])
     }
 }
 
@@ -311,7 +311,11 @@ impl AppState {
             Err(AppError::SessionExpired) => return Ok(None),
             Err(e) => return Err(e),
         };
-        match self.auth.authenticate(&session.tokens.access_token).await {
+        match self
+            .accounts
+            .authenticate(&session.tokens.access_token)
+            .await
+        {
             Ok(caller) => Ok(Some(SignedInUser {
                 user: caller.user,
                 auth_time: session.created_at,
@@ -937,7 +941,7 @@ async fn decide(
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let parts = consent_parts(&signer, &posted);
-    if crate::bff::csrf::verify_bound(
+    if crate::session::csrf::verify_bound(
         &state.csrf_secret,
         "consent",
         &parts,
@@ -1006,7 +1010,7 @@ async fn deauthorize(
         .ok_or_else(|| OAuthError::from(oauth_error("invalid_token", "Sign in first.")))?;
     // The connected-apps page's own token (bound to this session), never the `/api/auth`
     // one: CORS-listed origins can read that.
-    crate::bff::csrf::verify_bound(
+    crate::session::csrf::verify_bound(
         &state.csrf_secret,
         "manage-apps",
         &[&user.session],

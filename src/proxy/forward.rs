@@ -12,7 +12,7 @@ use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Body, FromRequest, IntoResponse, Request, RequestParts, Response};
 
 use crate::error::{AppError, AppResult, ErrorStyle};
-use crate::ops::client_ip::ClientIp;
+use crate::http::client_ip::ClientIp;
 use crate::proxy::{path, refresh, BundledApi, Target, Upstream};
 use crate::session::cookie;
 use crate::startup::AppState;

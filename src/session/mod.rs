@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod compact;
 pub mod cookie;
+pub mod csrf;
 pub mod id;
 pub mod manager;
 pub mod model;

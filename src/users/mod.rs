@@ -2,7 +2,7 @@
 //! repository.
 
 pub mod domain;
-pub mod password;
+pub mod hashing;
 pub mod repo;
 
 pub use domain::{Email, Identifier, Name, Password, Username};

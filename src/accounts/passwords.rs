@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::auth::service::{AuthService, Caller, BAD_RESET_TOKEN};
+use crate::accounts::service::{AccountService, Caller, BAD_RESET_TOKEN};
 use crate::clock::now;
 use crate::crypto::{random_token, sha256_hex};
 use crate::error::{AppError, AppResult};
@@ -23,7 +23,7 @@ pub struct NewPassword<'a> {
     pub confirm: Option<&'a str>,
 }
 
-impl AuthService {
+impl AccountService {
     /// Checks a new password against the policy and its confirmation.
     fn check_new_password(
         &self,

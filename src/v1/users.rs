@@ -4,14 +4,14 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use crate::api::auth::MeResult;
-use crate::api::models::{ProfileUpdate, ProfileUpdated};
-use crate::api::security::BearerAuth;
-use crate::api::ApiTags;
-use crate::auth::service::ProfilePatch;
+use crate::accounts::service::ProfilePatch;
 use crate::http::api_error::TitledError;
-use crate::ops::client_ip::ClientIp;
+use crate::http::client_ip::ClientIp;
+use crate::http::tags::ApiTags;
 use crate::startup::AppState;
+use crate::v1::auth::MeResult;
+use crate::v1::models::{ProfileUpdate, ProfileUpdated};
+use crate::v1::security::BearerAuth;
 
 pub struct UsersApi;
 
@@ -31,7 +31,7 @@ impl UsersApi {
         state: Data<&AppState>,
         auth: BearerAuth,
     ) -> Result<MeResult, TitledError> {
-        let caller = state.auth.authenticate(auth.token()).await?;
+        let caller = state.accounts.authenticate(auth.token()).await?;
         Ok(MeResult::Ok(Json(caller.user.into())))
     }
 
@@ -48,9 +48,9 @@ impl UsersApi {
         ip: ClientIp,
         body: Json<ProfileUpdate>,
     ) -> Result<ProfileResult, TitledError> {
-        let caller = state.auth.authenticate(auth.token()).await?;
+        let caller = state.accounts.authenticate(auth.token()).await?;
         let user = state
-            .auth
+            .accounts
             .update_profile(
                 &caller.user,
                 ProfilePatch {

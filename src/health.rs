@@ -71,7 +71,7 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
 pub fn metrics(state: Data<&AppState>) -> Response {
     // One count for every password check: whether the account existed must not show
     // (an unknown account is checked against a dummy hash, in the same time).
-    let verified = state.auth.verification_count();
+    let verified = state.accounts.verification_count();
     let mut text = state.metrics.render();
     text.push_str(
         "# HELP sessiongate_password_verifications_total Password checks (sign-ins, password changes).\n\

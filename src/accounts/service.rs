@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::auth::jwt::{JwtKeys, TokenType};
+use crate::accounts::jwt::{JwtKeys, TokenType};
 use crate::clock::now;
 use crate::config::Settings;
 use crate::crypto::sha256_hex;
@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult};
 use crate::mail::Mailer;
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::users::domain::Validator;
-use crate::users::password::PasswordHasherPool;
+use crate::users::hashing::PasswordHasherPool;
 use crate::users::repo::{NewUser, ProfileChange, Rotation};
 use crate::users::{Email, Identifier, Name, Password, User, UserRepo, Username};
 
@@ -54,7 +54,7 @@ pub struct Caller {
     pub family_id: String,
 }
 
-pub struct AuthService {
+pub struct AccountService {
     pub(crate) repo: UserRepo,
     pub(crate) hasher: PasswordHasherPool,
     jwt: JwtKeys,
@@ -69,7 +69,7 @@ const BAD_TOKEN: &str = "The token is invalid or has expired.";
 /// The refusal of a reset token that is not live (counted as a failure).
 pub(crate) const BAD_RESET_TOKEN: &str = "The reset link is invalid, expired or already used.";
 
-impl AuthService {
+impl AccountService {
     pub fn new(
         repo: UserRepo,
         jwt: JwtKeys,

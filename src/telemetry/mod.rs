@@ -1,6 +1,8 @@
 //! Tracing: human-readable lines by default, JSON with `log.format = "json"`. Every line
 //! inside a request carries its `request_id` (the request span's field).
 
+pub mod metrics;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::{LogFormat, LogSettings};

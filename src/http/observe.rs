@@ -14,8 +14,8 @@ use tracing::Instrument;
 
 use crate::error::ErrorStyle;
 use crate::http::api_error::render_error;
-use crate::ops::metrics::Metrics;
 use crate::request_id;
+use crate::telemetry::metrics::Metrics;
 
 /// Middleware factory; holds the shared metrics registry.
 pub struct Observe {

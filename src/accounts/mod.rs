@@ -4,4 +4,4 @@ pub mod jwt;
 pub mod passwords;
 pub mod service;
 
-pub use service::{AuthService, TokenPair};
+pub use service::{AccountService, TokenPair};

@@ -2,7 +2,7 @@
 
 use poem_openapi::Object;
 
-use crate::auth::TokenPair;
+use crate::accounts::TokenPair;
 use crate::clock::rfc3339;
 use crate::users::User;
 

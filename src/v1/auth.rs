@@ -4,14 +4,14 @@ use poem::web::Data;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiResponse, OpenApi};
 
-use crate::api::models::*;
-use crate::api::security::BearerAuth;
-use crate::api::ApiTags;
-use crate::auth::passwords::{NewPassword, RESET_REQUESTED};
-use crate::auth::service::Registration;
+use crate::accounts::passwords::{NewPassword, RESET_REQUESTED};
+use crate::accounts::service::Registration;
 use crate::http::api_error::TitledError;
-use crate::ops::client_ip::ClientIp;
+use crate::http::client_ip::ClientIp;
+use crate::http::tags::ApiTags;
 use crate::startup::AppState;
+use crate::v1::models::*;
+use crate::v1::security::BearerAuth;
 
 pub struct AuthApi;
 
@@ -78,7 +78,7 @@ impl AuthApi {
         body: Json<RegisterRequest>,
     ) -> Result<RegisterResult, TitledError> {
         let (user, tokens) = state
-            .auth
+            .accounts
             .register(
                 Registration {
                     username: &body.username,
@@ -113,7 +113,7 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> Result<LoginResult, TitledError> {
         let (user, tokens) = state
-            .auth
+            .accounts
             .login(body.identifier(), &body.password, ip.0)
             .await?;
         Ok(LoginResult::Ok(Json(LoginResponse::new(user, tokens))))
@@ -139,7 +139,7 @@ impl AuthApi {
             .into());
         }
         let (user, tokens) = state
-            .auth
+            .accounts
             .login(&form.username, &form.password, ip.0)
             .await?;
         Ok(LoginResult::Ok(Json(LoginResponse::new(user, tokens))))
@@ -150,7 +150,7 @@ impl AuthApi {
     /// The user the access token belongs to.
     #[oai(path = "/me", method = "get", operation_id = "authMe")]
     async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<MeResult, TitledError> {
-        let caller = state.auth.authenticate(auth.token()).await?;
+        let caller = state.accounts.authenticate(auth.token()).await?;
         Ok(MeResult::Ok(Json(caller.user.into())))
     }
 
@@ -164,7 +164,7 @@ impl AuthApi {
         state: Data<&AppState>,
         body: Json<RefreshRequest>,
     ) -> Result<TokenResult, TitledError> {
-        let pair = state.auth.refresh(&body.refresh_token).await?;
+        let pair = state.accounts.refresh(&body.refresh_token).await?;
         Ok(TokenResult::Ok(Json(pair.into())))
     }
 
@@ -178,7 +178,7 @@ impl AuthApi {
         state: Data<&AppState>,
         body: Json<RefreshRequest>,
     ) -> Result<LogoutResult, TitledError> {
-        state.auth.logout(&body.refresh_token).await?;
+        state.accounts.logout(&body.refresh_token).await?;
         Ok(LogoutResult::LoggedOut)
     }
 
@@ -198,9 +198,9 @@ impl AuthApi {
         ip: ClientIp,
         body: Json<PasswordChangeRequest>,
     ) -> Result<MessageResult, TitledError> {
-        let caller = state.auth.authenticate(auth.token()).await?;
+        let caller = state.accounts.authenticate(auth.token()).await?;
         state
-            .auth
+            .accounts
             .change_password(
                 &caller,
                 &body.old_password,
@@ -232,7 +232,7 @@ impl AuthApi {
         ip: ClientIp,
         body: Json<PasswordResetRequest>,
     ) -> Result<AcceptedResult, TitledError> {
-        state.auth.request_reset(&body.email, ip.0).await?;
+        state.accounts.request_reset(&body.email, ip.0).await?;
         Ok(AcceptedResult::Accepted(Json(MessageResponse::new(
             RESET_REQUESTED,
         ))))
@@ -255,7 +255,7 @@ impl AuthApi {
         body: Json<PasswordResetConfirm>,
     ) -> Result<MessageResult, TitledError> {
         let user_id = state
-            .auth
+            .accounts
             .confirm_reset(
                 &body.token,
                 NewPassword {

@@ -9,30 +9,13 @@ pub mod models;
 pub mod security;
 pub mod users;
 
-use poem_openapi::{OpenApiService, Tags};
-
-/// Operation groups, in the order Swagger UI shows them.
-#[derive(Tags)]
-pub enum ApiTags {
-    /// Registration, sign-in, token refresh and sign-out (Bearer JWT).
-    Auth,
-    /// The signed-in user's profile.
-    Users,
-    /// Browser sessions under `/api/auth` (NextAuth protocol, cookie-authenticated):
-    /// the browser holds only an HttpOnly session cookie, never a token.
-    #[oai(rename = "session")]
-    Session,
-    /// The bundled OAuth2 authorization server: authorize, token, userinfo, revocation,
-    /// introspection, deauthorization, and OpenID Connect discovery.
-    #[oai(rename = "oauth")]
-    OAuth,
-}
+use poem_openapi::OpenApiService;
 
 /// All documented operations.
 pub type Apis = (
     auth::AuthApi,
     users::UsersApi,
-    crate::bff::api::AuthJsApi,
+    crate::bff::api::NextAuthApi,
     crate::bff::sessions::SessionsApi,
     crate::oauth::api::OAuthApi,
 );
@@ -43,7 +26,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
         (
             auth::AuthApi,
             users::UsersApi,
-            crate::bff::api::AuthJsApi,
+            crate::bff::api::NextAuthApi,
             crate::bff::sessions::SessionsApi,
             crate::oauth::api::OAuthApi,
         ),
