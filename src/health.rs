@@ -5,7 +5,7 @@ use poem::web::{Data, Json};
 use poem::{handler, IntoResponse, Response};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Liveness: answers as long as the process serves requests. Touches nothing else.
 #[handler]

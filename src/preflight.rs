@@ -45,15 +45,15 @@ pub fn check(settings: &Settings) -> Vec<String> {
             ));
         }
         for (j, uri) in c.redirect_uris.iter().enumerate() {
-            if let Err(e) = crate::oauth::check_redirect_uri(uri) {
+            if let Err(e) = crate::oauth_server::check_redirect_uri(uri) {
                 problems.push(format!("{key}.redirect_uris[{j}]: {e}"));
             }
         }
         for scope in c.scopes.split_whitespace() {
-            if !crate::oauth::SCOPES.contains(&scope) {
+            if !crate::oauth_server::SCOPES.contains(&scope) {
                 problems.push(format!(
                     "{key}.scopes: unknown scope `{scope}` (known: {})",
-                    crate::oauth::SCOPES.join(" ")
+                    crate::oauth_server::SCOPES.join(" ")
                 ));
             }
         }

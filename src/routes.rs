@@ -13,8 +13,8 @@ use crate::http::body_limit::BodyLimit;
 use crate::http::cors::Cors;
 use crate::http::headers::SecurityHeaders;
 use crate::http::observe::Observe;
-use crate::proxy::BundledApi;
-use crate::startup::AppState;
+use crate::proxy::{BundledApi, Proxy, ProxyRoutes};
+use crate::state::AppState;
 
 /// The SPA in `dir` (`index.html` for any path that is not a file), or 404 JSON when no
 /// directory is configured or it does not exist.
@@ -55,8 +55,8 @@ fn cross_origin(endpoint: impl Endpoint + 'static, cors: Option<&Cors>) -> BoxEn
 /// Every route of the server, wrapped (outermost first) in: security headers, request
 /// id + log + metrics + JSON errors, panic catching, state.
 pub fn build(state: AppState) -> impl Endpoint + 'static {
-    let api = crate::v1::service();
-    let spec = crate::v1::spec_json();
+    let api = crate::openapi::service();
+    let spec = crate::openapi::spec_json();
     let metrics = state.metrics.clone();
     let server = &state.settings.server;
     let body_limit = server.body_limit;
@@ -68,7 +68,10 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     // One API endpoint (routes built once), mounted under each of its prefixes, and
     // called in process by the proxy for `upstream = "bundled"`.
     let api = Arc::new(api.with(BodyLimit(body_limit)));
-    let bundled = BundledApi::new(Arc::clone(&api).data(state.clone()).boxed());
+    let proxy = Proxy {
+        routes: Arc::new(ProxyRoutes::new(&state.settings)),
+        bundled: BundledApi::new(Arc::clone(&api).data(state.clone()).boxed()),
+    };
     // Each route group renders its errors in its own envelope style, chosen here once.
     let group = |style| Arc::clone(&api).with(Errors(style));
 
@@ -97,7 +100,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         // Everything else: the single-page app (client-side routes get its index.html).
         .nest("/", spa(&static_dir))
         .data(state)
-        .data(bundled)
+        .data(proxy)
         .with(CatchPanic::new().with_handler(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).to_response(ErrorStyle::Code)
         }))

@@ -8,182 +8,159 @@ use anyhow::Context;
 
 use crate::accounts::jwt::JwtKeys;
 use crate::accounts::AccountService;
-use crate::bff::CredentialsBackend;
 use crate::config::Settings;
+use crate::crypto::vault::Keyring;
 use crate::db::Database;
 use crate::mail::Mailer;
-use crate::providers::{FlowStore, Providers, SELF_PROVIDER};
-use crate::proxy::refresh::SingleFlight;
-use crate::proxy::ProxyRoutes;
+use crate::oauth_server::{client_record, AuthorizationServer, NewClient, OAuthRepo};
+use crate::providers::{Credentials, FlowStore, Providers, SELF_PROVIDER};
 use crate::ratelimit::RateLimiter;
 use crate::session::cookie::CookiePolicy;
-use crate::session::{Keyring, SessionManager};
+use crate::session::csrf::Csrf;
+use crate::session::refresh::{Refresher, TokenSource};
+use crate::session::SessionManager;
+use crate::state::AppState;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::users::UserRepo;
 
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub db: Database,
-    /// Sessions, flows, locks and counters (Redis or memory).
-    pub store: Store,
-    pub accounts: Arc<AccountService>,
-    pub metrics: Arc<Metrics>,
-    pub sessions: Arc<SessionManager>,
-    pub cookies: CookiePolicy,
-    pub credentials: CredentialsBackend,
-    /// Key of the CSRF double-submit MAC.
-    pub csrf_secret: [u8; 32],
-    /// The one outbound HTTP client (pooled keep-alive).
-    pub http: reqwest::Client,
-    pub proxy_routes: Arc<ProxyRoutes>,
-    pub single_flight: Arc<SingleFlight>,
-    /// OAuth2/OIDC providers and their sign-ins in progress.
-    pub providers: Arc<Providers>,
-    /// The bundled authorization server (`/oauth`), when enabled.
-    pub oauth: Option<Arc<crate::oauth::AuthorizationServer>>,
-}
+/// Builds every service from `settings`: connects to the database (applying migrations),
+/// prepares the store, the providers, the authorization server.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let db = Database::connect(&settings).await?;
+    db.migrate().await?;
+    tracing::info!(backend = ?db.backend, "database ready");
 
-impl AppState {
-    /// Connects to the database (applying migrations) and prepares Redis.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = Database::connect(&settings).await?;
-        db.migrate().await?;
-        tracing::info!(backend = ?db.backend, "database ready");
-
-        let store = match settings.redis.url.expose() {
-            "" => {
-                tracing::warn!(
-                    "redis.url is empty: sessions, OAuth state and rate limits live in process \
+    let store = match settings.redis.url.expose() {
+        "" => {
+            tracing::warn!(
+                "redis.url is empty: sessions, OAuth state and rate limits live in process \
                      memory (one instance only, lost on restart)"
-                );
-                Store::memory()
-            }
-            url => Store::redis(url, settings.redis.timeout).context("redis.url")?,
-        };
+            );
+            Store::memory()
+        }
+        url => Store::redis(url, settings.redis.timeout).context("redis.url")?,
+    };
 
-        let secret = match settings.auth.jwt_secret.expose() {
-            "" => {
-                tracing::warn!(
-                    "auth.jwt_secret is empty: using a random secret for this run; \
+    let secret = match settings.auth.jwt_secret.expose() {
+        "" => {
+            tracing::warn!(
+                "auth.jwt_secret is empty: using a random secret for this run; \
                      tokens will not survive a restart (set it in production)"
-                );
-                crate::crypto::random_token().into_bytes()
-            }
-            s => s.as_bytes().to_vec(),
-        };
-        let jwt = JwtKeys::new(&secret, settings.public_url());
-        let limiter = RateLimiter::new(store.clone(), &settings.redis.prefix);
-        let mailer = Mailer::from_settings(&settings.mail)?;
-        let keyring = session_keys(&settings, store.is_shared())?;
-        let cookies = CookiePolicy {
-            secure: settings.session.cookie_secure,
-            max_age: settings.session.absolute_timeout,
-        };
-        // No total timeout on the shared client: proxied bodies may stream for long. Each
-        // caller bounds its own wait; a stalled connection fails after `proxy.timeout`
-        // without a byte.
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.proxy.connect_timeout)
-            .read_timeout(settings.proxy.timeout)
-            .pool_max_idle_per_host(256)
-            .redirect(reqwest::redirect::Policy::none())
-            // Some providers (GitHub) refuse requests without one.
-            .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
-        let proxy_routes = Arc::new(ProxyRoutes::new(&settings));
-        let settings = Arc::new(settings);
-        let accounts = AccountService::new(
-            UserRepo::new(db.pool.clone()),
-            jwt,
-            Arc::clone(&settings),
-            limiter,
-            mailer,
-        );
-        let credentials = CredentialsBackend::new(
-            &settings.providers.credentials,
-            Arc::clone(&accounts),
-            http.clone(),
-        );
-        let oauth = if settings.oauth.enabled && credentials.is_bundled() {
-            Some(Arc::new(
-                crate::oauth::AuthorizationServer::start(
-                    crate::oauth::OAuthRepo::new(db.pool.clone()),
-                    UserRepo::new(db.pool.clone()),
-                    Arc::clone(&settings),
-                )
-                .await?,
-            ))
-        } else {
-            if settings.oauth.enabled {
-                tracing::warn!(
-                    "oauth.enabled, but the credentials backend is remote: the authorization \
-                     server serves bundled users only and stays off"
-                );
-            }
-            None
-        };
-        let mut configs = crate::providers::config::parse_all(&settings.providers.others)
-            .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
-        // The providers whose user ids are this server's own accounts.
-        let mut account_providers = Vec::new();
-        if credentials.is_bundled() {
-            account_providers.push(crate::bff::credentials::PROVIDER.to_owned());
+            );
+            crate::crypto::random_token().into_bytes()
         }
-        if let Some(server) = &oauth {
-            if settings.oauth.self_provider && !configs.iter().any(|c| c.id == SELF_PROVIDER) {
-                let secret = base64::Engine::encode(
-                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                    keyring.derive(b"oauth self-provider client secret"),
-                );
-                configs.push(self_provider(&settings, server, secret).await?);
-                account_providers.push(SELF_PROVIDER.to_owned());
-            }
-        }
-        let providers = Arc::new(Providers::new(
-            configs,
-            settings.public_url(),
-            FlowStore::new(store.clone(), &settings.redis.prefix, keyring.clone()),
-            crate::providers::ProviderHttp::new(http.clone()),
-        ));
-        let sessions = Arc::new(
-            SessionManager::new(
-                store.clone(),
-                keyring.clone(),
-                &settings.redis.prefix,
-                settings.session.idle_timeout,
-                settings.session.absolute_timeout,
-                settings.session.cache_ttl,
+        s => s.as_bytes().to_vec(),
+    };
+    let jwt = JwtKeys::new(&secret, settings.public_url());
+    let limiter = RateLimiter::new(store.clone(), &settings.redis.prefix);
+    let mailer = Mailer::from_settings(&settings.mail)?;
+    let keyring = session_keys(&settings, store.is_shared())?;
+    let cookies = CookiePolicy {
+        secure: settings.session.cookie_secure,
+        max_age: settings.session.absolute_timeout,
+    };
+    // No total timeout on the shared client: proxied bodies may stream for long. Each
+    // caller bounds its own wait; a stalled connection fails after `proxy.timeout`
+    // without a byte.
+    let http = reqwest::Client::builder()
+        .connect_timeout(settings.proxy.connect_timeout)
+        .read_timeout(settings.proxy.timeout)
+        .pool_max_idle_per_host(256)
+        .redirect(reqwest::redirect::Policy::none())
+        // Some providers (GitHub) refuse requests without one.
+        .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+    let settings = Arc::new(settings);
+    let accounts = AccountService::new(
+        UserRepo::new(db.pool.clone()),
+        jwt,
+        Arc::clone(&settings),
+        limiter,
+        mailer,
+    );
+    let credentials = Credentials::new(
+        &settings.providers.credentials,
+        Arc::clone(&accounts),
+        http.clone(),
+    );
+    let oauth = if settings.oauth.enabled && credentials.is_bundled() {
+        Some(Arc::new(
+            AuthorizationServer::start(
+                OAuthRepo::new(db.pool.clone()),
+                UserRepo::new(db.pool.clone()),
+                Arc::clone(&settings),
             )
-            .with_account_providers(account_providers),
-        );
-        Ok(Self {
-            oauth,
-            providers,
-            settings,
-            db,
-            store,
-            accounts,
-            metrics: Arc::new(Metrics::default()),
-            sessions,
-            cookies,
-            credentials,
-            csrf_secret: keyring.derive(b"csrf"),
-            http,
-            proxy_routes,
-            single_flight: Arc::default(),
-        })
+            .await?,
+        ))
+    } else {
+        if settings.oauth.enabled {
+            tracing::warn!(
+                "oauth.enabled, but the credentials backend is remote: the authorization \
+                     server serves bundled users only and stays off"
+            );
+        }
+        None
+    };
+    let mut configs = crate::providers::config::parse_all(&settings.providers.others)
+        .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
+    if let Some(server) = &oauth {
+        if settings.oauth.self_provider && !configs.iter().any(|c| c.id == SELF_PROVIDER) {
+            let secret = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                keyring.derive(b"oauth self-provider client secret"),
+            );
+            configs.push(self_provider(&settings, server, secret).await?);
+        }
     }
+    let providers = Arc::new(Providers::new(
+        credentials,
+        configs,
+        settings.public_url(),
+        FlowStore::new(store.clone(), &settings.redis.prefix, keyring.clone()),
+        crate::providers::ProviderHttp::new(http.clone()),
+    ));
+    let sessions = Arc::new(
+        SessionManager::new(
+            store.clone(),
+            keyring.clone(),
+            &settings.redis.prefix,
+            settings.session.idle_timeout,
+            settings.session.absolute_timeout,
+            settings.session.cache_ttl,
+        )
+        .with_account_providers(providers.account_providers()),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let refresher = Arc::new(Refresher::new(
+        Arc::clone(&sessions),
+        Arc::clone(&providers) as Arc<dyn TokenSource>,
+        Arc::clone(&metrics),
+        settings.proxy.refresh_skew,
+        settings.proxy.lock_timeout,
+    ));
+    Ok(AppState {
+        oauth,
+        providers,
+        settings,
+        db,
+        store,
+        accounts,
+        metrics,
+        sessions,
+        refresher,
+        csrf: Csrf::new(keyring.derive(b"csrf"), cookies.clone()),
+        cookies,
+        http,
+    })
 }
 
 /// Registers the BFF as a client of its own authorization server and returns the OIDC
 /// provider that signs in through it.
 async fn self_provider(
     settings: &Settings,
-    server: &crate::oauth::AuthorizationServer,
+    server: &AuthorizationServer,
     secret: String,
 ) -> anyhow::Result<crate::providers::ProviderConfig> {
     use crate::providers::{ClientAuth, Kind, ProviderConfig};
@@ -192,7 +169,7 @@ async fn self_provider(
         anyhow::anyhow!("oauth.self_provider needs server.public_url usable as an issuer: {e}")
     })?;
     let redirect = vec![format!("{issuer}/api/auth/callback/{SELF_PROVIDER}")];
-    let (client, _) = crate::oauth::client_record(&crate::oauth::NewClient {
+    let (client, _) = client_record(&NewClient {
         client_id: Some(SELF_PROVIDER),
         secret: Some(&secret),
         name: "this site",
@@ -216,6 +193,7 @@ async fn self_provider(
         scope: "openid profile email".into(),
         client_auth: ClientAuth::Basic,
         leeway: crate::providers::config::DEFAULT_LEEWAY,
+        accounts: true,
         profile: crate::providers::config::default_mapping(Kind::Oidc),
     })
 }
@@ -294,7 +272,7 @@ impl Application {
             },
             None => (None, None),
         };
-        let state = AppState::build(settings).await?;
+        let state = build_state(settings).await?;
         Ok(Self {
             listener,
             metrics_listener,

@@ -2,11 +2,11 @@
 //! `next-auth/react` works unchanged) plus our additions (register, my sessions,
 //! sign out everywhere).
 
-pub mod api;
-pub mod credentials;
-pub mod oauth;
+pub mod endpoints;
+pub mod models;
 pub mod pages;
 pub mod redirect;
 pub mod sessions;
+pub mod signin;
 
-pub use credentials::CredentialsBackend;
+pub use endpoints::NextAuthApi;

@@ -10,8 +10,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::clock::rfc3339;
 use crate::error::AppError;
 use crate::http::api_error::CodedError;
+use crate::http::session::{BrowserSession, SignedInSession};
 use crate::http::tags::ApiTags;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct SessionsApi;
 
@@ -51,8 +52,12 @@ impl SessionsApi {
     /// Every live session of the signed-in user, newest first. 401 when signed out
     /// (`session_expired`, and the cookie cleared, when the session has ended).
     #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
-    async fn list(&self, state: Data<&AppState>, req: &Request) -> Result<ListResult, CodedError> {
-        let (id, session) = state.signed_in_session(req).await?;
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        signed_in: SignedInSession,
+    ) -> Result<ListResult, CodedError> {
+        let SignedInSession { id, session } = signed_in;
         let list = state.sessions.list(&id, &session).await?;
         Ok(ListResult::Ok(Json(
             list.into_iter()
@@ -82,11 +87,15 @@ impl SessionsApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
+        browser: BrowserSession,
         id: Path<String>,
         #[oai(name = "X-CSRF-Token")] csrf_token: Header<Option<String>>,
     ) -> Result<RevokeResult, CodedError> {
-        state.check_csrf(req, csrf_token.0.as_deref())?;
-        let (current, session) = state.signed_in_session(req).await?;
+        state.csrf.check(req.headers(), csrf_token.0.as_deref())?;
+        let SignedInSession {
+            id: current,
+            session,
+        } = SignedInSession::require(browser.0, &state)?;
         if !state.sessions.revoke(&session, &id.0).await? {
             return Err(CodedError::from(AppError::NotFound));
         }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use poem::{FromRequest, Request, RequestBody};
 
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The address rate limits and logs attribute a request to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

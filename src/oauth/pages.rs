@@ -1,7 +1,7 @@
 //! The authorization server's HTML: consent, the error page for requests that cannot
 //! be sent back to the client, and the connected-apps page. Every value is escaped.
 
-use crate::bff::pages::{escape, page};
+use crate::http::html::{escape, page};
 
 /// What a scope lets the app do, in words.
 fn describe(scope: &str) -> &'static str {
@@ -68,7 +68,11 @@ pub fn error(message: &str) -> String {
 }
 
 /// The apps a user has connected, each with a "Revoke access" button.
-pub fn manage_apps(username: &str, csrf: &str, apps: &[super::repo::Connection]) -> String {
+pub fn manage_apps(
+    username: &str,
+    csrf: &str,
+    apps: &[crate::oauth_server::repo::Connection],
+) -> String {
     let mut body = format!(
         "<h1>Connected apps</h1><p>Signed in as <strong>{}</strong>.</p>",
         escape(username)

@@ -112,6 +112,8 @@ pub struct ProviderConfig {
     pub profile: ProfileMapping,
     /// Clock skew tolerated on id_token `exp`, `nbf` and `iat` (default 60 s, at most 5 min).
     pub leeway: std::time::Duration,
+    /// Whether its user ids are this server's own accounts ("Sign in with sessiongate").
+    pub accounts: bool,
 }
 
 /// Defaults of a preset table: `fortytwo`, `github`, `google`.
@@ -349,6 +351,7 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
         },
         client_auth,
         leeway,
+        accounts: false,
         profile: {
             let defaults = base.profile.unwrap_or_else(|| default_mapping(kind));
             let own = raw.profile.unwrap_or_default();

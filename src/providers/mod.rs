@@ -1,42 +1,207 @@
-//! OAuth2 and OpenID Connect identity providers ("Sign in with 42", GitHub, Google, any
-//! OIDC issuer): the authorization-code flow with PKCE, done server-side with the
-//! `oauth2` crate. The browser only ever sees redirects; tokens go to the vault.
+//! The provider registry: every way a user signs in — username and password (the
+//! credentials provider: the bundled `/v1` users or a remote backend), and OAuth2/OIDC
+//! providers ("Sign in with 42", GitHub, Google, any OIDC issuer, "Sign in with
+//! sessiongate") — behind one [`Provider`] for refresh, revocation and profile. Nothing
+//! outside this module tells providers apart by their id.
 
 pub mod config;
+pub mod credentials;
 pub mod fetch;
 pub mod flow;
+pub mod oauth;
 pub mod oidc;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use oauth2::basic::{
-    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
-    BasicTokenIntrospectionResponse, BasicTokenType,
-};
-use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use crate::bff::credentials::{RefreshError, SignedIn};
-use crate::clock::now;
+use crate::error::AppResult;
+use crate::session::refresh::{RefreshError, TokenSource};
 use crate::session::{SessionUser, TokenSet};
 
 pub use config::{ClientAuth, Kind, ProfileMapping, ProviderConfig};
+pub use credentials::Credentials;
 pub use fetch::ProviderHttp;
 pub use flow::{FlowStore, PendingFlow};
+pub use oauth::{Failure, OAuthProvider};
 
-use fetch::PROVIDER_TIMEOUT;
-
-/// Provider id of username/password sign-in (the bundled `/v1` users, or a remote
-/// credentials backend).
+/// Provider id of username/password sign-in.
 pub const CREDENTIALS: &str = "credentials";
 
 /// Provider id of "Sign in with sessiongate" (this server's own `/oauth`, by OIDC).
 pub const SELF_PROVIDER: &str = "sessiongate";
+
+/// A successful sign-in: who, and the tokens to keep in the vault.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: SessionUser,
+    pub tokens: TokenSet,
+}
+
+/// One way to sign in.
+#[allow(clippy::large_enum_variant)] // one of each, built once, held behind an Arc
+pub enum Provider {
+    Credentials(Credentials),
+    OAuth(OAuthProvider),
+}
+
+impl Provider {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Credentials(_) => CREDENTIALS,
+            Self::OAuth(p) => &p.config.id,
+        }
+    }
+
+    /// The name on sign-in buttons.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Credentials(c) => c.name(),
+            Self::OAuth(p) => &p.config.name,
+        }
+    }
+
+    /// NextAuth's provider `type`: `credentials`, or `oauth` for OAuth2 and OIDC.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Credentials(_) => "credentials",
+            Self::OAuth(_) => "oauth",
+        }
+    }
+
+    /// Where the provider's sign-in comes back to.
+    pub fn callback_url(&self, public_url: &str) -> String {
+        match self {
+            Self::Credentials(_) => format!("{public_url}/api/auth/callback/{CREDENTIALS}"),
+            Self::OAuth(p) => p.redirect_uri.clone(),
+        }
+    }
+
+    /// Whether its user ids are this server's own accounts (the bundled credentials
+    /// backend, "Sign in with sessiongate"): their sessions are indexed by account.
+    pub fn owns_accounts(&self) -> bool {
+        match self {
+            Self::Credentials(c) => c.is_bundled(),
+            Self::OAuth(p) => p.config.accounts,
+        }
+    }
+
+    /// Whether its sessions are signed in to the bundled users with `/v1` tokens (what
+    /// the authorization server accepts as its own sign-in).
+    pub fn is_bundled_password(&self) -> bool {
+        matches!(self, Self::Credentials(c) if c.is_bundled())
+    }
+
+    /// New tokens for `tokens` (RFC 6749 §6: a rejection ends the sign-in; anything else
+    /// is worth retrying later).
+    pub async fn refresh(
+        &self,
+        http: &ProviderHttp,
+        tokens: &TokenSet,
+    ) -> Result<TokenSet, RefreshError> {
+        match self {
+            Self::Credentials(c) => c.refresh(tokens).await,
+            Self::OAuth(p) => p.refresh(http, tokens).await,
+        }
+    }
+
+    /// Ends the provider's side of a sign-in, best effort (sign-out).
+    pub async fn revoke(&self, http: &ProviderHttp, tokens: &TokenSet) {
+        match self {
+            Self::Credentials(c) => c.logout(tokens).await,
+            Self::OAuth(p) => p.revoke(http, tokens).await,
+        }
+    }
+
+    /// The current profile behind `tokens`, where the provider can say (the session's
+    /// `update()`); `None`: keep the one from the sign-in.
+    pub async fn profile(&self, tokens: &TokenSet) -> AppResult<Option<SessionUser>> {
+        match self {
+            Self::Credentials(c) => c.profile(tokens).await.map(Some),
+            Self::OAuth(_) => Ok(None),
+        }
+    }
+}
+
+/// The enabled providers (the credentials provider first, then the OAuth ones in
+/// configuration order), the pending-flow store, and the one (capped) client every
+/// provider request goes through.
+pub struct Providers {
+    list: Vec<Arc<Provider>>,
+    pub flows: FlowStore,
+    pub http: ProviderHttp,
+}
+
+impl Providers {
+    pub fn new(
+        credentials: Credentials,
+        configs: Vec<ProviderConfig>,
+        public_url: &str,
+        flows: FlowStore,
+        http: ProviderHttp,
+    ) -> Self {
+        let mut list = vec![Arc::new(Provider::Credentials(credentials))];
+        list.extend(
+            configs
+                .into_iter()
+                .map(|c| Arc::new(Provider::OAuth(OAuthProvider::new(c, public_url)))),
+        );
+        Self { list, flows, http }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
+        self.list.iter().find(|p| p.id() == id)
+    }
+
+    /// Every provider, the credentials one first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.list.iter()
+    }
+
+    /// The username/password provider (always there).
+    pub fn credentials(&self) -> &Credentials {
+        self.list
+            .iter()
+            .find_map(|p| match p.as_ref() {
+                Provider::Credentials(c) => Some(c),
+                Provider::OAuth(_) => None,
+            })
+            .unwrap_or_else(|| unreachable!("the registry always holds the credentials provider"))
+    }
+
+    /// The OAuth2/OIDC provider `id`.
+    pub fn oauth(&self, id: &str) -> Option<&OAuthProvider> {
+        match self.get(id)?.as_ref() {
+            Provider::OAuth(p) => Some(p),
+            Provider::Credentials(_) => None,
+        }
+    }
+
+    /// The ids of the providers whose users are this server's own accounts.
+    pub fn account_providers(&self) -> Vec<String> {
+        self.iter()
+            .filter(|p| p.owns_accounts())
+            .map(|p| p.id().to_owned())
+            .collect()
+    }
+}
+
+/// The session refresher's source of new tokens: the session's own provider. A provider
+/// removed from the configuration keeps its sessions, as an outage would.
+impl TokenSource for Providers {
+    fn refresh<'a>(
+        &'a self,
+        provider: &'a str,
+        tokens: &'a TokenSet,
+    ) -> Pin<Box<dyn Future<Output = Result<TokenSet, RefreshError>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.get(provider) {
+                Some(p) => p.refresh(&self.http, tokens).await,
+                None => Err(RefreshError::Unavailable),
+            }
+        })
+    }
+}
 
 /// Whether "Sign in with sessiongate" (the BFF as a client of its own `/oauth`) is on: the
 /// authorization server serves the bundled users, and no provider table takes the id.
@@ -63,474 +228,4 @@ pub fn configured_ids(settings: &crate::config::Settings) -> (Vec<String>, Vec<S
         ids.push(SELF_PROVIDER.to_owned());
     }
     (ids, problems)
-}
-
-/// Why talking to a provider failed. The text is for the log, never for the browser.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error("provider unreachable: {0}")]
-    Unreachable(String),
-    #[error("provider refused: {0}")]
-    Refused(String),
-    #[error("unusable provider answer: {0}")]
-    Garbage(String),
-    #[error("id_token rejected: {0}")]
-    IdToken(String),
-}
-
-/// Token endpoint fields beyond RFC 6749's: OIDC's `id_token`, 42's `created_at`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExtraFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<Value>,
-}
-
-impl oauth2::ExtraTokenFields for ExtraFields {}
-
-type ProviderTokens = StandardTokenResponse<ExtraFields, BasicTokenType>;
-
-type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    ProviderTokens,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
-
-/// The endpoints of one sign-in: configured, or discovered (OIDC).
-struct Endpoints {
-    authorize: String,
-    token: String,
-    profile: Option<String>,
-    revocation: Option<String>,
-    auth: AuthType,
-    discovery: Option<Arc<oidc::Discovery>>,
-}
-
-/// One enabled provider.
-pub struct Provider {
-    pub config: ProviderConfig,
-    /// `<public_url>/api/auth/callback/<id>`.
-    pub redirect_uri: String,
-    oidc: Option<oidc::Oidc>,
-}
-
-/// What the browser is sent to, and what the callback will need.
-pub struct Authorization {
-    pub url: String,
-    pub state: String,
-    pub verifier: String,
-    pub nonce: Option<String>,
-}
-
-impl Provider {
-    pub fn new(config: ProviderConfig, public_url: &str) -> Self {
-        let redirect_uri = format!("{public_url}/api/auth/callback/{}", config.id);
-        let oidc =
-            (config.kind == Kind::Oidc).then(|| oidc::Oidc::new(&config.issuer, config.leeway));
-        Self {
-            config,
-            redirect_uri,
-            oidc,
-        }
-    }
-
-    pub fn is_oidc(&self) -> bool {
-        self.oidc.is_some()
-    }
-
-    async fn endpoints(&self, http: &ProviderHttp) -> Result<Endpoints, Failure> {
-        let c = &self.config;
-        let own = |s: &String| (!s.is_empty()).then(|| s.clone());
-        let basic = |auth: ClientAuth| match auth {
-            ClientAuth::Post => AuthType::RequestBody,
-            ClientAuth::Basic | ClientAuth::Auto => AuthType::BasicAuth,
-        };
-        let Some(oidc) = &self.oidc else {
-            return Ok(Endpoints {
-                authorize: c.authorize_url.clone(),
-                token: c.token_url.clone(),
-                profile: own(&c.profile_url),
-                revocation: own(&c.revocation_url),
-                auth: basic(c.client_auth),
-                discovery: None,
-            });
-        };
-        let d = oidc.discovery(http).await?;
-        // `client_secret_basic` is the OIDC default; post only when the provider says it
-        // supports nothing else.
-        let auth = match (c.client_auth, &d.token_endpoint_auth_methods_supported) {
-            (ClientAuth::Auto, Some(methods))
-                if methods.iter().any(|m| m == "client_secret_post")
-                    && !methods.iter().any(|m| m == "client_secret_basic") =>
-            {
-                AuthType::RequestBody
-            }
-            (auth, _) => basic(auth),
-        };
-        Ok(Endpoints {
-            authorize: own(&c.authorize_url).unwrap_or_else(|| d.authorization_endpoint.clone()),
-            token: own(&c.token_url).unwrap_or_else(|| d.token_endpoint.clone()),
-            profile: own(&c.profile_url).or_else(|| d.userinfo_endpoint.clone()),
-            revocation: own(&c.revocation_url).or_else(|| d.revocation_endpoint.clone()),
-            auth,
-            discovery: Some(d),
-        })
-    }
-
-    fn client(&self, e: &Endpoints) -> Result<OAuthClient, Failure> {
-        let bad = |what: &str, err: oauth2::url::ParseError| {
-            Failure::Garbage(format!("{what} URL: {err}"))
-        };
-        Ok(
-            oauth2::Client::new(ClientId::new(self.config.client_id.clone()))
-                .set_client_secret(ClientSecret::new(
-                    self.config.client_secret.expose().to_owned(),
-                ))
-                .set_auth_uri(AuthUrl::new(e.authorize.clone()).map_err(|x| bad("authorize", x))?)
-                .set_token_uri(TokenUrl::new(e.token.clone()).map_err(|x| bad("token", x))?)
-                .set_redirect_uri(
-                    RedirectUrl::new(self.redirect_uri.clone()).map_err(|x| bad("redirect", x))?,
-                )
-                .set_auth_type(e.auth.clone()),
-        )
-    }
-
-    /// The authorization URL of a new sign-in: fresh `state`, PKCE S256 and (OIDC) nonce.
-    pub async fn authorize(&self, http: &ProviderHttp) -> Result<Authorization, Failure> {
-        let endpoints = self.endpoints(http).await?;
-        let client = self.client(&endpoints)?;
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let nonce = self.is_oidc().then(crate::crypto::random_token);
-        let mut request = client
-            .authorize_url(|| CsrfToken::new(crate::crypto::random_token()))
-            .add_scopes(
-                self.config
-                    .scope
-                    .split_whitespace()
-                    .map(|s| Scope::new(s.to_owned())),
-            )
-            .set_pkce_challenge(challenge);
-        if let Some(n) = &nonce {
-            request = request.add_extra_param("nonce", n.clone());
-        }
-        let (url, state) = request.url();
-        Ok(Authorization {
-            url: url.to_string(),
-            state: state.secret().clone(),
-            verifier: verifier.secret().clone(),
-            nonce,
-        })
-    }
-
-    /// The callback's work: code → tokens → (validated id_token) → profile.
-    pub async fn finish(
-        &self,
-        http: &ProviderHttp,
-        code: &str,
-        flow: &PendingFlow,
-    ) -> Result<SignedIn, Failure> {
-        let endpoints = self.endpoints(http).await?;
-        let client = self.client(&endpoints)?;
-        let answer = tokio::time::timeout(
-            PROVIDER_TIMEOUT,
-            client
-                .exchange_code(AuthorizationCode::new(code.to_owned()))
-                .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
-                .request_async(http),
-        )
-        .await
-        .map_err(|_| Failure::Unreachable("token endpoint timed out".into()))?
-        .map_err(token_failure)?;
-        let tokens = self.token_set(&answer, None);
-
-        let mut profile = match (&self.oidc, &endpoints.discovery) {
-            (Some(oidc), Some(discovery)) => {
-                let id_token =
-                    answer.extra_fields().id_token.as_deref().ok_or_else(|| {
-                        Failure::IdToken("the token answer has no id_token".into())
-                    })?;
-                oidc.validate(
-                    http,
-                    discovery,
-                    id_token,
-                    &self.config.client_id,
-                    flow.nonce.as_deref(),
-                )
-                .await?
-            }
-            _ => Value::Null,
-        };
-        if let Some(url) = &endpoints.profile {
-            let fetched = http.fetch_json(url, Some(&tokens.access_token)).await?;
-            profile = match profile {
-                // OIDC Core §5.3.2: userinfo about anyone else must not be used.
-                Value::Object(mut claims) => {
-                    if fetched.get("sub") != claims.get("sub") {
-                        return Err(Failure::Garbage(
-                            "userinfo `sub` differs from the id_token".into(),
-                        ));
-                    }
-                    if let Value::Object(extra) = fetched {
-                        claims.extend(extra);
-                    }
-                    Value::Object(claims)
-                }
-                _ => fetched,
-            };
-        }
-        let user = map_profile(&profile, &self.config.profile)
-            .ok_or_else(|| Failure::Garbage("the profile has no user id".into()))?;
-        Ok(SignedIn { user, tokens })
-    }
-
-    /// The vault's token set from a token answer; `previous` supplies what a refresh
-    /// answer may leave out (a non-rotating provider keeps its refresh token).
-    fn token_set(&self, answer: &ProviderTokens, previous: Option<&TokenSet>) -> TokenSet {
-        let at = now();
-        // 42 says when the token was made; trusted only within a day of our clock.
-        let created = answer
-            .extra_fields()
-            .created_at
-            .as_ref()
-            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-            .filter(|c| c.abs_diff(at) < 86_400)
-            .unwrap_or(at);
-        TokenSet {
-            access_token: answer.access_token().secret().clone(),
-            refresh_token: answer
-                .refresh_token()
-                .map(|r| r.secret().clone())
-                .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
-            // Clamped: a hostile or broken provider cannot overflow the clock.
-            expires_at: answer
-                .expires_in()
-                .map(|d| created.saturating_add(d.as_secs().min(10 * 365 * 86_400) as i64)),
-            scope: answer
-                .scopes()
-                .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
-                .or_else(|| previous.and_then(|p| p.scope.clone()))
-                .or_else(|| Some(self.config.scope.clone()).filter(|s| !s.is_empty())),
-            token_type: Some("bearer".into()),
-        }
-    }
-
-    /// The refresh-token grant. `invalid_grant` ends the sign-in; anything else (down,
-    /// slow, garbage) is worth retrying later.
-    pub async fn refresh(
-        &self,
-        http: &ProviderHttp,
-        tokens: &TokenSet,
-    ) -> Result<TokenSet, RefreshError> {
-        let Some(refresh) = tokens.refresh_token.clone() else {
-            return Err(RefreshError::Rejected);
-        };
-        let endpoints = self.endpoints(http).await.map_err(|e| {
-            tracing::warn!(provider = %self.config.id, error = %e, "refresh: no endpoints");
-            RefreshError::Unavailable
-        })?;
-        let client = self
-            .client(&endpoints)
-            .map_err(|_| RefreshError::Unavailable)?;
-        let refresh = RefreshToken::new(refresh);
-        let answer = tokio::time::timeout(
-            PROVIDER_TIMEOUT,
-            client.exchange_refresh_token(&refresh).request_async(http),
-        )
-        .await
-        .map_err(|_| RefreshError::Unavailable)?;
-        match answer {
-            Ok(answer) => Ok(self.token_set(&answer, Some(tokens))),
-            Err(RequestTokenError::ServerResponse(e))
-                if *e.error() == BasicErrorResponseType::InvalidGrant =>
-            {
-                Err(RefreshError::Rejected)
-            }
-            // Some providers (GitHub) answer a refusal with 200 and an error body.
-            Err(RequestTokenError::Parse(_, body))
-                if serde_json::from_slice::<Value>(&body).is_ok_and(|v| {
-                    matches!(
-                        v.get("error").and_then(Value::as_str),
-                        Some("invalid_grant" | "bad_refresh_token")
-                    )
-                }) =>
-            {
-                Err(RefreshError::Rejected)
-            }
-            Err(e) => {
-                tracing::warn!(provider = %self.config.id, error = %token_failure(e), "refresh failed");
-                Err(RefreshError::Unavailable)
-            }
-        }
-    }
-
-    /// RFC 7009 revocation at sign-out, best effort: the refresh token (which revokes its
-    /// access tokens at most providers), then the access token.
-    pub async fn revoke(&self, http: &ProviderHttp, tokens: &TokenSet) {
-        let Ok(endpoints) = self.endpoints(http).await else {
-            return;
-        };
-        let Some(url) = endpoints.revocation else {
-            return;
-        };
-        let pairs = tokens
-            .refresh_token
-            .iter()
-            .map(|t| (t, "refresh_token"))
-            .chain([(&tokens.access_token, "access_token")]);
-        for (token, hint) in pairs {
-            let mut form = vec![("token", token.as_str()), ("token_type_hint", hint)];
-            let mut req = http.request(reqwest::Method::POST, &url);
-            match endpoints.auth {
-                AuthType::RequestBody => {
-                    form.push(("client_id", &self.config.client_id));
-                    form.push(("client_secret", self.config.client_secret.expose()));
-                }
-                _ => {
-                    req = req.basic_auth(
-                        form_encode(&self.config.client_id),
-                        Some(form_encode(self.config.client_secret.expose())),
-                    );
-                }
-            }
-            match req.form(&form).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    tracing::info!(provider = %self.config.id, status = %r.status(), "token revocation refused (ignored)")
-                }
-                Err(e) => {
-                    tracing::info!(provider = %self.config.id, error = %e, "token revocation failed (ignored)")
-                }
-            }
-        }
-    }
-}
-
-/// RFC 6749 §2.3.1: client credentials are form-encoded before Basic encoding.
-fn form_encode(s: &str) -> String {
-    oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// A token-endpoint failure, described for the log.
-fn token_failure<E: std::error::Error>(e: RequestTokenError<E, BasicErrorResponse>) -> Failure {
-    match e {
-        RequestTokenError::ServerResponse(r) => {
-            Failure::Refused(format!("token endpoint: {}", r.error().as_ref()))
-        }
-        RequestTokenError::Request(e) => Failure::Unreachable(format!("token endpoint: {e}")),
-        RequestTokenError::Parse(e, _) => Failure::Garbage(format!("token endpoint: {e}")),
-        RequestTokenError::Other(e) => Failure::Garbage(format!("token endpoint: {e}")),
-    }
-}
-
-/// Reads the first present field among `|`-separated JSON pointers (strings or numbers),
-/// cut to `max` characters.
-fn field(v: &Value, pointers: &str, max: usize) -> Option<String> {
-    pointers.split('|').find_map(|p| {
-        let text = match v.pointer(p.trim())? {
-            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
-            Value::Number(n) => n.to_string(),
-            _ => return None,
-        };
-        Some(text.chars().take(max).collect())
-    })
-}
-
-/// The session's user from a profile document, by the provider's mapping. Only the
-/// mapped fields are kept: 42's profile alone is tens of kilobytes.
-pub fn map_profile(v: &Value, m: &ProfileMapping) -> Option<SessionUser> {
-    let id = field(v, &m.id, 128)?;
-    let login = field(v, &m.login, 64);
-    let parts = ["/first_name | /given_name", "/last_name | /family_name"]
-        .map(|p| field(v, p, 64))
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    let name = field(v, &m.name, 128)
-        .or_else(|| (!parts.is_empty()).then(|| parts.join(" ")))
-        .or_else(|| login.clone());
-    let image =
-        field(v, &m.image, 512).filter(|u| u.starts_with("https://") || u.starts_with("http://"));
-    Some(SessionUser {
-        id,
-        name,
-        email: field(v, &m.email, 254).filter(|e| e.contains('@')),
-        image,
-        login,
-    })
-}
-
-/// The enabled providers, in configuration order, the pending-flow store, and the one
-/// (capped) client every provider request goes through.
-pub struct Providers {
-    list: Vec<Arc<Provider>>,
-    pub flows: FlowStore,
-    pub http: ProviderHttp,
-}
-
-impl Providers {
-    pub fn new(
-        configs: Vec<ProviderConfig>,
-        public_url: &str,
-        flows: FlowStore,
-        http: ProviderHttp,
-    ) -> Self {
-        Self {
-            list: configs
-                .into_iter()
-                .map(|c| Arc::new(Provider::new(c, public_url)))
-                .collect(),
-            flows,
-            http,
-        }
-    }
-
-    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
-        self.list.iter().find(|p| p.config.id == id)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.list.iter()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn maps_a_42_profile_and_ignores_the_rest() {
-        let mapping = config::parse_all(&std::collections::BTreeMap::from([(
-            "fortytwo".to_owned(),
-            [("client_id", "a"), ("client_secret", "b")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), figment::value::Value::from(v)))
-                .collect(),
-        )]))
-        .unwrap()
-        .remove(0)
-        .profile;
-        let me = serde_json::json!({
-            "id": 90210, "login": "jdoe", "email": "jdoe@student.42.fr",
-            "first_name": "Jane", "last_name": "Doe", "displayname": "",
-            "image": {"link": "https://cdn.intra.42.fr/users/jdoe.jpg", "versions": {}},
-            "staff?": false, "active?": true, "cursus_users": [{"level": 4.2}]
-        });
-        let user = map_profile(&me, &mapping).unwrap();
-        assert_eq!(user.id, "90210");
-        assert_eq!(user.name.as_deref(), Some("Jane Doe"));
-        assert_eq!(user.login.as_deref(), Some("jdoe"));
-        assert_eq!(
-            user.image.as_deref(),
-            Some("https://cdn.intra.42.fr/users/jdoe.jpg")
-        );
-        assert!(map_profile(&serde_json::json!({"login": "x"}), &mapping).is_none());
-    }
 }

@@ -13,9 +13,9 @@ use poem::{Addr, Body, FromRequest, IntoResponse, Request, RequestParts, Respons
 
 use crate::error::{AppError, AppResult, ErrorStyle};
 use crate::http::client_ip::ClientIp;
-use crate::proxy::{path, refresh, BundledApi, Target, Upstream};
+use crate::proxy::{path, Proxy, Target, Upstream};
 use crate::session::cookie;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Largest total size of a proxied request's headers (431 above).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -89,11 +89,14 @@ fn is_unsafe(method: &Method) -> bool {
 
 /// The proxy endpoint: every outcome is a response (errors in the JSON envelope).
 pub async fn handle(mut req: Request) -> Response {
-    let Some(state) = req.data::<AppState>().cloned() else {
+    let (Some(state), Some(proxy)) = (
+        req.data::<AppState>().cloned(),
+        req.data::<Proxy>().cloned(),
+    ) else {
         return AppError::Internal(anyhow::anyhow!("proxy without state"))
             .to_response(ErrorStyle::Code);
     };
-    match forward(&state, &mut req).await {
+    match forward(&state, &proxy, &mut req).await {
         Ok(resp) => resp,
         Err(err) => {
             let mut resp = err.to_response(ErrorStyle::Code);
@@ -115,7 +118,7 @@ struct Outbound<'a> {
     ip: ClientIp,
 }
 
-async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
+async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResult<Response> {
     // An absolute-form target (RFC 9112 §3.2.2) is how a client asks a *forward* proxy
     // for another host; HTTP/2 requests always carry scheme and authority (RFC 9113
     // §8.3.1), which is not that.
@@ -127,8 +130,8 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
     }
     let path = req.uri().path().to_owned();
     path::check(&path)?;
-    let (route, target) = state
-        .proxy_routes
+    let (route, target) = proxy
+        .routes
         .resolve(&path, req.uri().query())
         .map(|(r, u)| (r.clone(), u))
         .ok_or(AppError::NotFound)?;
@@ -185,7 +188,7 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
         .await
         .map_err(AppError::from_poem)?;
 
-    let session = refresh::fresh_session(state, &id, session, None).await?;
+    let session = state.refresher.fresh(&id, session, None).await?;
     // HTTP/2 bodies may come without Content-Length: any unsafe method carries its body.
     let has_body = declared.is_some_and(|n| n > 0)
         || req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -196,15 +199,23 @@ async fn forward(state: &AppState, req: &mut Request) -> AppResult<Response> {
         target: &target,
         ip,
     };
-    let resp = send(state, req, &out, &session.tokens.access_token, has_body).await?;
+    let resp = send(
+        state,
+        proxy,
+        req,
+        &out,
+        &session.tokens.access_token,
+        has_body,
+    )
+    .await?;
 
     // An upstream that calls the token invalid gets one refresh and one retry (safe
     // methods only: their request has no body to replay).
     if retryable && resp.status() == StatusCode::UNAUTHORIZED && says_invalid_token(resp.headers())
     {
         let used = session.tokens.access_token.clone();
-        let session = refresh::fresh_session(state, &id, session, Some(&used)).await?;
-        let retry = send(state, req, &out, &session.tokens.access_token, false).await?;
+        let session = state.refresher.fresh(&id, session, Some(&used)).await?;
+        let retry = send(state, proxy, req, &out, &session.tokens.access_token, false).await?;
         return Ok(answer(state, &route, retry));
     }
     Ok(answer(state, &route, resp))
@@ -224,6 +235,7 @@ fn says_invalid_token(headers: &HeaderMap) -> bool {
 /// most the route's timeout for the answer's head.
 async fn send(
     state: &AppState,
+    proxy: &Proxy,
     req: &mut Request,
     out: &Outbound<'_>,
     token: &str,
@@ -242,7 +254,7 @@ async fn send(
     if let Ok(v) = HeaderValue::from_str(&out.ip.0.to_string()) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    let forwarding = state.proxy_routes.forwarding();
+    let forwarding = proxy.routes.forwarding();
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(forwarding.proto),
@@ -286,12 +298,8 @@ async fn send(
                 .map(|r| r.map(from_reqwest).map_err(upstream_error(route)))
         }
         Target::Bundled => {
-            let api = req
-                .data::<BundledApi>()
-                .cloned()
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no bundled API")))?;
             let inner = bundled_request(req.method(), out, headers, body)?;
-            tokio::time::timeout(route.timeout, api.call(inner))
+            tokio::time::timeout(route.timeout, proxy.bundled.call(inner))
                 .await
                 .map(Ok)
         }

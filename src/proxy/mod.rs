@@ -3,7 +3,6 @@
 
 pub mod forward;
 pub mod path;
-pub mod refresh;
 pub mod routes;
 
 use std::sync::Arc;
@@ -15,6 +14,14 @@ use crate::error::ErrorStyle;
 use crate::http::api_error::render_error;
 
 pub use routes::{ProxyRoutes, Target, Upstream};
+
+/// What the proxy endpoint works with: the route table and the bundled API (attached to
+/// its requests by `routes.rs`).
+#[derive(Clone)]
+pub struct Proxy {
+    pub routes: Arc<ProxyRoutes>,
+    pub bundled: BundledApi,
+}
 
 /// This server's own `/v1` API as the proxy calls it: in process, no socket, no second
 /// HTTP parse. Its answers (errors included) are what `/v1` would have sent.

@@ -15,7 +15,7 @@ fn hash(token: &str, secret: &[u8; 32]) -> String {
 }
 
 /// The token of a well-formed, correctly signed CSRF cookie.
-pub fn token_from_cookie(
+fn token_from_cookie(
     headers: &HeaderMap,
     policy: &CookiePolicy,
     secret: &[u8; 32],
@@ -30,7 +30,7 @@ pub fn token_from_cookie(
 }
 
 /// A new token and the cookie value that goes with it.
-pub fn issue(secret: &[u8; 32]) -> (String, String) {
+fn issue(secret: &[u8; 32]) -> (String, String) {
     let token = hex::encode(random_bytes::<32>());
     let value = format!("{token}|{}", hash(&token, secret));
     (token, value)
@@ -40,7 +40,7 @@ pub fn issue(secret: &[u8; 32]) -> (String, String) {
 /// session and the consent's parameters): HMAC-SHA256 under the CSRF key. Unlike the
 /// `/api/auth` token, a page of another origin cannot obtain it even where CORS lets it
 /// read `/api/auth/csrf`: it only ever appears in the page it is bound to.
-pub fn bound(secret: &[u8; 32], purpose: &str, parts: &[&str]) -> String {
+fn bound(secret: &[u8; 32], purpose: &str, parts: &[&str]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
@@ -57,7 +57,7 @@ pub fn bound(secret: &[u8; 32], purpose: &str, parts: &[&str]) -> String {
 }
 
 /// Checks a submitted bound token (see [`bound`]).
-pub fn verify_bound(
+fn verify_bound(
     secret: &[u8; 32],
     purpose: &str,
     parts: &[&str],
@@ -71,7 +71,7 @@ pub fn verify_bound(
 }
 
 /// Checks a submitted token against the cookie.
-pub fn verify(
+fn verify(
     headers: &HeaderMap,
     policy: &CookiePolicy,
     secret: &[u8; 32],
@@ -83,5 +83,49 @@ pub fn verify(
         Ok(())
     } else {
         Err(AppError::Csrf)
+    }
+}
+
+/// The anti-CSRF service: the double-submit token of `/api/auth` and page-bound tokens,
+/// under one key derived from `session.keys`.
+#[derive(Clone)]
+pub struct Csrf {
+    secret: [u8; 32],
+    policy: CookiePolicy,
+}
+
+impl Csrf {
+    pub fn new(secret: [u8; 32], policy: CookiePolicy) -> Self {
+        Self { secret, policy }
+    }
+
+    /// The browser's token: the one its cookie holds, or a new one with the `Set-Cookie`
+    /// that stores it.
+    pub fn token(&self, headers: &HeaderMap) -> (String, Option<String>) {
+        if let Some(token) = token_from_cookie(headers, &self.policy, &self.secret) {
+            return (token, None);
+        }
+        let (token, value) = issue(&self.secret);
+        (token, Some(self.policy.csrf(&value)))
+    }
+
+    /// Checks a submitted `csrfToken` against the browser's cookie.
+    pub fn check(&self, headers: &HeaderMap, submitted: Option<&str>) -> Result<(), AppError> {
+        verify(headers, &self.policy, &self.secret, submitted)
+    }
+
+    /// A token bound to `purpose` and `parts` (see [`bound`]).
+    pub fn bound(&self, purpose: &str, parts: &[&str]) -> String {
+        bound(&self.secret, purpose, parts)
+    }
+
+    /// Checks a submitted page-bound token.
+    pub fn check_bound(
+        &self,
+        purpose: &str,
+        parts: &[&str],
+        submitted: Option<&str>,
+    ) -> Result<(), AppError> {
+        verify_bound(&self.secret, purpose, parts, submitted)
     }
 }

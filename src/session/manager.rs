@@ -98,12 +98,15 @@ impl SessionManager {
 
     /// The per-user index of `provider`'s user `user_id`.
     fn index_key(&self, provider: &str, user_id: &str) -> String {
-        let owner = if self.account_providers.iter().any(|p| p == provider) {
-            ACCOUNT_INDEX
-        } else {
-            provider
-        };
-        format!("{}user:{}", self.prefix, user_key(owner, user_id))
+        if self.account_providers.iter().any(|p| p == provider) {
+            return self.account_index(user_id);
+        }
+        format!("{}user:{}", self.prefix, user_key(provider, user_id))
+    }
+
+    /// The index of every session of this server's account `user_id`.
+    fn account_index(&self, user_id: &str) -> String {
+        format!("{}user:{}", self.prefix, user_key(ACCOUNT_INDEX, user_id))
     }
 
     /// The index the session is listed in.
@@ -433,10 +436,21 @@ impl SessionManager {
         Ok(true)
     }
 
+    /// Ends every session of the account `user_id` of this server, however it signed in
+    /// (a password reset: the account may have been taken over). Returns how many.
+    pub async fn revoke_account(&self, user_id: &str) -> AppResult<usize> {
+        self.revoke_index(&self.account_index(user_id)).await
+    }
+
     /// Ends every session of the user (sign out everywhere): with an account provider,
     /// every session of the account, whichever way it signed in. Returns how many.
     pub async fn revoke_all(&self, provider: &str, user_id: &str) -> AppResult<usize> {
-        let index = self.index_key(provider, user_id);
+        self.revoke_index(&self.index_key(provider, user_id)).await
+    }
+
+    /// Ends every session listed in `index`.
+    async fn revoke_index(&self, index: &str) -> AppResult<usize> {
+        let index = index.to_owned();
         let entries = self
             .store
             .index_entries(&index, |h| self.key_of_handle(h))

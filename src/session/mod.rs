@@ -10,10 +10,13 @@ pub mod compact;
 pub mod cookie;
 pub mod csrf;
 pub mod id;
+pub mod lookup;
 pub mod manager;
 pub mod model;
+pub mod refresh;
 
 pub use crate::crypto::vault::Keyring;
 pub use id::SessionId;
+pub use lookup::Lookup;
 pub use manager::SessionManager;
 pub use model::{DeviceMeta, Session, SessionUser, TokenSet};

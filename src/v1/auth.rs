@@ -9,7 +9,7 @@ use crate::accounts::service::Registration;
 use crate::http::api_error::TitledError;
 use crate::http::client_ip::ClientIp;
 use crate::http::tags::ApiTags;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::v1::models::*;
 use crate::v1::security::BearerAuth;
 
@@ -268,10 +268,7 @@ impl AuthApi {
         // Browser sessions of the account end too (however they signed in), not only its
         // API sign-ins; and so does everything the authorization server issued for it (the
         // account may have been taken over).
-        state
-            .sessions
-            .revoke_all(crate::bff::credentials::PROVIDER, &user_id)
-            .await?;
+        state.sessions.revoke_account(&user_id).await?;
         if let Some(server) = &state.oauth {
             server.repo.revoke_user(&user_id).await?;
         }

@@ -8,7 +8,7 @@ use crate::accounts::service::ProfilePatch;
 use crate::http::api_error::TitledError;
 use crate::http::client_ip::ClientIp;
 use crate::http::tags::ApiTags;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::v1::auth::MeResult;
 use crate::v1::models::{ProfileUpdate, ProfileUpdated};
 use crate::v1::security::BearerAuth;

@@ -195,7 +195,7 @@ fn keygen_prints_a_256_bit_key_and_openapi_the_spec() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        sessiongate::v1::spec_json()
+        sessiongate::openapi::spec_json()
     );
 }
 

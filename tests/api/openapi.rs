@@ -8,7 +8,7 @@ const CHECKED_IN: &str = include_str!("../../openapi/sessiongate.json");
 
 #[test]
 fn checked_in_spec_matches_the_code() {
-    let generated = sessiongate::v1::spec_json();
+    let generated = sessiongate::openapi::spec_json();
     assert!(
         generated == CHECKED_IN,
         "openapi/sessiongate.json is out of date; regenerate it with:\n    \

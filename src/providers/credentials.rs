@@ -1,6 +1,6 @@
-//! The credentials provider's backend: the bundled `/v1` API (called in process: no
-//! network hop) or any HTTP backend — e.g. a FastAPI app whose form login answers
-//! `access_token`, `token_type` and the user's fields.
+//! The credentials provider: username and password against the bundled `/v1` users
+//! (called in process: no network hop) or any HTTP backend — e.g. a FastAPI app whose
+//! form login answers `access_token`, `token_type` and the user's fields.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,30 +11,14 @@ use crate::accounts::{AccountService, TokenPair};
 use crate::clock::now;
 use crate::config::CredentialsSettings;
 use crate::error::{AppError, AppResult};
+use crate::session::refresh::RefreshError;
 use crate::session::{SessionUser, TokenSet};
+
+use super::SignedIn;
 use crate::users::User;
 
 /// Longest wait for a remote credentials backend's answer.
 const BACKEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Provider id of username/password sign-in.
-pub const PROVIDER: &str = "credentials";
-
-/// Why a refresh did not produce tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshError {
-    /// The provider refused the refresh token (`invalid_grant`): the sign-in is over.
-    Rejected,
-    /// The provider could not be reached or failed: try again later.
-    Unavailable,
-}
-
-/// A successful sign-in: who, and the tokens to keep in the vault.
-#[derive(Debug)]
-pub struct SignedIn {
-    pub user: SessionUser,
-    pub tokens: TokenSet,
-}
 
 /// Registration fields, as received (the same shape the bundled API takes).
 pub use crate::accounts::service::Registration as NewAccount;
@@ -42,9 +26,11 @@ pub use crate::accounts::service::Registration as NewAccount;
 /// Where credentials go: the bundled API, or a remote one (`http`). The bundled account
 /// service also provides the rate limiter both use.
 #[derive(Clone)]
-pub struct CredentialsBackend {
+pub struct Credentials {
     accounts: Arc<AccountService>,
     http: Option<HttpBackend>,
+    /// The name on the sign-in page.
+    name: String,
 }
 
 /// A remote credentials API.
@@ -81,7 +67,7 @@ fn bundled_tokens(t: TokenPair) -> TokenSet {
     }
 }
 
-impl CredentialsBackend {
+impl Credentials {
     pub fn new(
         config: &CredentialsSettings,
         accounts: Arc<AccountService>,
@@ -91,7 +77,20 @@ impl CredentialsBackend {
             client,
             config: config.clone(),
         });
-        Self { accounts, http }
+        let name = match config.name.as_str() {
+            "" => "Username and password".to_owned(),
+            n => n.to_owned(),
+        };
+        Self {
+            accounts,
+            http,
+            name,
+        }
+    }
+
+    /// The name on the sign-in page (`providers.credentials.name`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Whether sign-ins are checked against the bundled users (the authorization server

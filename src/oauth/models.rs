@@ -1,0 +1,165 @@
+//! The wire types of `/oauth/*`, `/manage-apps` and the discovery documents.
+
+use poem_openapi::payload::{Html, Json};
+use poem_openapi::{ApiResponse, Object};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pages;
+use crate::error::AppError;
+use crate::oauth_server::{Refusal, TokenAnswer};
+
+/// The consent form (`POST /oauth/authorize`): the authorization request's parameters,
+/// echoed by the consent page, plus the decision and the page's CSRF token.
+#[derive(Debug, Object, Deserialize)]
+pub struct ConsentForm {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub nonce: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: Option<String>,
+    #[oai(rename = "csrfToken")]
+    #[serde(rename = "csrfToken")]
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /oauth/token` (form or JSON).
+#[derive(Debug, Object, Deserialize)]
+pub struct TokenRequest {
+    /// `authorization_code` or `refresh_token`.
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    /// Refresh only: a narrower scope.
+    pub scope: Option<String>,
+    /// `client_secret_post` (or a public client's id); else use HTTP Basic.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// `POST /oauth/revoke` and `POST /oauth/introspect` (form or JSON).
+#[derive(Debug, Object, Deserialize)]
+pub struct TokenHandle {
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// `POST /oauth/deauthorize`: what the connected-apps page posts (with its own
+/// `csrfToken`).
+#[derive(Debug, Object, Deserialize)]
+pub struct DeauthorizeForm {
+    pub client_id: Option<String>,
+    #[oai(rename = "csrfToken")]
+    #[serde(rename = "csrfToken")]
+    pub csrf_token: Option<String>,
+}
+
+crate::form_or_json!(
+    /// `POST /oauth/token`.
+    TokenPayload(TokenRequest)
+);
+crate::form_or_json!(
+    /// `POST /oauth/revoke` and `POST /oauth/introspect`.
+    HandlePayload(TokenHandle)
+);
+crate::form_or_json!(
+    /// `POST /oauth/deauthorize`.
+    DeauthorizePayload(DeauthorizeForm)
+);
+
+#[derive(ApiResponse)]
+pub enum AuthorizeResult {
+    /// The consent page. It may not be framed (clickjacking).
+    #[oai(status = 200)]
+    Page(Html<String>),
+    /// To the client (`code`, `state`, `iss`; or `error`), or to the sign-in page.
+    #[oai(status = 302)]
+    Redirect(#[oai(header = "Location")] String),
+    /// Unknown client or unregistered redirect URI: never redirected.
+    #[oai(status = 400)]
+    Invalid(Html<String>),
+    /// The consent form without its page's CSRF token: nothing is issued.
+    #[oai(status = 403)]
+    Forbidden(Html<String>),
+    /// The authorization server is not enabled.
+    #[oai(status = 404)]
+    NotFound(Html<String>),
+    /// The consent form must be `application/x-www-form-urlencoded`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<crate::error::ErrorBody>),
+    /// A dependency (database, session store) is unreachable; nothing was issued.
+    #[oai(status = 503)]
+    Unavailable(Html<String>),
+}
+
+impl From<AppError> for AuthorizeResult {
+    /// The authorization endpoint answers HTML pages, errors included.
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::NotFound => {
+                Self::NotFound(Html(pages::error("There is no authorization server here.")))
+            }
+            other => {
+                if let AppError::Internal(e) = &other {
+                    tracing::error!(error = ?e, "authorization request failed");
+                } else {
+                    tracing::warn!(error = %other, "authorization request failed");
+                }
+                Self::Unavailable(Html(pages::error(
+                    "The service is unavailable right now. Go back to the app and try again shortly.",
+                )))
+            }
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum TokenResult {
+    #[oai(status = 200)]
+    Ok(
+        Json<TokenAnswer>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Pragma")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum DocumentResult {
+    #[oai(status = 200)]
+    Ok(Json<Value>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum EmptyResult {
+    /// Done (RFC 7009: also for unknown tokens).
+    #[oai(status = 200)]
+    Ok,
+}
+
+#[derive(ApiResponse)]
+pub enum ManageResult {
+    /// The connected apps, each with its "Revoke access" form.
+    #[oai(status = 200)]
+    Page(Html<String>),
+    #[oai(status = 302)]
+    Redirect(#[oai(header = "Location")] String),
+}
+
+impl From<Refusal> for AuthorizeResult {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Page(msg) => Self::Invalid(Html(pages::error(&msg))),
+            Refusal::Redirect(url) => Self::Redirect(url),
+            Refusal::Unavailable(e) => e.into(),
+        }
+    }
+}

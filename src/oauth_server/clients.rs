@@ -1,0 +1,185 @@
+//! The authorization server's clients: what may be registered (redirect URIs, scopes),
+//! how a client record is made (its secret kept as a hash), and how a client
+//! authenticates at the token, revocation and introspection endpoints (RFC 6749 §2.3).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::authorize::parse_params;
+use super::oauth_error;
+use super::repo::{Client, OAuthRepo};
+use crate::clock::now;
+use crate::config::{is_loopback_origin, url_origin, OAuthClientSettings};
+use crate::crypto::{random_token, sha256_hex};
+use crate::error::AppResult;
+
+/// Scopes this server knows: OIDC's, plus the seed's `user`.
+pub const SCOPES: &[&str] = &["openid", "profile", "email", "user"];
+
+/// Grant types a client is registered for.
+pub const GRANTS: &str = "authorization_code refresh_token";
+
+/// A redirect URI a client may register: absolute, no fragment; https, or http on
+/// loopback (development).
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let origin = url_origin(uri)?;
+    if uri.contains('#') {
+        return Err(format!("`{uri}` must not have a fragment"));
+    }
+    if !(origin.starts_with("https://") || is_loopback_origin(&origin)) {
+        return Err(format!(
+            "`{uri}` must be https (plain http only on loopback)"
+        ));
+    }
+    Ok(())
+}
+
+/// A new client's fields, as `clients add` and the configuration give them.
+pub struct NewClient<'a> {
+    pub client_id: Option<&'a str>,
+    pub secret: Option<&'a str>,
+    pub name: &'a str,
+    pub redirect_uris: &'a [String],
+    pub scopes: &'a str,
+    pub public: bool,
+}
+
+/// Registers a client; returns it and the secret to hand over (shown once: only its
+/// hash is stored).
+pub fn client_record(new: &NewClient<'_>) -> Result<(Client, Option<String>), String> {
+    if new.name.trim().is_empty() {
+        return Err("a client needs a name".into());
+    }
+    if new.redirect_uris.is_empty() {
+        return Err("a client needs at least one redirect URI".into());
+    }
+    for uri in new.redirect_uris {
+        check_redirect_uri(uri)?;
+    }
+    let scopes = if new.scopes.trim().is_empty() {
+        SCOPES.join(" ")
+    } else {
+        new.scopes.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    if let Some(bad) = scopes.split_whitespace().find(|s| !SCOPES.contains(s)) {
+        return Err(format!("unknown scope `{bad}`"));
+    }
+    let secret = match (new.public, new.secret) {
+        (true, _) => None,
+        (false, Some(s)) => Some(s.to_owned()),
+        (false, None) => Some(random_token()),
+    };
+    let client = Client {
+        client_id: new
+            .client_id
+            .map_or_else(|| format!("sg-{}", &random_token()[..22]), str::to_owned),
+        secret_hash: secret.as_deref().map(sha256_hex),
+        name: new.name.trim().to_owned(),
+        redirect_uris: new.redirect_uris.join("\n"),
+        scopes,
+        grants: GRANTS.into(),
+        created_at: now(),
+    };
+    Ok((client, secret))
+}
+
+/// How the client presented its credentials.
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: Option<String>,
+}
+
+/// Creates or updates a client declared in `[[oauth.clients]]`.
+pub async fn upsert_configured(repo: &OAuthRepo, c: &OAuthClientSettings) -> anyhow::Result<()> {
+    let secret = (!c.public).then(|| c.client_secret.expose());
+    let (client, _) = client_record(&NewClient {
+        client_id: Some(&c.client_id),
+        secret,
+        name: &c.name,
+        redirect_uris: &c.redirect_uris,
+        scopes: &c.scopes,
+        public: c.public,
+    })
+    .map_err(|e| anyhow::anyhow!("oauth.clients `{}`: {e}", c.client_id))?;
+    repo.upsert_client(&client).await?;
+    Ok(())
+}
+
+/// Parameters that carry credentials and so must never travel in a URL.
+const SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "access_token",
+    "token",
+];
+
+/// Credentials in the URL are refused outright: URLs end up in logs and histories.
+pub fn no_secrets_in_query(query: Option<&str>) -> AppResult<()> {
+    let (params, _) = parse_params(query.unwrap_or_default());
+    match SECRET_PARAMS.iter().find(|k| params.contains_key(**k)) {
+        Some(k) => Err(oauth_error(
+            "invalid_request",
+            format!("`{k}` must be sent in the request body, never in the URL."),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Client credentials from HTTP Basic or the body — one method only (RFC 6749 §2.3).
+pub fn client_credentials(
+    authorization: Option<&str>,
+    id: Option<&str>,
+    secret: Option<&str>,
+) -> AppResult<ClientCredentials> {
+    let id = id.filter(|s| !s.is_empty());
+    let secret = secret.filter(|s| !s.is_empty());
+    let basic = authorization.filter(|h| h.len() > 6 && h[..6].eq_ignore_ascii_case("basic "));
+    match basic {
+        Some(header) => {
+            let (basic_id, basic_secret) = basic_credentials(header)
+                .ok_or_else(|| oauth_error("invalid_client", "Malformed Basic credentials."))?;
+            if secret.is_some() {
+                return Err(oauth_error(
+                    "invalid_request",
+                    "Use one client authentication method, not Basic and client_secret.",
+                ));
+            }
+            if id.is_some_and(|i| i != basic_id) {
+                return Err(oauth_error(
+                    "invalid_request",
+                    "client_id differs from Basic.",
+                ));
+            }
+            Ok(ClientCredentials {
+                client_id: basic_id,
+                secret: Some(basic_secret),
+            })
+        }
+        None => Ok(ClientCredentials {
+            client_id: id
+                .ok_or_else(|| oauth_error("invalid_client", "Client authentication is required."))?
+                .to_owned(),
+            secret: secret.map(str::to_owned),
+        }),
+    }
+}
+
+/// Decodes `Authorization: Basic` client credentials (RFC 6749 §2.3.1: form-encoded
+/// before base64).
+pub fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let encoded = header
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("basic "))
+        .map(|_| &header[6..])?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unform = |s: &str| -> String {
+        oauth2::url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unform(id), unform(secret)))
+}

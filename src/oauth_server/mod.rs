@@ -1,0 +1,227 @@
+//! The bundled OAuth2 authorization server (`/oauth`), so that other apps can "Sign in
+//! with" a sessiongate deployment: authorization code + PKCE, consent, opaque access and
+//! rotating refresh tokens, userinfo, revocation (RFC 7009), introspection (RFC 7662),
+//! deauthorization, and OpenID Connect (ES256 id_tokens, discovery, JWKS).
+//!
+//! Users are the bundled `/v1` users; their sign-in at the server is an ordinary
+//! sessiongate browser session of the `credentials` provider.
+
+pub mod admin;
+pub mod authorize;
+pub mod clients;
+pub mod keys;
+pub mod repo;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::crypto::{constant_time_eq, random_token, sha256_hex};
+use crate::error::{AppError, AppResult};
+use crate::users::UserRepo;
+
+pub use authorize::{AuthorizationRequest, Refusal};
+pub use clients::{
+    check_redirect_uri, client_record, ClientCredentials, NewClient, GRANTS, SCOPES,
+};
+pub use keys::SigningKeys;
+pub use repo::{Claim, Client, Code, NewToken, OAuthRepo};
+pub use tokens::{TokenAnswer, TokenGrant};
+
+/// An RFC 6749 §5.2 error.
+pub fn oauth_error(error: &'static str, description: impl Into<String>) -> AppError {
+    AppError::OAuth {
+        error,
+        description: description.into(),
+    }
+}
+
+/// The server: its tables, keys and settings.
+pub struct AuthorizationServer {
+    pub repo: OAuthRepo,
+    users: UserRepo,
+    /// Re-read from the database once a minute: a rotation made by the CLI (or another
+    /// instance) is picked up without a restart.
+    keys: tokio::sync::RwLock<(std::time::Instant, Arc<SigningKeys>)>,
+    settings: Arc<Settings>,
+}
+
+/// How long the signing keys are used before being read again.
+const KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl AuthorizationServer {
+    /// Loads the signing keys and the clients declared in configuration.
+    pub async fn start(
+        repo: OAuthRepo,
+        users: UserRepo,
+        settings: Arc<Settings>,
+    ) -> anyhow::Result<Self> {
+        for c in &settings.oauth.clients {
+            clients::upsert_configured(&repo, c).await?;
+        }
+        let keys = SigningKeys::load(&repo).await?;
+        // What can never be used again (expired codes and tokens) is deleted hourly.
+        let purging = repo.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                match purging.purge().await {
+                    Ok(n) => tracing::debug!(rows = n, "expired OAuth codes and tokens purged"),
+                    Err(e) => tracing::warn!(error = %e, "OAuth purge failed"),
+                }
+            }
+        });
+        Ok(Self {
+            repo,
+            users,
+            keys: tokio::sync::RwLock::new((std::time::Instant::now(), Arc::new(keys))),
+            settings,
+        })
+    }
+
+    /// The current signing keys (reloaded when a minute old).
+    async fn keys(&self) -> AppResult<Arc<SigningKeys>> {
+        {
+            let cached = self.keys.read().await;
+            if cached.0.elapsed() < KEYS_TTL {
+                return Ok(Arc::clone(&cached.1));
+            }
+        }
+        let mut cached = self.keys.write().await;
+        if cached.0.elapsed() >= KEYS_TTL {
+            match SigningKeys::load(&self.repo).await {
+                Ok(fresh) => *cached = (std::time::Instant::now(), Arc::new(fresh)),
+                // Keep signing with what we have; try again in a minute.
+                Err(e) => {
+                    tracing::warn!(error = %e, "signing keys not reloaded");
+                    cached.0 = std::time::Instant::now();
+                }
+            }
+        }
+        Ok(Arc::clone(&cached.1))
+    }
+
+    /// The issuer: the public URL.
+    pub fn issuer(&self) -> &str {
+        self.settings.public_url()
+    }
+
+    pub async fn jwks(&self) -> AppResult<Value> {
+        Ok(self.keys().await?.jwks().clone())
+    }
+
+    /// The client behind a token request, authenticated (RFC 6749 §2.3): a confidential
+    /// client by its secret (Basic or body), a public one by its id alone.
+    pub async fn authenticate(&self, creds: &ClientCredentials) -> AppResult<Client> {
+        let invalid = || oauth_error("invalid_client", "Client authentication failed.");
+        let client = self
+            .repo
+            .find_client(&creds.client_id)
+            .await?
+            .ok_or_else(invalid)?;
+        let secret = creds.secret.as_deref().filter(|s| !s.is_empty());
+        match (&client.secret_hash, secret) {
+            (None, None) => Ok(client),
+            (Some(hash), Some(secret))
+                if constant_time_eq(sha256_hex(secret).as_bytes(), hash.as_bytes()) =>
+            {
+                Ok(client)
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    /// Issues a code for an approved request.
+    pub async fn issue_code(&self, code: Code) -> AppResult<String> {
+        let value = random_token();
+        self.repo.insert_code(&sha256_hex(&value), &code).await?;
+        Ok(value)
+    }
+
+    /// The live access token's row, or `invalid_token`.
+    async fn access(&self, token: &str) -> AppResult<repo::TokenRow> {
+        self.repo
+            .find_token(&sha256_hex(token))
+            .await?
+            .filter(|r| r.kind == "access" && r.live())
+            .ok_or_else(|| oauth_error("invalid_token", "The access token is invalid or expired."))
+    }
+
+    /// `GET /oauth/userinfo`.
+    pub async fn userinfo(&self, token: &str) -> AppResult<Value> {
+        let row = self.access(token).await?;
+        self.claims(&row.user_id, &row.scope).await
+    }
+
+    /// RFC 7009: a token of this client is revoked (a refresh token with its whole
+    /// grant); anything else is silently ignored.
+    pub async fn revoke(&self, client: &Client, token: &str) -> AppResult<()> {
+        let hash = sha256_hex(token);
+        let Some(row) = self.repo.find_token(&hash).await? else {
+            return Ok(());
+        };
+        if row.client_id != client.client_id {
+            tracing::warn!(client = %client.client_id, "revocation of another client's token ignored");
+            return Ok(());
+        }
+        if row.kind == "refresh" {
+            self.repo.revoke_grant(&row.grant_id).await
+        } else {
+            self.repo.revoke_token(&hash).await
+        }
+    }
+
+    /// RFC 7662, limited to the calling client's own tokens.
+    pub async fn introspect(&self, client: &Client, token: &str) -> AppResult<Value> {
+        let row = self.repo.find_token(&sha256_hex(token)).await?;
+        let Some(row) = row.filter(|r| r.live() && r.client_id == client.client_id) else {
+            return Ok(json!({ "active": false }));
+        };
+        let username = self
+            .users
+            .find_by_id(&row.user_id)
+            .await?
+            .map(|u| u.username);
+        Ok(json!({
+            "active": true,
+            "scope": row.scope,
+            "client_id": row.client_id,
+            "username": username,
+            "token_type": if row.kind == "access" { "Bearer" } else { "refresh_token" },
+            "exp": row.expires_at,
+            "iat": row.issued_at,
+            "sub": row.user_id,
+            "aud": row.client_id,
+            "iss": self.issuer(),
+        }))
+    }
+
+    /// `/.well-known/openid-configuration`.
+    pub fn discovery(&self) -> Value {
+        let b = self.issuer();
+        json!({
+            "issuer": b,
+            "authorization_endpoint": format!("{b}/oauth/authorize"),
+            "token_endpoint": format!("{b}/oauth/token"),
+            "userinfo_endpoint": format!("{b}/oauth/userinfo"),
+            "jwks_uri": format!("{b}/.well-known/jwks.json"),
+            "revocation_endpoint": format!("{b}/oauth/revoke"),
+            "introspection_endpoint": format!("{b}/oauth/introspect"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": SCOPES,
+            "claims_supported": ["sub", "name", "preferred_username", "given_name", "family_name", "email", "updated_at"],
+            "authorization_response_iss_parameter_supported": true,
+        })
+    }
+}
