@@ -165,7 +165,11 @@ pub async fn start_oauth(
         .await?;
     Ok(Outcome {
         url: authorization.url,
-        cookie: Some(state.cookies.flow(&binding)),
+        cookie: Some(
+            state
+                .cookies
+                .flow(&binding, crate::providers::flow::FLOW_TTL),
+        ),
     })
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+pub use super::presets::default_mapping;
+use super::presets::preset;
 use crate::config::{is_loopback_origin, toml_value::Table, url_origin};
 use crate::crypto::Secret;
 
@@ -50,25 +52,25 @@ pub struct ProfileMapping {
 /// A provider table as written (every key optional; presets fill the gaps).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct RawProvider {
+pub(super) struct RawProvider {
     #[serde(rename = "type")]
-    kind: String,
-    name: String,
+    pub(super) kind: String,
+    pub(super) name: String,
     #[serde(deserialize_with = "lenient_string")]
-    client_id: String,
+    pub(super) client_id: String,
     #[serde(deserialize_with = "lenient_string")]
-    client_secret: String,
-    issuer: String,
-    authorize_url: String,
-    token_url: String,
+    pub(super) client_secret: String,
+    pub(super) issuer: String,
+    pub(super) authorize_url: String,
+    pub(super) token_url: String,
     /// OAuth2: the profile endpoint. OIDC: overrides the discovered userinfo endpoint.
-    profile_url: String,
-    revocation_url: String,
-    scope: String,
-    client_auth: String,
+    pub(super) profile_url: String,
+    pub(super) revocation_url: String,
+    pub(super) scope: String,
+    pub(super) client_auth: String,
     /// Clock skew tolerated on id_token times, e.g. "60s".
-    leeway: String,
-    profile: Option<ProfileMapping>,
+    pub(super) leeway: String,
+    pub(super) profile: Option<ProfileMapping>,
 }
 
 /// Environment variables arrive typed by figment (`CLIENT_ID=12345` is a number).
@@ -114,77 +116,6 @@ pub struct ProviderConfig {
     pub leeway: std::time::Duration,
     /// Whether its user ids are this server's own accounts ("Sign in with sessiongate").
     pub accounts: bool,
-}
-
-/// Defaults of a preset table: `fortytwo`, `github`, `google`.
-fn preset(table: &str) -> Option<RawProvider> {
-    let s = |v: &str| v.to_owned();
-    let mapping = |id: &str, name: &str, email: &str, image: &str, login: &str| ProfileMapping {
-        id: s(id),
-        name: s(name),
-        email: s(email),
-        image: s(image),
-        login: s(login),
-    };
-    match table {
-        "fortytwo" => Some(RawProvider {
-            kind: s("oauth2"),
-            name: s("42"),
-            authorize_url: s("https://api.intra.42.fr/oauth/authorize"),
-            token_url: s("https://api.intra.42.fr/oauth/token"),
-            profile_url: s("https://api.intra.42.fr/v2/me"),
-            scope: s("public"),
-            client_auth: s("client_secret_post"),
-            profile: Some(mapping(
-                "/id",
-                "/displayname | /usual_full_name",
-                "/email",
-                "/image/link | /image_url",
-                "/login",
-            )),
-            ..Default::default()
-        }),
-        "github" => Some(RawProvider {
-            kind: s("oauth2"),
-            name: s("GitHub"),
-            authorize_url: s("https://github.com/login/oauth/authorize"),
-            token_url: s("https://github.com/login/oauth/access_token"),
-            profile_url: s("https://api.github.com/user"),
-            scope: s("read:user user:email"),
-            client_auth: s("client_secret_post"),
-            profile: Some(mapping("/id", "/name", "/email", "/avatar_url", "/login")),
-            ..Default::default()
-        }),
-        "google" => Some(RawProvider {
-            kind: s("oidc"),
-            name: s("Google"),
-            issuer: s("https://accounts.google.com"),
-            scope: s("openid email profile"),
-            ..Default::default()
-        }),
-        _ => None,
-    }
-}
-
-/// The mapping of a generic provider: OIDC's standard claims, or the usual OAuth2 names.
-pub fn default_mapping(kind: Kind) -> ProfileMapping {
-    let s = |v: &str| v.to_owned();
-    match kind {
-        Kind::Oidc => ProfileMapping {
-            id: s("/sub"),
-            name: s("/name"),
-            email: s("/email"),
-            image: s("/picture"),
-            login: s("/preferred_username | /nickname"),
-        },
-        Kind::OAuth2 => ProfileMapping {
-            id: s("/id | /sub"),
-            name: s("/name | /displayname"),
-            email: s("/email"),
-            image: s("/picture | /avatar_url | /image"),
-            login: s("/login | /username | /preferred_username"),
-        },
-    }
 }
 
 /// The id a table gets in URLs and sessions.

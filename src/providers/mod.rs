@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod flow;
 pub mod oauth;
 pub mod oidc;
+pub mod presets;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -71,13 +71,9 @@ impl CookiePolicy {
     }
 
     /// `Set-Cookie` for the sign-in binding value: SameSite=Lax, so the provider's
-    /// top-level redirect back carries it; gone after the 10 minutes a flow may take.
-    pub fn flow(&self, value: &str) -> String {
-        self.build(
-            self.flow_name(),
-            value,
-            Some(crate::providers::flow::FLOW_TTL.as_secs()),
-        )
+    /// top-level redirect back carries it; gone after `lifetime` (what a flow may take).
+    pub fn flow(&self, value: &str, lifetime: Duration) -> String {
+        self.build(self.flow_name(), value, Some(lifetime.as_secs()))
     }
 
     /// `Set-Cookie` for the CSRF double-submit cookie (a browser-session cookie).
