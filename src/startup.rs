@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::accounts::jwt::JwtKeys;
 use crate::accounts::AccountService;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::vault::Keyring;
 use crate::db::Database;
@@ -26,7 +27,7 @@ use crate::users::UserRepo;
 
 /// Builds every service from `settings`: connects to the database (applying migrations),
 /// prepares the store, the providers, the authorization server.
-pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<AppState> {
     let db = Database::connect(&settings).await?;
     db.migrate().await?;
     tracing::info!(backend = ?db.backend, "database ready");
@@ -84,6 +85,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         &settings.providers.credentials,
         Arc::clone(&accounts),
         http.clone(),
+        clock.clone(),
     );
     let oauth = if settings.oauth.enabled && credentials.is_bundled() {
         Some(Arc::new(
@@ -91,6 +93,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
                 OAuthRepo::new(db.pool.clone()),
                 UserRepo::new(db.pool.clone()),
                 Arc::clone(&settings),
+                clock.clone(),
             )
             .await?,
         ))
@@ -98,7 +101,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         if settings.oauth.enabled {
             tracing::warn!(
                 "oauth.enabled, but the credentials backend is remote: the authorization \
-                     server serves bundled users only and stays off"
+                 server serves bundled users only and stays off"
             );
         }
         None
@@ -118,8 +121,14 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         credentials,
         configs,
         settings.public_url(),
-        FlowStore::new(store.clone(), &settings.redis.prefix, keyring.clone()),
+        FlowStore::new(
+            store.clone(),
+            &settings.redis.prefix,
+            keyring.clone(),
+            clock.clone(),
+        ),
         crate::providers::ProviderHttp::new(http.clone()),
+        clock.clone(),
     ));
     let sessions = Arc::new(
         SessionManager::new(
@@ -130,7 +139,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             settings.session.absolute_timeout,
             settings.session.cache_ttl,
         )
-        .with_account_providers(providers.account_providers()),
+        .with_account_providers(providers.account_providers())
+        .with_clock(clock.clone()),
     );
     let metrics = Arc::new(Metrics::default());
     let refresher = Arc::new(Refresher::new(
@@ -139,6 +149,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         Arc::clone(&metrics),
         settings.proxy.refresh_skew,
         settings.proxy.lock_timeout,
+        clock.clone(),
     ));
     Ok(AppState {
         oauth,
@@ -153,6 +164,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         csrf: Csrf::new(keyring.derive(b"csrf"), cookies.clone()),
         cookies,
         http,
+        clock,
     })
 }
 
@@ -249,6 +261,11 @@ impl Application {
     /// Binds `server.listen` and `server.metrics_listen` (port 0 picks a free port), then
     /// builds the state.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`Application::build`] with a clock of the caller's (tests move it forward).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let problems = crate::preflight::check(&settings);
         if !problems.is_empty() {
             anyhow::bail!("{}", problems.join("\n"));
@@ -272,7 +289,7 @@ impl Application {
             },
             None => (None, None),
         };
-        let state = build_state(settings).await?;
+        let state = build_state(settings, clock).await?;
         Ok(Self {
             listener,
             metrics_listener,

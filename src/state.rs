@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::accounts::AccountService;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::oauth_server::AuthorizationServer;
@@ -37,4 +38,6 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The bundled authorization server (`/oauth`), when enabled.
     pub oauth: Option<Arc<AuthorizationServer>>,
+    /// The time services decide by (a test's own, in tests).
+    pub clock: Clock,
 }

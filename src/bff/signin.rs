@@ -156,7 +156,7 @@ pub async fn start_oauth(
         nonce: authorization.nonce,
         callback: RedirectTarget::resolve(callback, &state.settings).into_string(),
         binding: crate::crypto::sha256_hex(&binding),
-        created_at: crate::clock::now(),
+        created_at: state.providers.flows.now(),
     };
     state
         .providers

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use super::repo::{Client, Code};
 use super::{AuthorizationServer, SCOPES};
-use crate::clock::now;
 use crate::error::{AppError, AppResult};
 
 /// Longest value accepted for any authorization parameter.
@@ -219,7 +218,7 @@ impl AuthorizationServer {
                 challenge: a.challenge,
                 nonce: a.nonce,
                 auth_time,
-                expires_at: now() + self.settings.oauth.code_ttl.as_secs() as i64,
+                expires_at: self.clock.now() + self.settings.oauth.code_ttl.as_secs() as i64,
             })
             .await?;
         let mut pairs = vec![("code", code.as_str())];

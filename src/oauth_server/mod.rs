@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::error::{AppError, AppResult};
@@ -46,6 +47,8 @@ pub struct AuthorizationServer {
     /// instance) is picked up without a restart.
     keys: tokio::sync::RwLock<(std::time::Instant, Arc<SigningKeys>)>,
     settings: Arc<Settings>,
+    /// Decides codes' and tokens' expiry.
+    clock: Clock,
 }
 
 /// How long the signing keys are used before being read again.
@@ -57,6 +60,7 @@ impl AuthorizationServer {
         repo: OAuthRepo,
         users: UserRepo,
         settings: Arc<Settings>,
+        clock: Clock,
     ) -> anyhow::Result<Self> {
         for c in &settings.oauth.clients {
             clients::upsert_configured(&repo, c).await?;
@@ -79,6 +83,7 @@ impl AuthorizationServer {
             users,
             keys: tokio::sync::RwLock::new((std::time::Instant::now(), Arc::new(keys))),
             settings,
+            clock,
         })
     }
 
@@ -146,7 +151,7 @@ impl AuthorizationServer {
         self.repo
             .find_token(&sha256_hex(token))
             .await?
-            .filter(|r| r.kind == "access" && r.live())
+            .filter(|r| r.kind == "access" && r.live(self.clock.now()))
             .ok_or_else(|| oauth_error("invalid_token", "The access token is invalid or expired."))
     }
 
@@ -177,7 +182,8 @@ impl AuthorizationServer {
     /// RFC 7662, limited to the calling client's own tokens.
     pub async fn introspect(&self, client: &Client, token: &str) -> AppResult<Value> {
         let row = self.repo.find_token(&sha256_hex(token)).await?;
-        let Some(row) = row.filter(|r| r.live() && r.client_id == client.client_id) else {
+        let Some(row) = row.filter(|r| r.live(self.clock.now()) && r.client_id == client.client_id)
+        else {
             return Ok(json!({ "active": false }));
         };
         let username = self

@@ -79,9 +79,9 @@ pub struct TokenRow {
 }
 
 impl TokenRow {
-    /// Usable right now (not expired, spent or revoked, nor its grant).
-    pub fn live(&self) -> bool {
-        self.expires_at > now()
+    /// Usable at `now` (not expired, spent or revoked, nor its grant).
+    pub fn live(&self, now: i64) -> bool {
+        self.expires_at > now
             && self.spent_at.is_none()
             && self.revoked_at.is_none()
             && self.grant_revoked_at.is_none()

@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 
 use super::repo::{Claim, Client, Code, NewToken};
 use super::{oauth_error, AuthorizationServer};
-use crate::clock::now;
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::error::AppResult;
 
@@ -128,7 +127,7 @@ impl AuthorizationServer {
         if stored.client_id != client.client_id {
             return Err(bad("The code was issued to another client."));
         }
-        if stored.expires_at <= now() {
+        if stored.expires_at <= self.clock.now() {
             return Err(bad("The code has expired."));
         }
         // Required when the authorization request had one, and then identical.
@@ -174,7 +173,7 @@ impl AuthorizationServer {
             self.repo.revoke_grant(&row.grant_id).await?;
             return Err(bad("The refresh token has already been used."));
         }
-        if !row.live() {
+        if !row.live(self.clock.now()) {
             return Err(bad("The refresh token is expired or revoked."));
         }
         let scope = match scope
@@ -215,7 +214,7 @@ impl AuthorizationServer {
         nonce: Option<&str>,
         auth_time: Option<i64>,
     ) -> AppResult<(TokenAnswer, Vec<NewToken>)> {
-        let at = now();
+        let at = self.clock.now();
         let access_ttl = self.settings.oauth.access_token_ttl.as_secs() as i64;
         let refresh_ttl = self.settings.oauth.refresh_token_ttl.as_secs() as i64;
         let stored = |token: &str, kind, expires_at| NewToken {

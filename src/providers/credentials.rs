@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::accounts::{AccountService, TokenPair};
-use crate::clock::now;
+use crate::clock::Clock;
 use crate::config::CredentialsSettings;
 use crate::error::{AppError, AppResult};
 use crate::session::refresh::RefreshError;
@@ -31,6 +31,7 @@ pub struct Credentials {
     http: Option<HttpBackend>,
     /// The name on the sign-in page.
     name: String,
+    clock: Clock,
 }
 
 /// A remote credentials API.
@@ -38,6 +39,7 @@ pub struct Credentials {
 pub struct HttpBackend {
     client: reqwest::Client,
     config: CredentialsSettings,
+    clock: Clock,
 }
 
 fn bundled_user(u: &User) -> SessionUser {
@@ -57,11 +59,11 @@ fn bundled_user(u: &User) -> SessionUser {
     }
 }
 
-fn bundled_tokens(t: TokenPair) -> TokenSet {
+fn bundled_tokens(t: TokenPair, now: i64) -> TokenSet {
     TokenSet {
         access_token: t.access_token,
         refresh_token: Some(t.refresh_token),
-        expires_at: Some(now() + t.expires_in),
+        expires_at: Some(now + t.expires_in),
         scope: None,
         token_type: Some("bearer".into()),
     }
@@ -72,10 +74,12 @@ impl Credentials {
         config: &CredentialsSettings,
         accounts: Arc<AccountService>,
         client: reqwest::Client,
+        clock: Clock,
     ) -> Self {
         let http = (!config.login_url.is_empty()).then(|| HttpBackend {
             client,
             config: config.clone(),
+            clock: clock.clone(),
         });
         let name = match config.name.as_str() {
             "" => "Username and password".to_owned(),
@@ -85,6 +89,7 @@ impl Credentials {
             accounts,
             http,
             name,
+            clock,
         }
     }
 
@@ -113,7 +118,7 @@ impl Credentials {
             let (user, tokens) = self.accounts.login(identifier, password, ip).await?;
             return Ok(SignedIn {
                 user: bundled_user(&user),
-                tokens: bundled_tokens(tokens),
+                tokens: bundled_tokens(tokens, self.clock.now()),
             });
         };
         let (ip, account) = (
@@ -134,7 +139,7 @@ impl Credentials {
                 let (user, tokens) = self.accounts.register(account, ip).await?;
                 Ok(SignedIn {
                     user: bundled_user(&user),
-                    tokens: bundled_tokens(tokens),
+                    tokens: bundled_tokens(tokens, self.clock.now()),
                 })
             }
             Some(h) => {
@@ -166,7 +171,7 @@ impl Credentials {
             .ok_or(RefreshError::Rejected)?;
         match &self.http {
             None => match self.accounts.refresh(refresh).await {
-                Ok(pair) => Ok(bundled_tokens(pair)),
+                Ok(pair) => Ok(bundled_tokens(pair, self.clock.now())),
                 Err(AppError::Unauthenticated(_)) => Err(RefreshError::Rejected),
                 Err(e) => {
                     tracing::warn!(error = %e, "bundled refresh failed");
@@ -223,7 +228,7 @@ fn profile_of(body: &Value) -> Option<SessionUser> {
     })
 }
 
-fn tokens_of(body: &Value) -> Option<TokenSet> {
+fn tokens_of(body: &Value, now: i64) -> Option<TokenSet> {
     Some(TokenSet {
         access_token: text(body, &["access_token"])?,
         refresh_token: text(body, &["refresh_token"]),
@@ -231,7 +236,7 @@ fn tokens_of(body: &Value) -> Option<TokenSet> {
         expires_at: body
             .get("expires_in")
             .and_then(Value::as_i64)
-            .map(|s| now().saturating_add(s.clamp(0, 10 * 365 * 86_400))),
+            .map(|s| now.saturating_add(s.clamp(0, 10 * 365 * 86_400))),
         scope: text(body, &["scope"]),
         token_type: text(body, &["token_type"]),
     })
@@ -294,8 +299,8 @@ impl HttpBackend {
         if !status.is_success() {
             return Err(Self::refusal(status, &body));
         }
-        let tokens =
-            tokens_of(&body).ok_or_else(|| Self::unreachable("answer without access_token"))?;
+        let tokens = tokens_of(&body, self.clock.now())
+            .ok_or_else(|| Self::unreachable("answer without access_token"))?;
         let user = match profile_of(&body) {
             Some(user) => user,
             None if !self.config.me_url.is_empty() => self.me(&tokens.access_token).await?,
@@ -330,7 +335,7 @@ impl HttpBackend {
         fields.extend(a.first_name.map(|f| ("first_name", f)));
         fields.extend(a.last_name.map(|l| ("last_name", l)));
         let (status, body) = self.post(&self.config.register_url, &fields).await?;
-        if status.is_success() && tokens_of(&body).is_none() {
+        if status.is_success() && tokens_of(&body, self.clock.now()).is_none() {
             // A backend whose registration returns no tokens: sign in right after.
             return self.login(a.username, a.password).await;
         }
@@ -375,7 +380,8 @@ impl HttpBackend {
             .map_err(|_| RefreshError::Unavailable)?;
         match status.as_u16() {
             200..=299 => {
-                let mut tokens = tokens_of(&body).ok_or(RefreshError::Unavailable)?;
+                let mut tokens =
+                    tokens_of(&body, self.clock.now()).ok_or(RefreshError::Unavailable)?;
                 // A backend that does not rotate keeps the refresh token it had.
                 if tokens.refresh_token.is_none() {
                     tokens.refresh_token = Some(refresh_token.to_owned());
@@ -410,6 +416,7 @@ impl HttpBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now;
 
     #[test]
     fn reads_fastapi_and_bundled_shapes() {
@@ -423,12 +430,15 @@ mod tests {
             (u.name.as_deref(), u.login.as_deref()),
             (Some("Ada L"), Some("ada"))
         );
-        let t = tokens_of(&ours).unwrap();
+        let t = tokens_of(&ours, now()).unwrap();
         assert_eq!(t.refresh_token.as_deref(), Some("r"));
         assert!(t.expires_at.unwrap() > now());
         assert!(profile_of(&serde_json::json!({"access_token": "t"})).is_none());
-        let huge =
-            tokens_of(&serde_json::json!({"access_token": "t", "expires_in": i64::MAX})).unwrap();
+        let huge = tokens_of(
+            &serde_json::json!({"access_token": "t", "expires_in": i64::MAX}),
+            now(),
+        )
+        .unwrap();
         assert!(
             huge.expires_at.unwrap() <= now() + 10 * 365 * 86_400,
             "clamped, no overflow"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::now;
+use crate::clock::Clock;
 use crate::crypto::vault::Keyring;
 use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::error::{AppError, AppResult};
@@ -52,15 +52,22 @@ pub struct FlowStore {
     store: Store,
     prefix: String,
     keys: Keyring,
+    clock: Clock,
 }
 
 impl FlowStore {
-    pub fn new(store: Store, prefix: &str, keys: Keyring) -> Self {
+    pub fn new(store: Store, prefix: &str, keys: Keyring, clock: Clock) -> Self {
         Self {
             store,
             prefix: prefix.to_owned(),
             keys,
+            clock,
         }
+    }
+
+    /// The time a new flow starts at.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Keys hold a hash of the state, so the store never lists usable state values.
@@ -94,6 +101,6 @@ impl FlowStore {
         };
         Ok(serde_json::from_slice::<PendingFlow>(&plain)
             .ok()
-            .filter(|f| now() - f.created_at <= FLOW_TTL.as_secs() as i64))
+            .filter(|f| self.clock.now() - f.created_at <= FLOW_TTL.as_secs() as i64))
     }
 }

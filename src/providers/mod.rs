@@ -16,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::error::AppResult;
 use crate::session::refresh::{RefreshError, TokenSource};
 use crate::session::{SessionUser, TokenSet};
@@ -140,13 +141,16 @@ impl Providers {
         public_url: &str,
         flows: FlowStore,
         http: ProviderHttp,
+        clock: Clock,
     ) -> Self {
         let mut list = vec![Arc::new(Provider::Credentials(credentials))];
-        list.extend(
-            configs
-                .into_iter()
-                .map(|c| Arc::new(Provider::OAuth(OAuthProvider::new(c, public_url)))),
-        );
+        list.extend(configs.into_iter().map(|c| {
+            Arc::new(Provider::OAuth(OAuthProvider::new(
+                c,
+                public_url,
+                clock.clone(),
+            )))
+        }));
         Self { list, flows, http }
     }
 

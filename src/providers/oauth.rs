@@ -22,7 +22,7 @@ use super::fetch::{ProviderHttp, PROVIDER_TIMEOUT};
 use super::flow::PendingFlow;
 use super::oidc;
 use super::SignedIn;
-use crate::clock::now;
+use crate::clock::Clock;
 use crate::session::refresh::RefreshError;
 use crate::session::{SessionUser, TokenSet};
 
@@ -81,6 +81,7 @@ pub struct OAuthProvider {
     /// `<public_url>/api/auth/callback/<id>`.
     pub redirect_uri: String,
     oidc: Option<oidc::Oidc>,
+    clock: Clock,
 }
 
 /// What the browser is sent to, and what the callback will need.
@@ -92,7 +93,7 @@ pub struct Authorization {
 }
 
 impl OAuthProvider {
-    pub fn new(config: ProviderConfig, public_url: &str) -> Self {
+    pub fn new(config: ProviderConfig, public_url: &str, clock: Clock) -> Self {
         let redirect_uri = format!("{public_url}/api/auth/callback/{}", config.id);
         let oidc =
             (config.kind == Kind::Oidc).then(|| oidc::Oidc::new(&config.issuer, config.leeway));
@@ -100,6 +101,7 @@ impl OAuthProvider {
             config,
             redirect_uri,
             oidc,
+            clock,
         }
     }
 
@@ -255,7 +257,7 @@ impl OAuthProvider {
     /// The vault's token set from a token answer; `previous` supplies what a refresh
     /// answer may leave out (a non-rotating provider keeps its refresh token).
     fn token_set(&self, answer: &ProviderTokens, previous: Option<&TokenSet>) -> TokenSet {
-        let at = now();
+        let at = self.clock.now();
         // 42 says when the token was made; trusted only within a day of our clock.
         let created = answer
             .extra_fields()

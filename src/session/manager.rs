@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::clock::now;
+use crate::clock::Clock;
 use crate::crypto::vault::Keyring;
 use crate::error::{AppError, AppResult};
 use crate::session::cache::ReadCache;
@@ -38,6 +38,7 @@ pub struct SessionManager {
     store: Store,
     /// Providers whose sessions are indexed by account (see [`ACCOUNT_INDEX`]).
     account_providers: Vec<String>,
+    clock: Clock,
     keys: Keyring,
     prefix: String,
     idle: Duration,
@@ -57,6 +58,7 @@ impl SessionManager {
         Self {
             store,
             account_providers: Vec::new(),
+            clock: Clock::system(),
             keys,
             prefix: prefix.to_owned(),
             idle,
@@ -69,6 +71,12 @@ impl SessionManager {
     /// own users.
     pub fn with_account_providers(mut self, providers: Vec<String>) -> Self {
         self.account_providers = providers;
+        self
+    }
+
+    /// Decides lifetimes by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -185,7 +193,7 @@ impl SessionManager {
         meta: Option<&DeviceMeta>,
         expect: Option<u64>,
     ) -> AppResult<bool> {
-        let remaining = self.expires_at(session) - now();
+        let remaining = self.expires_at(session) - self.clock.now();
         if remaining <= 0 {
             return Ok(false);
         }
@@ -222,7 +230,7 @@ impl SessionManager {
         user_agent: &str,
         ip: &str,
     ) -> AppResult<(SessionId, Session)> {
-        let at = now();
+        let at = self.clock.now();
         let id = SessionId::generate();
         let session = Session {
             version: 1,
@@ -268,7 +276,7 @@ impl SessionManager {
                 (session, current)
             }
         };
-        let at = now();
+        let at = self.clock.now();
         if at >= self.ends_at(&session) {
             self.destroy(&id, &session).await?;
             return Ok(None);
@@ -339,7 +347,7 @@ impl SessionManager {
             let Some(mut session) = self.fresh(id).await? else {
                 return Ok(None);
             };
-            if self.expires_at(&session) <= now() {
+            if self.expires_at(&session) <= self.clock.now() {
                 return Ok(None);
             }
             let expect = session.version;

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::clock::now;
+use crate::clock::Clock;
 use crate::error::{AppError, AppResult};
 use crate::session::{Session, SessionId, SessionManager, TokenSet};
 use crate::telemetry::metrics::Metrics;
@@ -58,11 +58,12 @@ impl SingleFlight {
     }
 }
 
-/// Whether the access token must be refreshed before use: it expires within `skew`.
-pub fn due(tokens: &TokenSet, skew: Duration) -> bool {
+/// Whether the access token must be refreshed before use: it expires within `skew` of
+/// `now`.
+pub fn due(tokens: &TokenSet, skew: Duration, now: i64) -> bool {
     tokens
         .expires_at
-        .is_some_and(|at| at - now() <= skew.as_secs() as i64)
+        .is_some_and(|at| at - now <= skew.as_secs() as i64)
 }
 
 /// Keeps sessions' access tokens fresh (see the module doc).
@@ -75,6 +76,7 @@ pub struct Refresher {
     skew: Duration,
     /// Longest a refresh may hold the session's lock (`proxy.lock_timeout`).
     lock_ttl: Duration,
+    clock: Clock,
 }
 
 impl Refresher {
@@ -84,6 +86,7 @@ impl Refresher {
         metrics: Arc<Metrics>,
         skew: Duration,
         lock_ttl: Duration,
+        clock: Clock,
     ) -> Self {
         Self {
             sessions,
@@ -92,6 +95,7 @@ impl Refresher {
             flights: SingleFlight::default(),
             skew,
             lock_ttl,
+            clock,
         }
     }
 
@@ -121,12 +125,14 @@ impl Refresher {
         let skew = self.skew;
         let started_with = session.tokens.access_token.clone();
         let forced = stale_token.is_some();
-        if !(forced || due(&session.tokens, skew)) || stale_token.is_some_and(|t| t != started_with)
+        let clock = self.clock.clone();
+        if !(forced || due(&session.tokens, skew, clock.now()))
+            || stale_token.is_some_and(|t| t != started_with)
         {
             return Ok(session);
         }
         let needs = move |s: &Session| {
-            s.tokens.access_token == started_with && (forced || due(&s.tokens, skew))
+            s.tokens.access_token == started_with && (forced || due(&s.tokens, skew, clock.now()))
         };
 
         // The locked part runs in its own task, which nothing cancels: neither a browser

@@ -120,7 +120,7 @@ async fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
     let n = keep.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     assert!(
-        closed_within(&mut keep, Duration::from_millis(1200))
+        closed_within(&mut keep, Duration::from_millis(800))
             .await
             .is_none(),
         "an idle keep-alive connection outlives the header timeout"

@@ -44,6 +44,8 @@ pub struct TestApp {
     pub address: String,
     /// The `/metrics` listener (`server.metrics_listen`, its own port).
     pub metrics_address: String,
+    /// The app's clock: `app.clock.advance(…)` instead of sleeping.
+    pub clock: sessiongate::clock::Clock,
     pub client: reqwest::Client,
     pub backend: Backend,
     pub redis_prefix: String,
@@ -122,13 +124,17 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let redis_prefix = settings.redis.prefix.clone();
     let database_url = settings.database.url.expose().to_owned();
     let outbox = std::path::PathBuf::from(&settings.mail.outbox_dir);
-    let app = Application::build(settings).await.expect("app builds");
+    let clock = sessiongate::clock::Clock::adjustable();
+    let app = Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("app builds");
     let address = format!("http://{}", app.addr());
     let metrics_address = format!("http://{}", app.metrics_addr().expect("metrics listener"));
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
         metrics_address,
+        clock,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

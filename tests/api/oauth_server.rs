@@ -764,7 +764,7 @@ async fn the_token_endpoint_refuses_each_bad_request_with_its_rfc_error() {
 
     // Expired.
     let code = code_for(&app, &mut b).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.clock.advance(std::time::Duration::from_secs(2));
     rfc_error(
         token(&app, &code_grant(&code)).await,
         StatusCode::BAD_REQUEST,
