@@ -9,6 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
 use crate::config::Settings;
+use crate::error::AppResult;
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -96,3 +97,31 @@ impl Database {
         Ok(())
     }
 }
+
+/// The shape of every single-use credential here — a refresh token rotated in either
+/// token family (RFC 6819 §5.2.2.3), an authorization code, a password-reset token: a
+/// conditional `UPDATE` that claims one row while it is still usable, then, only if it
+/// claimed it, the writes that follow from it, in one transaction. Of two concurrent
+/// uses one claims the row; the other gets `None` and nothing is written for it.
+///
+/// (On SQLite the transaction's first statement is that write, so it takes the write
+/// lock at once instead of upgrading a stale read snapshot: no `SQLITE_BUSY_SNAPSHOT`.)
+pub async fn claim_then<'q, T, F>(
+    pool: &AnyPool,
+    claim: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    then: impl FnOnce(Tx) -> F,
+) -> AppResult<Option<T>>
+where
+    F: std::future::Future<Output = AppResult<(Tx, T)>>,
+{
+    let mut tx = pool.begin().await?;
+    if claim.execute(&mut *tx).await?.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let (tx, out) = then(tx).await?;
+    tx.commit().await?;
+    Ok(Some(out))
+}
+
+/// A transaction on the users database.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;

@@ -4,6 +4,7 @@
 use sqlx::{AnyPool, FromRow};
 
 use crate::clock::now;
+use crate::db::claim_then;
 use crate::error::AppResult;
 
 /// A registered client.
@@ -319,17 +320,12 @@ impl OAuthRepo {
     /// Spends a code and creates its grant, in one transaction (the conditional write
     /// lets one of two concurrent exchanges win; the other finds the grant to revoke).
     pub async fn claim_code(&self, code_hash: &str, grant_id: &str) -> AppResult<Claim> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
+        let claim = sqlx::query(
             "UPDATE oauth_codes SET grant_id = $2 WHERE code_hash = $1 AND grant_id IS NULL",
         )
         .bind(code_hash)
-        .bind(grant_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if claimed {
+        .bind(grant_id);
+        let fresh = claim_then(&self.pool, claim, |mut tx| async move {
             let code: Code = sqlx::query_as(
                 "SELECT client_id, user_id, redirect_uri, scope, challenge, nonce, auth_time, \
                  expires_at FROM oauth_codes WHERE code_hash = $1",
@@ -348,10 +344,12 @@ impl OAuthRepo {
             .bind(now())
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
+            Ok((tx, code))
+        })
+        .await?;
+        if let Some(code) = fresh {
             return Ok(Claim::Fresh(code));
         }
-        tx.commit().await?;
         let used: Option<(Option<String>,)> =
             sqlx::query_as("SELECT grant_id FROM oauth_codes WHERE code_hash = $1")
                 .bind(code_hash)
@@ -396,25 +394,20 @@ impl OAuthRepo {
         tokens: &[NewToken],
     ) -> AppResult<bool> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
-        let spent = sqlx::query(
+        let spend = sqlx::query(
             "UPDATE oauth_tokens SET spent_at = $2 \
              WHERE token_hash = $1 AND spent_at IS NULL AND revoked_at IS NULL",
         )
         .bind(old_hash)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !spent {
-            return Ok(false);
-        }
-        for t in tokens {
-            insert_token(&mut tx, grant_id, t, at).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        .bind(at);
+        let rotated = claim_then(&self.pool, spend, |mut tx| async move {
+            for t in tokens {
+                insert_token(&mut tx, grant_id, t, at).await?;
+            }
+            Ok((tx, ()))
+        })
+        .await?;
+        Ok(rotated.is_some())
     }
 
     pub async fn revoke_grant(&self, grant_id: &str) -> AppResult<()> {

@@ -6,6 +6,7 @@
 use sqlx::{AnyPool, FromRow};
 
 use crate::clock::now;
+use crate::db::claim_then;
 use crate::error::{AppError, AppResult};
 
 /// A stored user, without the password hash.
@@ -212,23 +213,16 @@ impl UserRepo {
         new_hash: &str,
         new_expires_at: i64,
     ) -> AppResult<Rotation> {
-        // Every branch starts with a write, so that on SQLite the transaction takes the
-        // write lock first instead of upgrading a stale read snapshot (SQLITE_BUSY_SNAPSHOT).
         let at = now();
-        let mut tx = self.pool.begin().await?;
-        let spent_now = sqlx::query(
+        let spend = sqlx::query(
             "UPDATE refresh_tokens SET spent_at = $3 \
              WHERE token_hash = $1 AND family_id = $2 AND spent_at IS NULL AND expires_at > $3 \
              AND EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $2 AND f.revoked_at IS NULL)",
         )
         .bind(old_hash)
         .bind(family_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if spent_now {
+        .bind(at);
+        let rotated = claim_then(&self.pool, spend, |mut tx| async move {
             sqlx::query(INSERT_REFRESH_TOKEN)
                 .bind(new_hash)
                 .bind(family_id)
@@ -241,9 +235,14 @@ impl UserRepo {
                     .bind(family_id)
                     .fetch_one(&mut *tx)
                     .await?;
-            tx.commit().await?;
+            Ok((tx, user_id))
+        })
+        .await?;
+        if let Some(user_id) = rotated {
             return Ok(Rotation::Rotated { user_id });
         }
+        // Not live: if it was spent before, this is reuse, and the family ends.
+        let mut tx = self.pool.begin().await?;
         let reused = sqlx::query(
             "UPDATE refresh_families SET revoked_at = $3 WHERE id = $2 AND revoked_at IS NULL \
              AND EXISTS (SELECT 1 FROM refresh_tokens t \
@@ -374,42 +373,38 @@ impl UserRepo {
         new_hash: &str,
     ) -> AppResult<bool> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
-        let spent = sqlx::query(
+        let spend = sqlx::query(
             "UPDATE password_resets SET used_at = $3 \
              WHERE token_hash = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > $3",
         )
         .bind(token_hash)
         .bind(user_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !spent {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        .bind(at);
+        let done = claim_then(&self.pool, spend, |mut tx| async move {
+            sqlx::query(
+                "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+            )
             .bind(user_id)
-            .bind(new_hash)
             .bind(at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(at)
-        .execute(&mut *tx)
+            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(user_id)
+                .bind(new_hash)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $2 \
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(user_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            Ok((tx, ()))
+        })
         .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(done.is_some())
     }
 }
