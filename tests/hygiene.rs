@@ -13,6 +13,8 @@ mod browser;
 mod helpers;
 #[path = "api/idp.rs"]
 mod idp;
+#[path = "api/oauth_flow.rs"]
+mod oauth_flow;
 #[path = "api/stand_ins.rs"]
 mod stand_ins;
 
@@ -27,6 +29,7 @@ use sessiongate::crypto::Secret;
 use browser::{Body, Browser};
 use helpers::{spawn_app_with, Backend, PUBLIC_URL};
 use idp::{StandInIdp, CLIENT_ID, CLIENT_SECRET};
+use oauth_flow::{query, token_basic};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -39,13 +42,6 @@ impl Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn query(url: &str) -> std::collections::HashMap<String, String> {
-    let q = url.split_once('?').map_or("", |(_, q)| q);
-    oauth2::url::form_urlencoded::parse(q.as_bytes())
-        .into_owned()
-        .collect()
 }
 
 fn table(pairs: &[(&str, String)]) -> sessiongate::config::toml_value::Table {
@@ -228,46 +224,33 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
     let decision = rp.decide(&page.body, "allow").await;
     let code = query(&decision.location().unwrap())["code"].clone();
     secrets.push(code.clone());
-    let tokens: Value = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth("rp", Some(&as_secret))
-        .form(&[
+    let tokens: Value = token_basic(
+        &app,
+        "rp",
+        &as_secret,
+        &[
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", "http://127.0.0.1:5000/cb"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     secrets.push(tokens["access_token"].as_str().unwrap().to_owned());
     secrets.push(refresh.clone());
-    let again: Value = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth("rp", Some(&as_secret))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
-        .send()
+    let refresh_grant = [("grant_type", "refresh_token"), ("refresh_token", &refresh)];
+    let again: Value = token_basic(&app, "rp", &as_secret, &refresh_grant)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     secrets.push(again["access_token"].as_str().unwrap().to_owned());
     secrets.push(again["refresh_token"].as_str().unwrap().to_owned());
     // Reuse (a warning is logged: it must not carry the token).
-    let reused = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth("rp", Some(&as_secret))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
-        .send()
-        .await
-        .unwrap();
+    let reused = token_basic(&app, "rp", &as_secret, &refresh_grant).await;
     assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -1,23 +1,14 @@
 //! The binary as a user runs it: configuration errors, keygen, openapi, serve with env
 //! overrides and JSON logs, graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::helpers::tempdir::TempDir;
 
-fn sessiongate() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SESSIONGATE_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use crate::helpers::{serve_binary, sessiongate};
 
 #[test]
 fn a_bad_env_value_stops_the_start_naming_the_key() {
@@ -202,47 +193,26 @@ fn keygen_prints_a_256_bit_key_and_openapi_the_spec() {
 #[tokio::test]
 async fn serve_reads_env_logs_json_and_shuts_down_gracefully() {
     let dir = TempDir::new();
-    let mut child = sessiongate()
-        .arg("serve")
+    let mut cmd = sessiongate();
+    cmd.arg("serve")
         .env("SESSIONGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SESSIONGATE_SERVER__METRICS_LISTEN", "")
         .env(
             "SESSIONGATE_DATABASE__URL",
             format!("sqlite://{}/users.db", dir.0.display()),
         )
-        .env("SESSIONGATE_LOG__FORMAT", "json")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut addr = None;
-    let mut lines = Vec::new();
-    while addr.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server starts");
-        let json: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log line: {line}"));
-        let msg = json["fields"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(rest) = msg.strip_prefix("listening on http://") {
-            addr = rest.split_whitespace().next().map(str::to_owned);
-        }
-        lines.push(json);
-    }
+        .env("SESSIONGATE_LOG__FORMAT", "json");
+    let served = serve_binary(cmd);
+    let (mut child, base, rx) = (served.child, served.base, served.log);
+    let lines: Vec<Value> = served
+        .startup
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("JSON log line: {line}")))
+        .collect();
     assert!(
         lines.iter().any(|l| l["level"] == "WARN"),
         "memory-store warning logged"
     );
-    let base = format!("http://{}", addr.unwrap());
     let client = reqwest::Client::new();
     let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);

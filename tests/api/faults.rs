@@ -234,41 +234,10 @@ async fn postgres_unreachable_is_503_and_recovers_by_itself() {
 
 /// Starts the real binary with `config` and returns it with its base URL (the caller
 /// stops and waits for it).
-#[allow(clippy::zombie_processes)]
 fn serve(config: &Path) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SESSIONGATE_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    let mut child = cmd
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server starts");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            // Keep draining the log so the child never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, format!("http://{addr}"));
-        }
-    }
+    let mut cmd = crate::helpers::sessiongate();
+    cmd.arg("--config").arg(config).arg("serve");
+    crate::helpers::serve_binary(cmd).drain_log()
 }
 
 /// SIGTERM while 200 proxied requests are in flight: every one completes (or, if it had

@@ -380,7 +380,7 @@ async fn profile_changes_that_can_answer_taken_are_rate_limited() {
 /// signed in (username/password or "Sign in with sessiongate").
 #[tokio::test]
 async fn sign_out_everywhere_covers_sign_in_with_sessiongate() {
-    let (app, base) = crate::oauth_server::self_provider_app().await;
+    let (app, base) = crate::oauth_flow::self_provider_app().await;
     let alice = app.create_user().await;
     let mut password = Browser::new(&app, "Password browser");
     assert_eq!(
@@ -391,7 +391,7 @@ async fn sign_out_everywhere_covers_sign_in_with_sessiongate() {
         StatusCode::OK
     );
     let mut oidc = Browser::new(&app, "OIDC browser");
-    crate::oauth_server::sign_in_with_sessiongate(&mut oidc, &base, &alice).await;
+    crate::oauth_flow::sign_in_with_sessiongate(&mut oidc, &base, &alice).await;
     assert_eq!(oidc.session().await["provider"], "sessiongate");
 
     let listed = password.sessions().await.json();

@@ -456,3 +456,74 @@ macro_rules! both_stores {
         }
     };
 }
+
+/// The `sessiongate` binary as a user runs it, with none of this process's
+/// `SESSIONGATE_*` or `RUST_LOG` variables.
+pub fn sessiongate() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SESSIONGATE_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A `sessiongate serve` child process, its base URL, and its log lines.
+pub struct Served {
+    pub child: std::process::Child,
+    pub base: String,
+    /// The log lines up to "listening on …".
+    pub startup: Vec<String>,
+    /// The log lines after it, as they come.
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `cmd` (a `sessiongate … serve`) and reads its log until it says where it
+/// listens (at most 30 s). The caller stops and waits for the child.
+#[allow(clippy::zombie_processes)]
+pub fn serve_binary(mut cmd: std::process::Command) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut startup = Vec::new();
+    loop {
+        let line = log
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the server starts: {startup:#?}"));
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .next()
+                .unwrap()
+                .to_owned();
+            startup.push(line);
+            return Served {
+                child,
+                base: format!("http://{addr}"),
+                startup,
+                log,
+            };
+        }
+        startup.push(line);
+    }
+}
+
+impl Served {
+    /// Keeps draining the log so the child never blocks on a full pipe.
+    pub fn drain_log(self) -> (std::process::Child, String) {
+        let log = self.log;
+        std::thread::spawn(move || while log.recv().is_ok() {});
+        (self.child, self.base)
+    }
+}

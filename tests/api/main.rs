@@ -10,6 +10,7 @@ mod faults;
 mod hardening;
 mod helpers;
 mod idp;
+mod oauth_flow;
 mod oauth_server;
 mod openapi;
 mod ops;

@@ -450,7 +450,6 @@ fn rss_kib(pid: u32) -> u64 {
 /// The proxy runs as its own process (the real binary), so its memory is measured alone.
 #[tokio::test]
 async fn a_100_mb_upload_and_download_stream_through() {
-    use std::io::{BufRead, BufReader};
     let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
     let dir = crate::helpers::tempdir::TempDir::new();
     let config = dir.0.join("proxy.toml");
@@ -468,29 +467,9 @@ async fn a_100_mb_upload_and_download_stream_through() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the proxy starts");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break format!("http://{}", rest.split_whitespace().next().unwrap());
-        }
-    };
+    let mut cmd = crate::helpers::sessiongate();
+    cmd.arg("--config").arg(&config).arg("serve");
+    let (mut child, base) = crate::helpers::serve_binary(cmd).drain_log();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
