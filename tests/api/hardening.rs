@@ -743,28 +743,36 @@ async fn pages_and_state_answers_carry_the_security_headers() {
     assert_eq!(token.headers()["cache-control"], "no-store");
 }
 
+/// An app whose credentials backend is a token stand-in (any password signs in as
+/// `racer`) and which proxies `/api/echo` to an echoing upstream.
+async fn echo_app(
+    tweak: impl FnOnce(&mut sessiongate::config::Settings) + Send + 'static,
+) -> (
+    TestApp,
+    crate::stand_ins::EchoUpstream,
+    crate::stand_ins::TokenBackend,
+) {
+    let tokens = crate::stand_ins::TokenBackend::spawn(3600).await;
+    let echo = crate::stand_ins::EchoUpstream::spawn().await;
+    let (tb, eb) = (tokens.base.clone(), echo.base.clone());
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.providers.credentials.login_url = format!("{tb}/login");
+        s.proxy
+            .routes
+            .push(crate::helpers::proxy_route("/api/echo", &eb, "credentials"));
+        tweak(s);
+    })
+    .await;
+    (app, echo, tokens)
+}
+
 /// Proxy headers: `X-Forwarded-Host` is the public URL's host whatever the client sent;
 /// headers by which a client could speak for the proxy never reach the upstream; the
 /// CSRF refusal names the header it wants.
 #[tokio::test]
 async fn the_proxy_speaks_for_itself_to_the_upstream() {
-    let (tokens, echo) = (
-        crate::stand_ins::TokenBackend::spawn(3600).await,
-        crate::stand_ins::EchoUpstream::spawn().await,
-    );
-    let (tb, eb) = (tokens.base.clone(), echo.base.clone());
-    let app = spawn_app_with(Backend::Sqlite, move |s| {
-        s.server.public_url = "https://app.example.com".into();
-        s.providers.credentials.login_url = format!("{tb}/login");
-        s.proxy.routes.push(sessiongate::config::ProxyRoute {
-            prefix: "/api/echo".into(),
-            upstream: eb,
-            provider: "credentials".into(),
-            strip_prefix: true,
-            timeout: None,
-        });
-    })
-    .await;
+    let (app, _echo, _tokens) =
+        echo_app(|s| s.server.public_url = "https://app.example.com".into()).await;
     let mut b = Browser::new(&app, "Proxy headers");
     assert_eq!(b.sign_in("racer", "pw").await.status, StatusCode::OK);
     let seen = b
@@ -801,22 +809,7 @@ async fn the_proxy_speaks_for_itself_to_the_upstream() {
 /// one unambiguous, chunked request.
 #[tokio::test]
 async fn a_request_with_both_framings_is_framed_once_and_answered_alone() {
-    let (tokens, echo) = (
-        crate::stand_ins::TokenBackend::spawn(3600).await,
-        crate::stand_ins::EchoUpstream::spawn().await,
-    );
-    let (tb, eb) = (tokens.base.clone(), echo.base.clone());
-    let app = spawn_app_with(Backend::Sqlite, move |s| {
-        s.providers.credentials.login_url = format!("{tb}/login");
-        s.proxy.routes.push(sessiongate::config::ProxyRoute {
-            prefix: "/api/echo".into(),
-            upstream: eb,
-            provider: "credentials".into(),
-            strip_prefix: true,
-            timeout: None,
-        });
-    })
-    .await;
+    let (app, echo, _tokens) = echo_app(|_| {}).await;
     let mut b = Browser::new(&app, "Smuggler");
     assert_eq!(b.sign_in("racer", "pw").await.status, StatusCode::OK);
     let cookie = b.session_cookie().unwrap().clone();

@@ -527,3 +527,18 @@ impl Served {
         (self.child, self.base)
     }
 }
+
+/// `[[proxy.routes]]`: `prefix` to `upstream` with `provider`'s token.
+pub fn proxy_route(
+    prefix: &str,
+    upstream: &str,
+    provider: &str,
+) -> sessiongate::config::ProxyRoute {
+    sessiongate::config::ProxyRoute {
+        prefix: prefix.into(),
+        upstream: upstream.into(),
+        provider: provider.into(),
+        strip_prefix: true,
+        timeout: None,
+    }
+}

@@ -234,3 +234,25 @@ pub async fn sign_in_with_sessiongate(b: &mut Browser, base: &str, user: &TestUs
     let done = b.get(location.strip_prefix(base).unwrap()).await;
     assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
 }
+
+/// A grant that was revoked: its access token is refused at userinfo (`invalid_token`)
+/// and its refresh token at the token endpoint (`invalid_grant`).
+pub async fn assert_grant_dead(app: &TestApp, access: &str, refresh: &str) {
+    rfc_error(
+        userinfo(app, access).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    rfc_error(
+        token(
+            app,
+            &json!({"grant_type": "refresh_token", "refresh_token": refresh,
+                    "client_id": CLIENT, "client_secret": SECRET}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sessiongate::config::{ProxyRoute, Settings};
+use sessiongate::config::Settings;
 use sessiongate::crypto::Secret;
 
 use crate::browser::{Body, Browser, Seen};
@@ -616,13 +616,9 @@ async fn a_provider_that_answers_too_much_is_cut_off() {
     let eb = echo.base.clone();
     let app = spawn_app_with(Backend::Sqlite, |s| {
         acme(s, &idp, &[]);
-        s.proxy.routes.push(ProxyRoute {
-            prefix: "/api/acme".into(),
-            upstream: eb,
-            provider: "acme".into(),
-            strip_prefix: true,
-            timeout: None,
-        });
+        s.proxy
+            .routes
+            .push(crate::helpers::proxy_route("/api/acme", &eb, "acme"));
     })
     .await;
     idp.with(|s| s.token_mode = TokenMode::Huge);
@@ -687,13 +683,9 @@ async fn proxied_calls_refresh_rotate_and_sign_out_revokes() {
     let eb = echo.base.clone();
     let app = spawn_app_with(Backend::Sqlite, |s| {
         acme(s, &idp, &[]);
-        s.proxy.routes.push(ProxyRoute {
-            prefix: "/api/acme".into(),
-            upstream: eb,
-            provider: "acme".into(),
-            strip_prefix: true,
-            timeout: None,
-        });
+        s.proxy
+            .routes
+            .push(crate::helpers::proxy_route("/api/acme", &eb, "acme"));
     })
     .await;
     let mut b = Browser::new(&app, "Proxy");
@@ -773,13 +765,9 @@ async fn a_provider_outage_during_refresh_keeps_the_session() {
     let eb = echo.base.clone();
     let app = spawn_app_with(Backend::Sqlite, |s| {
         fortytwo(s, &idp, &[]);
-        s.proxy.routes.push(ProxyRoute {
-            prefix: "/api/42".into(),
-            upstream: eb,
-            provider: "42".into(),
-            strip_prefix: true,
-            timeout: None,
-        });
+        s.proxy
+            .routes
+            .push(crate::helpers::proxy_route("/api/42", &eb, "42"));
     })
     .await;
     let mut b = Browser::new(&app, "Outage");
