@@ -11,6 +11,7 @@ pub mod flow;
 pub mod oauth;
 pub mod oidc;
 pub mod presets;
+pub mod schema;
 
 use std::future::Future;
 use std::pin::Pin;

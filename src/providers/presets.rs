@@ -1,7 +1,7 @@
 //! The presets: 42, GitHub and Google need only a client id and secret; and the profile
 //! mappings of generic OAuth2 and OIDC providers.
 
-use super::config::{Kind, ProfileMapping, RawProvider};
+use super::schema::{Kind, ProfileMapping, RawProvider};
 
 /// Defaults of a preset table: `fortytwo`, `github`, `google`.
 pub(super) fn preset(table: &str) -> Option<RawProvider> {
