@@ -15,7 +15,7 @@
 # and runs the RUN lines there. Keep RUN paths relative to WORKDIR so it can.
 
 # ---------------------------------------------------------------------------------------
-# Builder: the crate needs rustc >= 1.85 (rust-version in Cargo.toml); sqlx's SQLite
+# Builder: the crate needs rustc >= 1.89 (rust-version in Cargo.toml); sqlx's SQLite
 # driver compiles bundled SQLite C code (libsqlite3-sys), so gcc is needed — this image
 # has it.
 # ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
-use crate::config::Settings;
+use crate::config::{location_of, Settings};
 use crate::error::AppResult;
 
 /// The migrations in `migrations/`, embedded in the binary.
@@ -21,11 +21,46 @@ pub enum Backend {
     Sqlite,
 }
 
-/// A connected, migrated database.
+/// The users database: a pool that connects on demand (so the server starts, and says
+/// why it is not ready, while the database is down).
 #[derive(Clone)]
 pub struct Database {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// `host:port/name` (or the SQLite path), for messages: never the password.
+    pub location: String,
+    /// The URL, to ask a direct connection why the pool cannot connect.
+    url: crate::crypto::Secret,
+    /// Whether the migrations have run (a database down at start is migrated later).
+    migrated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why the database cannot be used, in words that say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Nothing answers (refused, unreachable, timed out): worth retrying.
+    #[error("the database at {location} cannot be reached ({cause}); is it running, and is database.url right?")]
+    Unreachable { location: String, cause: String },
+    /// The server answers, but the database does not exist.
+    #[error("the database at {location} does not exist: create it (e.g. `createdb {name}`), or run `sessiongate migrate --create-database`")]
+    Missing { location: String, name: String },
+    /// The server refused the user or password.
+    #[error("the database at {location} refused the user or password in database.url ({cause})")]
+    Refused { location: String, cause: String },
+    #[error("the database at {location}: {cause}")]
+    Other { location: String, cause: String },
+}
+
+impl DbError {
+    /// Whether waiting may fix it (the database is down, not misconfigured).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DbError::Unreachable { .. })
+    }
+}
+
+/// The database name of a PostgreSQL URL.
+fn name_of(location: &str) -> String {
+    location.rsplit_once('/').map_or("", |(_, n)| n).to_owned()
 }
 
 /// `sqlite://data/x.db` → makes sure `data/` exists and the file may be created.
@@ -77,22 +112,123 @@ impl Database {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
-            .connect(&url)
-            .await
-            .with_context(|| format!("connecting to the {backend:?} database"))?;
-        Ok(Self { pool, backend })
+            .connect_lazy(&url)
+            .with_context(|| format!("database.url: not a usable {backend:?} URL"))?;
+        Ok(Self {
+            pool,
+            backend,
+            location: location_of(&url),
+            url: crate::crypto::Secret::new(url),
+            migrated: Default::default(),
+        })
     }
 
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("applying database migrations")
+    /// What went wrong, said so that it can be fixed.
+    pub fn explain(&self, err: &sqlx::Error) -> DbError {
+        let location = self.location.clone();
+        let cause = match err {
+            sqlx::Error::Migrate(m) => match m.as_ref() {
+                sqlx::migrate::MigrateError::Execute(e) => return self.explain(e),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        };
+        let code = match err {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        match (err, code.as_deref()) {
+            (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed, _) => {
+                DbError::Unreachable { location, cause }
+            }
+            // PostgreSQL: invalid_catalog_name.
+            (_, Some("3D000")) => DbError::Missing {
+                name: name_of(&location),
+                location,
+            },
+            // PostgreSQL: invalid_password, invalid_authorization_specification.
+            (_, Some("28P01" | "28000")) => DbError::Refused { location, cause },
+            _ => DbError::Other { location, cause },
+        }
     }
 
-    /// A cheap round trip, for `/readyz`.
+    /// Applies pending migrations (and so proves the database is there).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => {
+                self.migrated
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Ok(())
+            }
+            // The pool only says it timed out: one direct connection says why.
+            Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::PoolTimedOut)) => {
+                Err(self.diagnose().await)
+            }
+            Err(e) => Err(self.explain(&sqlx::Error::Migrate(Box::new(e)))),
+        }
+    }
+
+    /// Why a connection cannot be made, from one direct attempt.
+    async fn diagnose(&self) -> DbError {
+        use sqlx::Connection;
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::AnyConnection::connect(self.url.expose()),
+        )
+        .await;
+        match attempt {
+            Ok(Err(e)) => self.explain(&e),
+            Ok(Ok(_)) | Err(_) => self.explain(&sqlx::Error::PoolTimedOut),
+        }
+    }
+
+    /// Creates the PostgreSQL database of `database.url` if it does not exist (`sessiongate
+    /// migrate --create-database`); SQLite files are created anyway.
+    pub async fn create_if_missing(url: &str) -> anyhow::Result<bool> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            return Ok(false);
+        }
+        let location = location_of(url);
+        let name = name_of(&location);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            anyhow::bail!("database.url: `{name}` is not a database name this command creates");
+        }
+        let (base, _) = url
+            .split('?')
+            .next()
+            .unwrap_or(url)
+            .rsplit_once('/')
+            .context("database.url has no database name")?;
+        let admin = format!("{base}/postgres");
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin)
+            .await
+            .with_context(|| format!("connecting to {} to create `{name}`", location_of(&admin)))?;
+        let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_optional(&pool)
+            .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&pool)
+            .await
+            .with_context(|| format!("creating the database `{name}`"))?;
+        Ok(true)
+    }
+
+    /// A cheap round trip, for `/readyz`: ready once migrated and answering.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        if !self.migrated.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(sqlx::Error::PoolTimedOut);
+        }
         let _: AnyQueryResult = sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }

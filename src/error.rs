@@ -48,6 +48,9 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    /// No proxy route takes this path (the routes' prefixes, listed).
+    #[error("no proxy route")]
+    NoRoute(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     /// A unique field is already taken.
@@ -201,6 +204,12 @@ impl AppError {
                 "Not Found",
                 "not_found",
                 "No such resource.".into(),
+            ),
+            NoRoute(prefixes) => (
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "not_found",
+                format!("No proxy route takes this path; the routes are: {prefixes}."),
             ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -23,12 +23,26 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
+    #[command(
+        after_help = "Examples:\n  sessiongate serve\n  sessiongate --config prod.toml serve\n  SESSIONGATE_SERVER__LISTEN=0.0.0.0:8080 sessiongate"
+    )]
     Serve,
     /// Print the OpenAPI document.
+    #[command(after_help = "Example:\n  sessiongate openapi > openapi.json")]
     Openapi,
     /// Apply database migrations and exit.
-    Migrate,
+    #[command(
+        after_help = "Examples:\n  sessiongate migrate\n  SESSIONGATE_DATABASE__URL=postgres://app@db/sessiongate sessiongate migrate --create-database"
+    )]
+    Migrate {
+        /// First create the PostgreSQL database of `database.url` if it does not exist.
+        #[arg(long)]
+        create_database: bool,
+    },
     /// Print a fresh base64 256-bit key for `session.keys` or `auth.jwt_secret`.
+    #[command(
+        after_help = "Example:\n  export SESSIONGATE_SESSION__KEYS=\"[\\\"$(sessiongate keygen)\\\"]\""
+    )]
     Keygen,
     /// Manage the clients of the bundled authorization server (`/oauth`).
     Clients {
@@ -36,21 +50,28 @@ enum Command {
         action: ClientsCommand,
     },
     /// Start signing id_tokens with a new key; the previous one stays in the JWKS.
-    /// Running servers pick it up when restarted.
+    /// Running servers use it within a minute.
+    #[command(after_help = "Example:\n  sessiongate rotate-signing-key")]
     RotateSigningKey,
+}
+
+/// Prints `text` to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("sessiongate: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Openapi => {
-            print!("{}", sessiongate::openapi::spec_json());
-            ExitCode::SUCCESS
-        }
-        Command::Keygen => {
-            println!("{}", sessiongate::crypto::generate_key());
-            ExitCode::SUCCESS
-        }
+        Command::Openapi => print_out(&sessiongate::openapi::spec_json()),
+        Command::Keygen => print_out(&format!("{}\n", sessiongate::crypto::generate_key())),
         command => {
             let settings = match sessiongate::preflight::load(cli.config.as_deref()) {
                 Ok(s) => s,
@@ -71,7 +92,15 @@ fn main() -> ExitCode {
             };
             let result = runtime.block_on(async move {
                 match command {
-                    Command::Migrate => {
+                    Command::Migrate { create_database } => {
+                        if create_database
+                            && sessiongate::db::Database::create_if_missing(
+                                &settings.database_url(),
+                            )
+                            .await?
+                        {
+                            tracing::info!("database created");
+                        }
                         let db = sessiongate::db::Database::connect(&settings).await?;
                         db.migrate().await?;
                         tracing::info!("migrations applied");
@@ -93,7 +122,7 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    // Once, on stderr (where the log goes too).
                     eprintln!("sessiongate: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::config::{ConfigError, Settings};
 use crate::providers::config::provider_id;
+use crate::providers::presets::preset_table;
 use crate::providers::{configured_ids, SELF_PROVIDER};
 
 /// Loads the configuration and runs every check, the configuration's own and these.
@@ -21,6 +22,26 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
     }
 }
 
+/// What the user probably meant by a provider id that is not configured.
+fn provider_hint(settings: &Settings, id: &str) -> String {
+    let tables = &settings.providers.others;
+    if tables.contains_key(id) && provider_id(id) != id {
+        return format!(
+            "; [providers.{id}] is the provider `{}`: write provider = \"{}\"",
+            provider_id(id),
+            provider_id(id)
+        );
+    }
+    if let Some(table) = preset_table(id) {
+        return format!(
+            "; `{id}` is [providers.{table}], enabled by setting its client_id and client_secret \
+             (SESSIONGATE_PROVIDERS__{}__CLIENT_ID / __CLIENT_SECRET)",
+            table.to_ascii_uppercase()
+        );
+    }
+    String::new()
+}
+
 /// The cross-feature problems of `settings`, one line each.
 pub fn check(settings: &Settings) -> Vec<String> {
     let (known, mut problems) = configured_ids(settings);
@@ -31,8 +52,10 @@ pub fn check(settings: &Settings) -> Vec<String> {
             !problems.is_empty() && tables.keys().any(|t| provider_id(t) == route.provider);
         if !known.contains(&route.provider) && !broken {
             problems.push(format!(
-                "proxy.routes[{i}].provider: no provider `{}` is configured",
-                route.provider
+                "proxy.routes[{i}].provider: no provider `{}` is configured{} (configured: {})",
+                route.provider,
+                provider_hint(settings, &route.provider),
+                known.join(", ")
             ));
         }
     }

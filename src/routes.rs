@@ -68,8 +68,12 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     // One API endpoint (routes built once), mounted under each of its prefixes, and
     // called in process by the proxy for `upstream = "bundled"`.
     let api = Arc::new(api.with(BodyLimit(body_limit)));
+    let table = ProxyRoutes::new(&state.settings);
+    for line in table.describe() {
+        tracing::info!("proxy route: {line}");
+    }
     let proxy = Proxy {
-        routes: Arc::new(ProxyRoutes::new(&state.settings)),
+        routes: Arc::new(table),
         bundled: BundledApi::new(Arc::clone(&api).data(state.clone()).boxed()),
     };
     // Each route group renders its errors in its own envelope style, chosen here once.

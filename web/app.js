@@ -242,3 +242,13 @@ $("signout").addEventListener("click", () => signOut(false));
 $("signout-all").addEventListener("click", () => signOut(true));
 $("call-api").addEventListener("click", callApi);
 render();
+
+// The NextAuth client page is built with npm (web/nextauth-compat/); link it only once it
+// is. A missing script falls back to this page's HTML, so its type tells.
+fetch("/nextauth-compat/app.js", { method: "HEAD" })
+  .then((r) => {
+    const type = r.headers.get("content-type") || "";
+    $("nextauth-link").hidden = !(r.ok && type.includes("javascript"));
+  })
+  .catch(() => {})
+  .finally(() => { $("nextauth-link").dataset.checked = "true"; });

@@ -12,12 +12,13 @@ use figment::Figment;
 use serde::Deserialize;
 
 mod limit;
+mod report;
 mod sections;
 mod validate;
 
 pub use limit::Limit;
 pub use sections::*;
-pub use validate::{is_loopback_origin, url_origin};
+pub use validate::{is_loopback_origin, location_of, url_origin};
 
 /// The defaults, compiled in so that `cargo run` works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -72,23 +73,16 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        let settings: Settings = figment.extract().map_err(|errors| {
-            ConfigError(
-                errors
-                    .into_iter()
-                    .map(describe_figment_error)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
-        Ok(settings)
+        figment
+            .extract()
+            .map_err(|first| ConfigError(report::every_problem(&figment, first).join("\n")))
     }
 
     /// The embedded defaults alone (tests and tools start from these).
     pub fn defaults() -> Result<Self, ConfigError> {
         Figment::from(Toml::string(DEFAULT_TOML))
             .extract()
-            .map_err(|e| ConfigError(describe_figment_error(e)))
+            .map_err(|e| ConfigError(report::describe(e)))
     }
 
     /// The database URL, with the embedded default applied.
@@ -122,28 +116,4 @@ impl Settings {
     pub fn public_url(&self) -> &str {
         self.server.public_url.trim_end_matches('/')
     }
-}
-
-/// One line per error: `<key>: <what is wrong>`.
-fn describe_figment_error(error: figment::Error) -> String {
-    let key = if error.path.is_empty() {
-        "configuration".to_owned()
-    } else {
-        error.path.join(".")
-    };
-    let mut kind = error.kind.to_string();
-    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
-        let full = if error.path.last() == Some(field) {
-            key
-        } else if error.path.is_empty() {
-            field.clone()
-        } else {
-            format!("{key}.{field}")
-        };
-        return format!("{full}: unknown configuration key");
-    }
-    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
-        kind = format!("{kind} (from {source})");
-    }
-    format!("{key}: {kind}")
 }

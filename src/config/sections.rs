@@ -202,6 +202,8 @@ pub struct ProxySettings {
     /// Upstream routes; the longest matching prefix wins.
     #[serde(default)]
     pub routes: Vec<ProxyRoute>,
+    /// Also route `/api` to the bundled `/v1` API (unless a route takes `/api` itself).
+    pub bundled_route: bool,
 }
 
 /// `[[proxy.routes]]`: requests under `prefix` go to `upstream` with `provider`'s token.
@@ -223,8 +225,11 @@ pub struct ProxyRoute {
     pub timeout: Option<Duration>,
 }
 
+/// The provider of a route that names none (username/password sign-in).
+pub const DEFAULT_ROUTE_PROVIDER: &str = "credentials";
+
 fn default_provider() -> String {
-    "credentials".into()
+    DEFAULT_ROUTE_PROVIDER.into()
 }
 
 fn default_true() -> bool {

@@ -20,8 +20,22 @@ impl Settings {
     /// Every problem [`Settings::validate`] finds, one line each.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = url_origin(&self.server.public_url) {
-            problems.push(format!("server.public_url: {e}"));
+        match url_origin(&self.server.public_url) {
+            Err(e) => problems.push(format!("server.public_url: {e}")),
+            // Browsers drop a Secure cookie set over plain http (loopback excepted: they
+            // treat it as a secure context), so no sign-in would ever stick.
+            Ok(origin)
+                if self.session.cookie_secure
+                    && origin.starts_with("http://")
+                    && !is_loopback_origin(&origin) =>
+            {
+                problems.push(format!(
+                    "session.cookie_secure: true, but server.public_url `{origin}` is plain http: \
+                     browsers drop Secure cookies there, so no sign-in would stick; serve it over \
+                     https (public_url = \"https://…\") or set cookie_secure = false"
+                ));
+            }
+            Ok(_) => {}
         }
         for (i, origin) in self.server.allowed_redirects.iter().enumerate() {
             if let Err(e) = url_origin(origin) {
@@ -78,8 +92,14 @@ impl Settings {
             problems.push("database.max_connections: must be at least 1".into());
         }
         let redis = self.redis.url.expose();
-        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
-            problems.push("redis.url: must start with redis:// or rediss://".into());
+        if redis.starts_with("rediss://") {
+            problems.push(
+                "redis.url: rediss:// (TLS) is not supported by this build; reach Redis with \
+                 redis:// over a private network (or a local TLS tunnel such as stunnel)"
+                    .into(),
+            );
+        } else if !(redis.is_empty() || redis.starts_with("redis://")) {
+            problems.push("redis.url: must start with redis://".into());
         }
         for (i, key) in self.session.keys.iter().enumerate() {
             if crate::crypto::decode_key(key.expose()).is_none() {
@@ -217,4 +237,17 @@ pub fn url_origin(url: &str) -> Result<String, String> {
         return Err(format!("`{url}` has no valid host"));
     }
     Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// Where `url` points, for messages: `host:port/path` without the scheme, the user, the
+/// password or the query (a URL of a database or Redis may carry a password).
+pub fn location_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match path {
+        "" => host.to_owned(),
+        path => format!("{host}/{path}"),
+    }
 }

@@ -11,6 +11,9 @@ use crate::config::Settings;
 #[derive(Subcommand)]
 pub enum ClientsCommand {
     /// Register a client and print its id and secret (the secret is shown only once).
+    #[command(
+        after_help = "Example:\n  sessiongate clients add --name \"Prescription Manager\" \\\n    --redirect-uri https://app.example.com/callback --scopes \"openid profile\""
+    )]
     Add {
         /// Name shown on the consent page.
         #[arg(long)]
@@ -21,19 +24,21 @@ pub enum ClientsCommand {
         /// A public client (no secret; PKCE required), e.g. an SPA or a mobile app.
         #[arg(long)]
         public: bool,
-        /// Space-separated scopes it may ask for (default: openid profile email user).
-        #[arg(long, default_value = "")]
+        /// Space-separated scopes it may ask for.
+        #[arg(long, default_value = "openid profile email user")]
         scopes: String,
         /// Print `{"client_id": …, "client_secret": …}`.
         #[arg(long)]
         json: bool,
     },
     /// List the registered clients.
+    #[command(after_help = "Example:\n  sessiongate clients list --json")]
     List {
         #[arg(long)]
         json: bool,
     },
     /// Remove a client and everything issued to it.
+    #[command(after_help = "Example:\n  sessiongate clients remove sg-abc123")]
     Remove { client_id: String },
 }
 

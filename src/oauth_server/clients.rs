@@ -7,7 +7,7 @@ use base64::Engine;
 
 use super::authorize::parse_params;
 use super::oauth_error;
-use super::repo::{Client, OAuthRepo};
+use super::repo::Client;
 use crate::clock::now;
 use crate::config::{is_loopback_origin, url_origin, OAuthClientSettings};
 use crate::crypto::{random_token, sha256_hex};
@@ -89,8 +89,8 @@ pub struct ClientCredentials {
     pub secret: Option<String>,
 }
 
-/// Creates or updates a client declared in `[[oauth.clients]]`.
-pub async fn upsert_configured(repo: &OAuthRepo, c: &OAuthClientSettings) -> anyhow::Result<()> {
+/// The record of a client declared in `[[oauth.clients]]` (created or updated at start).
+pub fn configured(c: &OAuthClientSettings) -> anyhow::Result<Client> {
     let secret = (!c.public).then(|| c.client_secret.expose());
     let (client, _) = client_record(&NewClient {
         client_id: Some(&c.client_id),
@@ -101,8 +101,7 @@ pub async fn upsert_configured(repo: &OAuthRepo, c: &OAuthClientSettings) -> any
         public: c.public,
     })
     .map_err(|e| anyhow::anyhow!("oauth.clients `{}`: {e}", c.client_id))?;
-    repo.upsert_client(&client).await?;
-    Ok(())
+    Ok(client)
 }
 
 /// Parameters that carry credentials and so must never travel in a URL.

@@ -44,8 +44,11 @@ pub struct AuthorizationServer {
     pub repo: OAuthRepo,
     users: UserRepo,
     /// Re-read from the database once a minute: a rotation made by the CLI (or another
-    /// instance) is picked up without a restart.
-    keys: tokio::sync::RwLock<(std::time::Instant, Arc<SigningKeys>)>,
+    /// instance) is picked up without a restart. `None` until the database first answers.
+    keys: tokio::sync::RwLock<Option<(std::time::Instant, Arc<SigningKeys>)>>,
+    /// Clients to create or update once the database answers: the configured ones and
+    /// "Sign in with sessiongate".
+    clients: Vec<Client>,
     settings: Arc<Settings>,
     /// Decides codes' and tokens' expiry.
     clock: Clock,
@@ -55,17 +58,19 @@ pub struct AuthorizationServer {
 const KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AuthorizationServer {
-    /// Loads the signing keys and the clients declared in configuration.
-    pub async fn start(
+    /// The server, with the clients declared in configuration and `extra` ones to
+    /// register ([`AuthorizationServer::prepare`] writes them and loads the keys).
+    pub fn new(
         repo: OAuthRepo,
         users: UserRepo,
         settings: Arc<Settings>,
         clock: Clock,
+        extra: Vec<Client>,
     ) -> anyhow::Result<Self> {
+        let mut registered = extra;
         for c in &settings.oauth.clients {
-            clients::upsert_configured(&repo, c).await?;
+            registered.push(clients::configured(c)?);
         }
-        let keys = SigningKeys::load(&repo).await?;
         // What can never be used again (expired codes and tokens) is deleted hourly.
         let purging = repo.clone();
         tokio::spawn(async move {
@@ -81,32 +86,52 @@ impl AuthorizationServer {
         Ok(Self {
             repo,
             users,
-            keys: tokio::sync::RwLock::new((std::time::Instant::now(), Arc::new(keys))),
+            keys: tokio::sync::RwLock::new(None),
+            clients: registered,
             settings,
             clock,
         })
+    }
+
+    /// Registers the clients and loads (or makes) the signing keys: once the database
+    /// answers.
+    pub async fn prepare(&self) -> AppResult<()> {
+        for client in &self.clients {
+            self.repo.upsert_client(client).await?;
+        }
+        self.keys().await.map(|_| ())
     }
 
     /// The current signing keys (reloaded when a minute old).
     async fn keys(&self) -> AppResult<Arc<SigningKeys>> {
         {
             let cached = self.keys.read().await;
-            if cached.0.elapsed() < KEYS_TTL {
-                return Ok(Arc::clone(&cached.1));
-            }
-        }
-        let mut cached = self.keys.write().await;
-        if cached.0.elapsed() >= KEYS_TTL {
-            match SigningKeys::load(&self.repo).await {
-                Ok(fresh) => *cached = (std::time::Instant::now(), Arc::new(fresh)),
-                // Keep signing with what we have; try again in a minute.
-                Err(e) => {
-                    tracing::warn!(error = %e, "signing keys not reloaded");
-                    cached.0 = std::time::Instant::now();
+            if let Some((at, keys)) = cached.as_ref() {
+                if at.elapsed() < KEYS_TTL {
+                    return Ok(Arc::clone(keys));
                 }
             }
         }
-        Ok(Arc::clone(&cached.1))
+        let mut cached = self.keys.write().await;
+        match cached.as_mut() {
+            Some((at, keys)) if at.elapsed() < KEYS_TTL => return Ok(Arc::clone(keys)),
+            Some((at, keys)) => {
+                match SigningKeys::load(&self.repo).await {
+                    Ok(fresh) => *keys = Arc::new(fresh),
+                    // Keep signing with what we have; try again in a minute.
+                    Err(e) => tracing::warn!(error = %e, "signing keys not reloaded"),
+                }
+                *at = std::time::Instant::now();
+            }
+            None => {
+                let keys = Arc::new(SigningKeys::load(&self.repo).await?);
+                *cached = Some((std::time::Instant::now(), keys));
+            }
+        }
+        cached
+            .as_ref()
+            .map(|(_, k)| Arc::clone(k))
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("signing keys not loaded")))
     }
 
     /// The issuer: the public URL.

@@ -28,8 +28,9 @@ pub use fetch::ProviderHttp;
 pub use flow::{FlowStore, PendingFlow};
 pub use oauth::{Failure, OAuthProvider};
 
-/// Provider id of username/password sign-in.
-pub const CREDENTIALS: &str = "credentials";
+/// Provider id of username/password sign-in (`[providers.credentials]`; the config
+/// names it as the default provider of a route).
+pub const CREDENTIALS: &str = crate::config::DEFAULT_ROUTE_PROVIDER;
 
 /// Provider id of "Sign in with sessiongate" (this server's own `/oauth`, by OIDC).
 pub const SELF_PROVIDER: &str = "sessiongate";

@@ -134,7 +134,7 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         .routes
         .resolve(&path, req.uri().query())
         .map(|(r, u)| (r.clone(), u))
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(|| AppError::NoRoute(proxy.routes.prefixes().join(", ")))?;
 
     let Some(cookie_value) =
         cookie::read(req.headers(), state.cookies.session_name()).map(str::to_owned)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use poem::http::HeaderValue;
 
-use crate::config::Settings;
+use crate::config::{ProxyRoute, Settings};
 
 /// Where a route's requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +45,24 @@ pub struct ProxyRoutes {
 impl ProxyRoutes {
     /// Compiles `[[proxy.routes]]`; `bundled` is this server's own `/v1`, in process.
     pub fn new(settings: &Settings) -> Self {
+        let bundled = ProxyRoute {
+            prefix: "/api".into(),
+            upstream: "bundled".into(),
+            provider: crate::config::DEFAULT_ROUTE_PROVIDER.into(),
+            strip_prefix: true,
+            timeout: None,
+        };
+        let takes_api = settings
+            .proxy
+            .routes
+            .iter()
+            .any(|r| r.prefix.trim_end_matches('/') == "/api");
+        let default = (settings.proxy.bundled_route && !takes_api).then_some(&bundled);
         let mut routes: Vec<Upstream> = settings
             .proxy
             .routes
             .iter()
+            .chain(default)
             .map(|r| Upstream {
                 prefix: r.prefix.trim_end_matches('/').to_owned(),
                 target: if r.upstream == "bundled" {
@@ -73,6 +87,25 @@ impl ProxyRoutes {
                 proto: if proto == "https" { "https" } else { "http" },
             },
         }
+    }
+
+    /// The prefixes, longest first (for the start-up log and "no route" answers).
+    pub fn prefixes(&self) -> Vec<&str> {
+        self.routes.iter().map(|r| r.prefix.as_str()).collect()
+    }
+
+    /// One line per route, as the start-up log shows the table.
+    pub fn describe(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| {
+                let to = match &r.target {
+                    Target::Bundled => "the bundled /v1 API".to_owned(),
+                    Target::Url(u) => u.clone(),
+                };
+                format!("{} -> {to} (token of `{}`)", r.prefix, r.provider)
+            })
+            .collect()
     }
 
     /// The `X-Forwarded-Host`/`-Proto` every forwarded request carries.
@@ -110,7 +143,6 @@ impl ProxyRoutes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProxyRoute;
 
     #[test]
     fn longest_prefix_wins_on_segment_boundaries() {

@@ -20,7 +20,7 @@ use crate::browser::Browser;
 use crate::helpers::{spawn_app_with, tempdir::TempDir, Backend};
 
 /// A private Redis that persists every write (so a restart keeps its data).
-fn start_redis(port: u16, dir: &Path) -> Child {
+pub(crate) fn start_redis(port: u16, dir: &Path) -> Child {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args([
@@ -46,7 +46,7 @@ fn start_redis(port: u16, dir: &Path) -> Child {
 }
 
 /// Polls `probe` until it holds (at most 15 s).
-async fn eventually<F, Fut>(what: &str, mut probe: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -229,6 +229,42 @@ async fn postgres_unreachable_is_503_and_recovers_by_itself() {
     })
     .await;
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    path.cut();
+}
+
+/// PostgreSQL down when sessiongate starts: it starts anyway, `/readyz` names the
+/// database until the migrations have run, and once a path to it opens the retry applies
+/// them and the API works, with no restart.
+#[tokio::test]
+async fn postgres_down_at_start_is_waited_for() {
+    let port = crate::helpers::free_port();
+    let app = spawn_app_with(Backend::Postgres, move |s| {
+        let url = s.database.url.expose().to_owned();
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        s.database.url = Secret::new(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
+        s.database.acquire_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["database"]));
+    let (status, code) = error_code(app.login("nobody", "a long enough password").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+    );
+
+    let mut path = Forwarder::start(port).await;
+    eventually("the database is migrated and ready", || async {
+        app.get("/readyz").await.status() == StatusCode::OK
+    })
+    .await;
+    let user = app.create_user().await;
+    assert_eq!(
+        app.login(&user.username, &user.password).await.status(),
+        StatusCode::OK
+    );
     path.cut();
 }
 

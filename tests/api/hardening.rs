@@ -423,7 +423,6 @@ async fn a_stale_session_cookie_is_cleared_on_every_request() {
     let app = spawn_app_with(Backend::Sqlite, move |s| {
         s.providers.credentials.login_url = format!("{tb}/login");
         s.providers.credentials.refresh_url = format!("{tb}/refresh");
-        s.proxy.routes[0].upstream = "bundled".into();
     })
     .await;
     let mut b = Browser::new(&app, "Stale");

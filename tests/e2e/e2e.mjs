@@ -184,6 +184,19 @@ await scenario("SPA: register, proxied call, 42, revoke the other session, sign 
   assert.equal(await page.textContent("#me-name"), "Ada Lovelace");
 });
 
+await scenario("SPA footer: the NextAuth page is linked only once it is built", async (page, context) => {
+  // Built (run.sh builds it): the link shows.
+  await page.goto("/");
+  await page.waitForSelector("#nextauth-link:not([hidden])");
+  // Not built: the script is missing, and the link stays hidden.
+  const unbuilt = await context.newPage();
+  await unbuilt.route("**/nextauth-compat/app.js", (route) =>
+    route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html>" }));
+  await unbuilt.goto("/");
+  await unbuilt.waitForSelector("#nextauth-link[data-checked]", { state: "attached" });
+  assert.equal(await unbuilt.locator("#nextauth-link").isHidden(), true);
+});
+
 await scenario("NextAuth client page: credentials, 42, sign out", async (page, context) => {
   await page.goto("/nextauth-compat/");
   await page.getByRole("heading", { name: "Sign in (next-auth/react)" }).waitFor();

@@ -10,7 +10,6 @@ use crate::accounts::jwt::JwtKeys;
 use crate::accounts::AccountService;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::crypto::vault::Keyring;
 use crate::db::Database;
 use crate::mail::Mailer;
 use crate::oauth_server::{client_record, AuthorizationServer, NewClient, OAuthRepo};
@@ -21,42 +20,26 @@ use crate::session::csrf::Csrf;
 use crate::session::refresh::{Refresher, TokenSource};
 use crate::session::SessionManager;
 use crate::state::AppState;
-use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::users::UserRepo;
+
+mod dependencies;
+mod secrets;
 
 /// Builds every service from `settings`: connects to the database (applying migrations),
 /// prepares the store, the providers, the authorization server.
 pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<AppState> {
     let db = Database::connect(&settings).await?;
-    db.migrate().await?;
-    tracing::info!(backend = ?db.backend, "database ready");
+    let db_ready = dependencies::database_at_start(&db).await?;
 
-    let store = match settings.redis.url.expose() {
-        "" => {
-            tracing::warn!(
-                "redis.url is empty: sessions, OAuth state and rate limits live in process \
-                     memory (one instance only, lost on restart)"
-            );
-            Store::memory()
-        }
-        url => Store::redis(url, settings.redis.timeout).context("redis.url")?,
-    };
-
-    let secret = match settings.auth.jwt_secret.expose() {
-        "" => {
-            tracing::warn!(
-                "auth.jwt_secret is empty: using a random secret for this run; \
-                     tokens will not survive a restart (set it in production)"
-            );
-            crate::crypto::random_token().into_bytes()
-        }
-        s => s.as_bytes().to_vec(),
-    };
+    let store = dependencies::store_at_start(&settings).await?;
+    let production = secrets::production(&settings, store.is_shared());
+    secrets::warn_about_cookie_mode(&settings);
+    let secret = secrets::jwt_secret(&settings, production)?;
     let jwt = JwtKeys::new(&secret, settings.public_url());
     let limiter = RateLimiter::new(store.clone(), &settings.redis.prefix);
     let mailer = Mailer::from_settings(&settings.mail)?;
-    let keyring = session_keys(&settings, store.is_shared())?;
+    let keyring = secrets::session_keys(&settings, production)?;
     let cookies = CookiePolicy {
         secure: settings.session.cookie_secure,
         max_age: settings.session.absolute_timeout,
@@ -87,16 +70,30 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         http.clone(),
         clock.clone(),
     );
+    let mut configs = crate::providers::config::parse_all(&settings.providers.others)
+        .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
+    let mut own_clients = Vec::new();
+    if crate::providers::self_provider_enabled(&settings) {
+        let secret = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            keyring.derive(b"oauth self-provider client secret"),
+        );
+        let (client, provider) = self_provider(&settings, secret)?;
+        own_clients.push(client);
+        configs.push(provider);
+    }
     let oauth = if settings.oauth.enabled && credentials.is_bundled() {
-        Some(Arc::new(
-            AuthorizationServer::start(
-                OAuthRepo::new(db.pool.clone()),
-                UserRepo::new(db.pool.clone()),
-                Arc::clone(&settings),
-                clock.clone(),
-            )
-            .await?,
-        ))
+        let server = Arc::new(AuthorizationServer::new(
+            OAuthRepo::new(db.pool.clone()),
+            UserRepo::new(db.pool.clone()),
+            Arc::clone(&settings),
+            clock.clone(),
+            own_clients,
+        )?);
+        if db_ready {
+            server.prepare().await?;
+        }
+        Some(server)
     } else {
         if settings.oauth.enabled {
             tracing::warn!(
@@ -106,16 +103,8 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         }
         None
     };
-    let mut configs = crate::providers::config::parse_all(&settings.providers.others)
-        .map_err(|lines| anyhow::anyhow!(lines.join("\n")))?;
-    if let Some(server) = &oauth {
-        if settings.oauth.self_provider && !configs.iter().any(|c| c.id == SELF_PROVIDER) {
-            let secret = base64::Engine::encode(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                keyring.derive(b"oauth self-provider client secret"),
-            );
-            configs.push(self_provider(&settings, server, secret).await?);
-        }
+    if !db_ready {
+        tokio::spawn(dependencies::wait_for_database(db.clone(), oauth.clone()));
     }
     let providers = Arc::new(Providers::new(
         credentials,
@@ -168,13 +157,15 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
     })
 }
 
-/// Registers the BFF as a client of its own authorization server and returns the OIDC
-/// provider that signs in through it.
-async fn self_provider(
+/// The client record of the BFF at its own authorization server, and the OIDC provider
+/// that signs in through it ("Sign in with sessiongate").
+fn self_provider(
     settings: &Settings,
-    server: &AuthorizationServer,
     secret: String,
-) -> anyhow::Result<crate::providers::ProviderConfig> {
+) -> anyhow::Result<(
+    crate::oauth_server::Client,
+    crate::providers::ProviderConfig,
+)> {
     use crate::providers::{ClientAuth, Kind, ProviderConfig};
     let issuer = settings.public_url().to_owned();
     crate::providers::config::check_endpoint(&issuer).map_err(|e| {
@@ -190,8 +181,7 @@ async fn self_provider(
         public: false,
     })
     .map_err(|e| anyhow::anyhow!("oauth.self_provider: {e}"))?;
-    server.repo.upsert_client(&client).await?;
-    Ok(ProviderConfig {
+    let provider = ProviderConfig {
         id: SELF_PROVIDER.into(),
         name: "sessiongate".into(),
         kind: Kind::Oidc,
@@ -207,32 +197,8 @@ async fn self_provider(
         leeway: crate::providers::config::DEFAULT_LEEWAY,
         accounts: true,
         profile: crate::providers::config::default_mapping(Kind::Oidc),
-    })
-}
-
-/// The session keyring from `session.keys`; an ephemeral key (with a warning) in
-/// development, and a refusal to start in production without keys.
-fn session_keys(settings: &Settings, shared_store: bool) -> anyhow::Result<Keyring> {
-    let keys: Vec<[u8; 32]> = settings
-        .session
-        .keys
-        .iter()
-        .filter_map(|k| crate::crypto::decode_key(k.expose()))
-        .collect();
-    if let Some(ring) = Keyring::new(&keys) {
-        return Ok(ring);
-    }
-    if settings.session.cookie_secure && shared_store {
-        anyhow::bail!(
-            "session.keys: required when session.cookie_secure = true and Redis is configured \
-             (make one with `sessiongate keygen`)"
-        );
-    }
-    tracing::warn!(
-        "session.keys is empty: using an ephemeral key; sessions end when the process stops \
-         (set session.keys in production)"
-    );
-    Ok(Keyring::ephemeral())
+    };
+    Ok((client, provider))
 }
 
 /// A bound, ready-to-serve application.

@@ -1,0 +1,87 @@
+//! The database and Redis at start. One that is down is said at once, naming where and
+//! why, and waited for: the server serves, `/readyz` reports it, and a retry every 5 s
+//! picks it up. One that is misconfigured (no such database, a refused password) stops
+//! the start with what to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{location_of, Settings};
+use crate::db::Database;
+use crate::oauth_server::AuthorizationServer;
+use crate::store::Store;
+
+/// How often a dependency that was down at start is tried again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Applies the migrations; `false` when the database is down (and so waited for).
+pub(super) async fn database_at_start(db: &Database) -> anyhow::Result<bool> {
+    match db.migrate().await {
+        Ok(()) => {
+            tracing::info!(backend = ?db.backend, "database ready");
+            Ok(true)
+        }
+        Err(e) if e.is_transient() => {
+            tracing::error!("{e}; retrying every 5 s (/readyz reports it)");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Retries the migrations (and the authorization server's start-up writes) every 5 s
+/// until the database answers.
+pub(super) async fn wait_for_database(db: Database, oauth: Option<Arc<AuthorizationServer>>) {
+    loop {
+        tokio::time::sleep(RETRY).await;
+        if let Err(e) = db.migrate().await {
+            match e.is_transient() {
+                true => tracing::warn!("{e}; retrying in 5 s"),
+                false => tracing::error!("{e}"),
+            }
+            continue;
+        }
+        if let Some(server) = &oauth {
+            if let Err(e) = server.prepare().await {
+                tracing::warn!(error = %e, "authorization server not ready; retrying in 5 s");
+                continue;
+            }
+        }
+        tracing::info!(backend = ?db.backend, "database ready");
+        return;
+    }
+}
+
+/// The store of `redis.url` (memory when it is empty, with a warning). A Redis that does
+/// not answer is said at once and watched until it does; the store reconnects by itself.
+pub(super) async fn store_at_start(settings: &Settings) -> anyhow::Result<Store> {
+    let url = settings.redis.url.expose();
+    if url.is_empty() {
+        tracing::warn!(
+            "redis.url is empty: sessions, OAuth state and rate limits live in process \
+             memory (one instance only, lost on restart)"
+        );
+        return Ok(Store::memory());
+    }
+    let store = Store::redis(url, settings.redis.timeout).context("redis.url")?;
+    if store.ping().await.is_err() {
+        let at = location_of(url);
+        tracing::error!(
+            "redis at {at} cannot be reached; is it running, and is redis.url right? Sessions \
+             and sign-ins answer 503 until it does (retrying every 5 s; /readyz reports it)"
+        );
+        let watched = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETRY).await;
+                if watched.ping().await.is_ok() {
+                    tracing::info!("redis at {at} answers");
+                    return;
+                }
+            }
+        });
+    }
+    Ok(store)
+}

@@ -1,0 +1,464 @@
+//! A newcomer's first day: setups that cannot work are refused with the fix, ones that
+//! probably are not meant are warned about once, dependencies that are down at start are
+//! said at once and waited for, and every error names what to change, never a secret.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::browser::Browser;
+use crate::faults::{eventually, start_redis};
+use crate::helpers::tempdir::TempDir;
+use crate::helpers::{
+    free_port, postgres_admin_url, proxy_route, serve_binary, sessiongate, spawn_app_with, Backend,
+};
+
+/// `sessiongate ARGS` with `envs` and a SQLite database of its own (unless `envs` names
+/// one): its exit code and what it printed on stderr.
+fn run(dir: &TempDir, envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = sessiongate();
+    cmd.env(
+        "SESSIONGATE_DATABASE__URL",
+        format!("sqlite://{}/first-day.db", dir.0.display()),
+    )
+    .env("SESSIONGATE_SERVER__LISTEN", "127.0.0.1:0")
+    .env("SESSIONGATE_SERVER__METRICS_LISTEN", "");
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `sessiongate serve` with `envs` (and a SQLite database of its own).
+fn serve_with(dir: &TempDir, envs: &[(&str, &str)]) -> crate::helpers::Served {
+    let mut cmd = sessiongate();
+    cmd.env(
+        "SESSIONGATE_DATABASE__URL",
+        format!("sqlite://{}/first-day.db", dir.0.display()),
+    )
+    .env("SESSIONGATE_SERVER__LISTEN", "127.0.0.1:0")
+    .env("SESSIONGATE_SERVER__METRICS_LISTEN", "")
+    .env("SESSIONGATE_SERVER__STATIC_DIR", "");
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    cmd.arg("serve");
+    serve_binary(cmd)
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn secure_cookies_over_plain_http_are_refused_with_the_fix() {
+    let dir = TempDir::new();
+    let secure = ("SESSIONGATE_SESSION__COOKIE_SECURE", "true");
+    let (code, stderr) = run(
+        &dir,
+        &[
+            secure,
+            ("SESSIONGATE_SERVER__PUBLIC_URL", "http://app.example.com"),
+        ],
+        &["migrate"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "sessiongate: invalid configuration: session.cookie_secure: true, but \
+         server.public_url `http://app.example.com` is plain http: browsers drop Secure \
+         cookies there, so no sign-in would stick; serve it over https (public_url = \
+         \"https://…\") or set cookie_secure = false"
+    );
+    // Loopback is a secure context to browsers: a local trial of production settings works.
+    let (code, stderr) = run(
+        &dir,
+        &[
+            secure,
+            ("SESSIONGATE_SERVER__PUBLIC_URL", "http://localhost:8080"),
+        ],
+        &["migrate"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn production_without_a_jwt_secret_is_refused_once() {
+    let dir = TempDir::new();
+    let key = sessiongate::crypto::generate_key();
+    let keys = format!("[\"{key}\"]");
+    let (code, stderr) = run(
+        &dir,
+        &[
+            ("SESSIONGATE_SESSION__COOKIE_SECURE", "true"),
+            ("SESSIONGATE_SERVER__PUBLIC_URL", "https://app.example.com"),
+            ("SESSIONGATE_REDIS__URL", crate::helpers::REDIS_URL),
+            ("SESSIONGATE_SESSION__KEYS", &keys),
+            ("SESSIONGATE_LOG__LEVEL", "error"),
+        ],
+        &["serve"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let refusal = "auth.jwt_secret: required when session.cookie_secure = true and Redis is \
+                   configured";
+    assert!(stderr.contains(refusal), "{stderr}");
+    assert_eq!(stderr.matches(refusal).count(), 1, "said once: {stderr}");
+    assert!(!stderr.contains(&key), "no secret printed: {stderr}");
+}
+
+#[tokio::test]
+async fn an_https_url_without_secure_cookies_is_warned_once_and_routes_are_listed() {
+    let dir = TempDir::new();
+    let served = serve_with(
+        &dir,
+        &[("SESSIONGATE_SERVER__PUBLIC_URL", "https://app.example.com")],
+    );
+    let mut startup = served.startup.clone();
+    // The route table is logged as the routes are built, right after "listening".
+    while let Ok(line) = served.log.recv_timeout(std::time::Duration::from_secs(5)) {
+        let done = line.contains("proxy route:");
+        startup.push(line);
+        if done {
+            break;
+        }
+    }
+    stop(served.drain_log().0);
+    let warnings: Vec<_> = startup
+        .iter()
+        .filter(|l| l.contains("session.cookie_secure = false"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{startup:#?}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("SESSIONGATE_SESSION__COOKIE_SECURE=true"),
+        "the fix: {}",
+        warnings[0]
+    );
+    assert!(
+        startup.iter().any(
+            |l| l.contains("proxy route: /api -> the bundled /v1 API (token of `credentials`)")
+        ),
+        "the effective route table is logged: {startup:#?}"
+    );
+    // Not a terminal: no colour codes in a file or a pipe.
+    assert!(
+        startup.iter().all(|l| !l.contains('\u{1b}')),
+        "{startup:#?}"
+    );
+}
+
+#[tokio::test]
+async fn redis_down_at_start_is_said_at_once_and_waited_for() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let served = serve_with(
+        &dir,
+        &[
+            ("SESSIONGATE_REDIS__URL", &url),
+            ("SESSIONGATE_REDIS__TIMEOUT", "300ms"),
+        ],
+    );
+    let said = format!("redis at 127.0.0.1:{port} cannot be reached");
+    assert!(
+        served
+            .startup
+            .iter()
+            .any(|l| l.contains(&said) && l.contains("ERROR")),
+        "{:#?}",
+        served.startup
+    );
+    let (child, base) = served.drain_log();
+    let client = reqwest::Client::new();
+    let resp = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["redis"]));
+
+    // Redis comes up: no restart of sessiongate is needed.
+    let redis_dir = TempDir::new();
+    let mut redis = start_redis(port, &redis_dir.0);
+    eventually("/readyz turns green", || async {
+        let resp = client.get(format!("{base}/readyz")).send().await.unwrap();
+        resp.status() == StatusCode::OK
+    })
+    .await;
+    let csrf = client
+        .get(format!("{base}/api/auth/csrf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csrf.status(), StatusCode::OK);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    stop(child);
+}
+
+#[test]
+fn database_errors_name_the_place_the_cause_and_the_fix() {
+    let dir = TempDir::new();
+    let admin = postgres_admin_url();
+    let server = admin.rsplit_once('/').unwrap().0;
+
+    // Nothing listens: where, why, what to check; the password never.
+    let port = free_port();
+    let url = format!("postgres://postgres:hunter2-not-shown@127.0.0.1:{port}/sg_first_day");
+    let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", &url)], &["migrate"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let said = format!("the database at 127.0.0.1:{port}/sg_first_day cannot be reached");
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("refused"),
+        "the cause: {stderr}"
+    );
+    assert!(stderr.contains("database.url"), "what to check: {stderr}");
+    assert!(!stderr.contains("hunter2"), "no password: {stderr}");
+    assert_eq!(stderr.matches(&said).count(), 1, "said once: {stderr}");
+
+    // The server answers, the database is missing: say how to create it.
+    let name = format!("sg_test_first_day_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{server}/{name}");
+    let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", &url)], &["migrate"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let fix = format!(
+        "does not exist: create it (e.g. `createdb {name}`), or run `sessiongate migrate \
+         --create-database`"
+    );
+    assert!(stderr.contains(&fix), "{stderr}");
+    assert_eq!(
+        stderr.matches("does not exist").count(),
+        1,
+        "said once: {stderr}"
+    );
+
+    // ... and `migrate --create-database` does it (and is idempotent).
+    for _ in 0..2 {
+        let (code, stderr) = run(
+            &dir,
+            &[("SESSIONGATE_DATABASE__URL", &url)],
+            &["migrate", "--create-database"],
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", &url)], &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let dropped = Command::new("psql")
+        .args([
+            &admin,
+            "-qc",
+            &format!("DROP DATABASE \"{name}\" WITH (FORCE)"),
+        ])
+        .status()
+        .unwrap();
+    assert!(dropped.success());
+
+    // The server refuses the user.
+    let url = "postgres://no_such_role_here@127.0.0.1:5432/postgres";
+    let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", url)], &["migrate"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the database at 127.0.0.1:5432/postgres refused the user or password"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_errors_are_one_line_each_with_examples_and_no_values() {
+    let dir = TempDir::new();
+    let file = dir.0.join("typos.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisen = \"127.0.0.1:1\"\n[session]\nidel_timeout = \"1h\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(code, Some(2));
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "sessiongate: invalid configuration: server.lisen: unknown configuration key",
+            "sessiongate: invalid configuration: session.idel_timeout: unknown configuration key",
+        ],
+        "{stderr}"
+    );
+
+    // (Lists of tables are keys too: a route is not "unknown" beside another problem.)
+    std::fs::write(
+        &file,
+        "[session]\nidle_timeout = \"soon\"\n[[proxy.routes]]\nprefix = \"/api/x\"\n\
+         upstream = \"bundled\"\n[[oauth.clients]]\nclient_id = \"c\"\npublic = true\n\
+         name = \"C\"\nredirect_uris = [\"http://127.0.0.1:5000/cb\"]\n",
+    )
+    .unwrap();
+    let (_, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("session.idle_timeout"), "{stderr}");
+    assert!(
+        stderr.contains(r#"a duration such as "90s", "15m", "8h" or "7d""#),
+        "an example: {stderr}"
+    );
+
+    // A Redis over TLS cannot be reached by this build: refused, not a failed start later.
+    let (code, stderr) = run(
+        &dir,
+        &[(
+            "SESSIONGATE_REDIS__URL",
+            "rediss://:pw@redis.example.com:6380/",
+        )],
+        &["migrate"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("redis.url: rediss:// (TLS) is not supported by this build"),
+        "{stderr}"
+    );
+
+    // A key given without its list brackets: named, never printed back.
+    let secret = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LW11c3Qtbm90LWxlYWs";
+    let (code, stderr) = run(&dir, &[("SESSIONGATE_SESSION__KEYS", secret)], &["migrate"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("session.keys"), "{stderr}");
+    assert!(
+        !stderr.contains(secret),
+        "the value is not echoed: {stderr}"
+    );
+}
+
+#[test]
+fn provider_id_errors_name_the_valid_ids_and_the_keys_to_set() {
+    let dir = TempDir::new();
+    let file = dir.0.join("routes.toml");
+    let route = |provider: &str| {
+        format!(
+            "[[proxy.routes]]\nprefix = \"/api/42\"\nupstream = \"https://api.intra.42.fr/v2\"\n\
+             provider = \"{provider}\"\n"
+        )
+    };
+    // The table name instead of the id.
+    std::fs::write(
+        &file,
+        route("fortytwo")
+            + "[providers.fortytwo]\nclient_id = \"u-s4t2ud-1\"\nclient_secret = \"s-s4t2ud-1\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "proxy.routes[0].provider: no provider `fortytwo` is configured; [providers.fortytwo] \
+             is the provider `42`: write provider = \"42\""
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(configured: credentials, 42"), "{stderr}");
+
+    // The right id, but the preset is not enabled.
+    std::fs::write(&file, route("42")).unwrap();
+    let (code, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "no provider `42` is configured; `42` is [providers.fortytwo], enabled by setting \
+             its client_id and client_secret (SESSIONGATE_PROVIDERS__FORTYTWO__CLIENT_ID / \
+             __CLIENT_SECRET)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_subcommand_has_an_example_and_one_default() {
+    for args in [
+        &["serve"][..],
+        &["openapi"],
+        &["migrate"],
+        &["keygen"],
+        &["clients", "add"],
+        &["clients", "list"],
+        &["clients", "remove"],
+        &["rotate-signing-key"],
+    ] {
+        let out = sessiongate().args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(help.contains("Example"), "{args:?}: {help}");
+    }
+    let out = sessiongate()
+        .args(["clients", "add", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(help.matches("default:").count(), 1, "{help}");
+    assert!(
+        help.contains("[default: \"openid profile email user\"]"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    for args in [["openapi"], ["keygen"]] {
+        let mut child = sessiongate()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -c 1`: read one byte, then go away.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 1];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn adding_a_route_keeps_the_bundled_api_unless_turned_off() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.proxy.routes.push(proxy_route(
+            "/api/other",
+            "http://127.0.0.1:9",
+            "credentials",
+        ));
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Route");
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+    let me = b.get("/api/users/me").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.json()["username"], user.username.as_str());
+
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.proxy.routes.push(proxy_route(
+            "/api/other",
+            "http://127.0.0.1:9",
+            "credentials",
+        ));
+        s.proxy.bundled_route = false;
+    })
+    .await;
+    let mut b = Browser::new(&app, "NoRoute");
+    let seen = b.get("/api/users/me").await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND, "{}", seen.body);
+    assert_eq!(seen.json()["error"], "not_found");
+    assert_eq!(
+        seen.json()["message"],
+        "No proxy route takes this path; the routes are: /api/other."
+    );
+}
