@@ -23,6 +23,18 @@ pub use validate::{is_loopback_origin, location_of, url_origin};
 /// The defaults, compiled in so that `cargo run` works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
+/// Whether `key` (after `SESSIONGATE_`) is one of the variables Kubernetes sets in every
+/// pod for a Service named `sessiongate` (`SESSIONGATE_SERVICE_HOST`, `…_SERVICE_PORT`,
+/// `…_PORT=tcp://…`, `…_PORT_8080_TCP_ADDR`, …): never a configuration key (those are
+/// `SECTION__KEY`), so not refused as an unknown one.
+fn is_kubernetes_service_link(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    key == "PORT"
+        || key == "SERVICE_HOST"
+        || key.starts_with("SERVICE_PORT")
+        || (key.starts_with("PORT_") && !key.contains("__"))
+}
+
 /// Prefix of the environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
 
@@ -72,7 +84,11 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| !is_kubernetes_service_link(key.as_str()))
+                .split("__"),
+        );
         figment
             .extract()
             .map_err(|first| ConfigError(report::every_problem(&figment, first).join("\n")))

@@ -90,6 +90,32 @@ fn secure_cookies_over_plain_http_are_refused_with_the_fix() {
 }
 
 #[test]
+fn kubernetes_service_links_are_not_taken_for_keys() {
+    // What the kubelet sets in every pod for a Service named `sessiongate`.
+    let dir = TempDir::new();
+    let links = [
+        ("SESSIONGATE_SERVICE_HOST", "10.96.0.12"),
+        ("SESSIONGATE_SERVICE_PORT", "80"),
+        ("SESSIONGATE_SERVICE_PORT_HTTP", "80"),
+        ("SESSIONGATE_PORT", "tcp://10.96.0.12:80"),
+        ("SESSIONGATE_PORT_80_TCP", "tcp://10.96.0.12:80"),
+        ("SESSIONGATE_PORT_80_TCP_PROTO", "tcp"),
+        ("SESSIONGATE_PORT_80_TCP_PORT", "80"),
+        ("SESSIONGATE_PORT_80_TCP_ADDR", "10.96.0.12"),
+    ];
+    let (code, stderr) = run(&dir, &links, &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A real typo is still refused.
+    let (code, stderr) = run(
+        &dir,
+        &[("SESSIONGATE_SERVR__LISTEN", "127.0.0.1:1")],
+        &["migrate"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("servr"), "{stderr}");
+}
+
+#[test]
 fn production_without_a_jwt_secret_is_refused_once() {
     let dir = TempDir::new();
     let key = sessiongate::crypto::generate_key();
