@@ -31,8 +31,9 @@ pub struct Database {
     pub location: String,
     /// The URL, to ask a direct connection why the pool cannot connect.
     url: crate::crypto::Secret,
-    /// Whether the migrations have run (a database down at start is migrated later).
-    migrated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the server may use it: migrated, and what start-up writes there written
+    /// (a database down at start becomes ready later).
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why the database cannot be used, in words that say what to do.
@@ -119,7 +120,7 @@ impl Database {
             backend,
             location: location_of(&url),
             url: crate::crypto::Secret::new(url),
-            migrated: Default::default(),
+            ready: Default::default(),
         })
     }
 
@@ -141,6 +142,9 @@ impl Database {
             (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed, _) => {
                 DbError::Unreachable { location, cause }
             }
+            // PostgreSQL: cannot_connect_now (starting up, recovering), too_many_connections,
+            // admin_shutdown: it will answer, later.
+            (_, Some("57P03" | "53300" | "57P01")) => DbError::Unreachable { location, cause },
             // PostgreSQL: invalid_catalog_name.
             (_, Some("3D000")) => DbError::Missing {
                 name: name_of(&location),
@@ -155,11 +159,7 @@ impl Database {
     /// Applies pending migrations (and so proves the database is there).
     pub async fn migrate(&self) -> Result<(), DbError> {
         match MIGRATOR.run(&self.pool).await {
-            Ok(()) => {
-                self.migrated
-                    .store(true, std::sync::atomic::Ordering::Release);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             // The pool only says it timed out: one direct connection says why.
             Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::PoolTimedOut)) => {
                 Err(self.diagnose().await)
@@ -198,13 +198,17 @@ impl Database {
         {
             anyhow::bail!("database.url: `{name}` is not a database name this command creates");
         }
-        let (base, _) = url
-            .split('?')
-            .next()
-            .unwrap_or(url)
+        // The same server, user and options (`?sslmode=…`, `?host=…`), database `postgres`.
+        let (path, query) = url
+            .split_once('?')
+            .map_or((url, None), |(p, q)| (p, Some(q)));
+        let (base, _) = path
             .rsplit_once('/')
             .context("database.url has no database name")?;
-        let admin = format!("{base}/postgres");
+        let admin = match query {
+            Some(q) => format!("{base}/postgres?{q}"),
+            None => format!("{base}/postgres"),
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(1)
             .connect(&admin)
@@ -217,16 +221,25 @@ impl Database {
         if exists.is_some() {
             return Ok(false);
         }
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        match sqlx::query(&format!("CREATE DATABASE \"{name}\""))
             .execute(&pool)
             .await
-            .with_context(|| format!("creating the database `{name}`"))?;
-        Ok(true)
+        {
+            Ok(_) => Ok(true),
+            // duplicate_database: another instance created it meanwhile.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("creating the database `{name}`"))),
+        }
     }
 
-    /// A cheap round trip, for `/readyz`: ready once migrated and answering.
+    /// Start-up is done with the database (see [`Database::ping`]).
+    pub fn mark_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A cheap round trip, for `/readyz`: ready once [`Database::mark_ready`] and answering.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        if !self.migrated.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.ready.load(std::sync::atomic::Ordering::Acquire) {
             return Err(sqlx::Error::PoolTimedOut);
         }
         let _: AnyQueryResult = sqlx::query("SELECT 1").execute(&self.pool).await?;

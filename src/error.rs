@@ -48,9 +48,10 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
-    /// No proxy route takes this path (the routes' prefixes, listed).
+    /// No proxy route takes this path: the routes' prefixes (in development; `None` in
+    /// production, where the route table is only in the start-up log).
     #[error("no proxy route")]
-    NoRoute(String),
+    NoRoute(Option<String>),
     #[error("method not allowed")]
     MethodNotAllowed,
     /// A unique field is already taken.
@@ -209,7 +210,14 @@ impl AppError {
                 StatusCode::NOT_FOUND,
                 "Not Found",
                 "not_found",
-                format!("No proxy route takes this path; the routes are: {prefixes}."),
+                match prefixes {
+                    Some(p) if !p.is_empty() => {
+                        format!("No proxy route takes this path; the routes are: {p}.")
+                    }
+                    Some(_) => "No proxy route takes this path; no routes are configured.".into(),
+                    None => "No proxy route takes this path (the route table is logged at start)."
+                        .into(),
+                },
             ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -407,6 +415,15 @@ impl From<sqlx::Error> for AppError {
         match err {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %err, "database unreachable");
+                AppError::Unavailable("database")
+            }
+            // The tables are not there yet: a database that was down at start answers
+            // before its migrations have run (they follow within seconds).
+            sqlx::Error::Database(ref db)
+                if db.code().as_deref() == Some("42P01")
+                    || db.message().starts_with("no such table") =>
+            {
+                tracing::warn!(error = %err, "database not migrated yet");
                 AppError::Unavailable("database")
             }
             other => AppError::Internal(anyhow::Error::new(other).context("database query")),

@@ -17,22 +17,49 @@ mod sections;
 mod validate;
 
 pub use limit::Limit;
+pub use report::what_is_wrong;
 pub use sections::*;
 pub use validate::{is_loopback_origin, location_of, url_origin};
 
 /// The defaults, compiled in so that `cargo run` works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
-/// Whether `key` (after `SESSIONGATE_`) is one of the variables Kubernetes sets in every
-/// pod for a Service named `sessiongate` (`SESSIONGATE_SERVICE_HOST`, `…_SERVICE_PORT`,
-/// `…_PORT=tcp://…`, `…_PORT_8080_TCP_ADDR`, …): never a configuration key (those are
-/// `SECTION__KEY`), so not refused as an unknown one.
-fn is_kubernetes_service_link(key: &str) -> bool {
-    let key = key.to_ascii_uppercase();
-    key == "PORT"
-        || key == "SERVICE_HOST"
-        || key.starts_with("SERVICE_PORT")
-        || (key.starts_with("PORT_") && !key.contains("__"))
+/// The variables Kubernetes sets in every pod for each Service of the namespace, for a
+/// Service named `sessiongate` or `sessiongate-…`: `SESSIONGATE_[X_]SERVICE_HOST`,
+/// `…SERVICE_PORT[_NAME]`, `…PORT=tcp://…`, `…PORT_8080_TCP[_ADDR|_PORT|_PROTO]`. They are
+/// never configuration keys (those are `SECTION__KEY`), so they are not refused as
+/// unknown ones; a Service is recognised by its `…SERVICE_HOST`, which is always set.
+struct ServiceLinks {
+    /// What comes between `SESSIONGATE_` and `SERVICE_HOST` (`""`, `METRICS_`, …).
+    services: Vec<String>,
+}
+
+impl ServiceLinks {
+    fn from_env() -> Self {
+        let services = std::env::vars_os()
+            .filter_map(|(k, _)| {
+                let k = k.to_str()?.to_ascii_uppercase();
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                Some(rest.strip_suffix("SERVICE_HOST")?.to_owned())
+            })
+            .filter(|name| !name.contains("__"))
+            .collect();
+        Self { services }
+    }
+
+    /// Whether `key` (after `SESSIONGATE_`) is one of them.
+    fn covers(&self, key: &str) -> bool {
+        let key = key.to_ascii_uppercase();
+        !key.contains("__")
+            && self.services.iter().any(|service| {
+                key.strip_prefix(service.as_str()).is_some_and(|rest| {
+                    rest == "SERVICE_HOST"
+                        || rest == "PORT"
+                        || rest.starts_with("SERVICE_PORT")
+                        || rest.starts_with("PORT_")
+                })
+            })
+    }
 }
 
 /// Prefix of the environment variables that override configuration keys.
@@ -84,9 +111,10 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
+        let links = std::sync::Arc::new(ServiceLinks::from_env());
         figment = figment.merge(
             Env::prefixed(ENV_PREFIX)
-                .filter(|key| !is_kubernetes_service_link(key.as_str()))
+                .filter(move |key| !links.covers(key.as_str()))
                 .split("__"),
         );
         figment

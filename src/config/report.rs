@@ -26,17 +26,27 @@ pub fn describe(error: figment::Error) -> String {
         };
         return format!("{full}: unknown configuration key");
     }
-    let mut what = match &error.kind {
-        // The value itself is never repeated: it may be a key or a password.
-        Kind::InvalidType(actual, expected) => {
+    let mut what = what_is_wrong(&error.kind);
+    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
+        what = format!("{what} (from {source})");
+    }
+    format!("{key}: {what}")
+}
+
+/// What is wrong, in words that never repeat the value (it may be a key or a password),
+/// with an example for a duration.
+pub fn what_is_wrong(kind: &Kind) -> String {
+    let mut what = match kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
             format!("expected {expected}, found {}", kind_of(actual))
         }
-        Kind::InvalidValue(actual, expected) => {
-            format!("expected {expected}, found {}", kind_of(actual))
-        }
+        Kind::Message(msg) => match toml_syntax(msg) {
+            Some(short) => short,
+            None => msg.clone(),
+        },
         other => other.to_string(),
     };
-    let about_a_duration = match &error.kind {
+    let about_a_duration = match kind {
         Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
             expected.contains("duration")
         }
@@ -46,10 +56,28 @@ pub fn describe(error: figment::Error) -> String {
     if about_a_duration {
         what.push_str(" (a duration such as \"90s\", \"15m\", \"8h\" or \"7d\")");
     }
-    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
-        what = format!("{what} (from {source})");
+    what
+}
+
+/// A TOML syntax error without the source line it quotes (`jwt_secret = s3cr3t` written
+/// without quotes would otherwise be printed back): where, and why.
+fn toml_syntax(msg: &str) -> Option<String> {
+    if !msg.starts_with("TOML parse error") {
+        return None;
     }
-    format!("{key}: {what}")
+    let mut lines = msg.lines();
+    let at = lines.next()?.trim();
+    let caret = |l: &str| l.contains('^') && l.chars().all(|c| matches!(c, ' ' | '|' | '^'));
+    let why: Vec<&str> = lines
+        .skip_while(|l| !caret(l))
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Some(match why.is_empty() {
+        true => at.to_owned(),
+        false => format!("{at}: {}", why.join("; ")),
+    })
 }
 
 /// What kind of value was found, without the value.
@@ -100,9 +128,9 @@ pub fn every_problem(figment: &Figment, first: figment::Error) -> Vec<String> {
                             e.path.pop();
                             e.path.insert(0, $name.to_owned());
                         }
-                        if !matches!(e.kind, Kind::UnknownField(..)) {
-                            problems.push(describe(e));
-                        }
+                        // (Unknown keys the comparison above found come again here:
+                        // the lines are the same, and the duplicates go below.)
+                        problems.push(describe(e));
                     }
                 }
             )*

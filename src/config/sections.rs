@@ -79,6 +79,13 @@ pub struct CredentialsSettings {
     pub body: String,
 }
 
+impl CredentialsSettings {
+    /// Whether these are the bundled `/v1` users (no remote `login_url`).
+    pub fn is_bundled(&self) -> bool {
+        self.login_url.is_empty()
+    }
+}
+
 /// Provider tables are validated by the providers module, which owns their schema.
 pub mod toml_value {
     /// A raw configuration table.

@@ -226,15 +226,26 @@ pub fn is_loopback_origin(origin: &str) -> bool {
 
 /// Parses an absolute http(s) URL and returns its origin (`scheme://host[:port]`).
 pub fn url_origin(url: &str) -> Result<String, String> {
+    // Named without what may be a password in it (`user:pw@`); without an `@` it has none.
+    let shown = if url.contains('@') {
+        redacted(url)
+    } else {
+        url.to_owned()
+    };
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not an absolute URL"))?;
+        .ok_or_else(|| format!("`{shown}` is not an absolute URL"))?;
     if scheme != "http" && scheme != "https" {
-        return Err(format!("`{url}` must use http or https"));
+        return Err(format!("`{shown}` must use http or https"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
-        return Err(format!("`{url}` has no valid host"));
+    if authority.contains('@') {
+        return Err(format!(
+            "`{shown}`: no user or password in the URL (credentials go in their own keys)"
+        ));
+    }
+    if authority.is_empty() || authority.contains(char::is_whitespace) {
+        return Err(format!("`{shown}` has no valid host"));
     }
     Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
@@ -243,11 +254,50 @@ pub fn url_origin(url: &str) -> Result<String, String> {
 /// password or the query (a URL of a database or Redis may carry a password).
 pub fn location_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    // Everything up to the last `@` may be credentials, even with a raw `/`, `?` or `#`
+    // in the password: cut it before looking for the path.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match path {
-        "" => host.to_owned(),
-        path => format!("{host}/{path}"),
+    rest.trim_end_matches('/').to_owned()
+}
+
+/// `url` as it may be shown: `scheme://` and [`location_of`] (no credentials, no query).
+fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://{}", location_of(url)),
+        None => location_of(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_never_carry_credentials() {
+        for (url, shown) in [
+            ("postgres://u:pw@db.example:5432/sg", "db.example:5432/sg"),
+            ("postgres://u:p/ss@host/db", "host/db"),
+            ("postgres://u:p?ss@host/db", "host/db"),
+            ("postgres://u:p#ss@host/db?sslmode=require", "host/db"),
+            ("postgres://host/db?password=secret", "host/db"),
+            ("redis://:p/w@host:6379", "host:6379"),
+            ("redis://127.0.0.1:6379/", "127.0.0.1:6379"),
+            (
+                "sqlite://data/sessiongate.db?mode=rwc",
+                "data/sessiongate.db",
+            ),
+        ] {
+            assert_eq!(location_of(url), shown, "{url}");
+        }
+        assert_eq!(
+            url_origin("https://svc:pw@backend/login").unwrap_err(),
+            "`https://backend/login`: no user or password in the URL (credentials go in their own keys)"
+        );
+        // An `@` in the path is no credential.
+        assert_eq!(
+            url_origin("https://discord.com/api/users/@me").unwrap(),
+            "https://discord.com"
+        );
     }
 }

@@ -97,7 +97,7 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
             figment::error::Kind::UnknownField(f, _) => {
                 return vec![format!("{}: unknown configuration key", key(f))];
             }
-            other => other.to_string(),
+            other => crate::config::what_is_wrong(other),
         };
         vec![if path.is_empty() {
             format!("providers.{table}: {what}")

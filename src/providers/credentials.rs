@@ -76,7 +76,7 @@ impl Credentials {
         client: reqwest::Client,
         clock: Clock,
     ) -> Self {
-        let http = (!config.login_url.is_empty()).then(|| HttpBackend {
+        let http = (!config.is_bundled()).then(|| HttpBackend {
             client,
             config: config.clone(),
             clock: clock.clone(),

@@ -134,7 +134,11 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         .routes
         .resolve(&path, req.uri().query())
         .map(|(r, u)| (r.clone(), u))
-        .ok_or_else(|| AppError::NoRoute(proxy.routes.prefixes().join(", ")))?;
+        .ok_or_else(|| {
+            // The table is for developers: a production server does not show it to anyone.
+            let development = !state.settings.session.cookie_secure;
+            AppError::NoRoute(development.then(|| proxy.routes.prefixes().join(", ")))
+        })?;
 
     let Some(cookie_value) =
         cookie::read(req.headers(), state.cookies.session_name()).map(str::to_owned)

@@ -57,7 +57,11 @@ impl ProxyRoutes {
             .routes
             .iter()
             .any(|r| r.prefix.trim_end_matches('/') == "/api");
-        let default = (settings.proxy.bundled_route && !takes_api).then_some(&bundled);
+        // Only the bundled users' tokens are good at the bundled API.
+        let default = (settings.proxy.bundled_route
+            && !takes_api
+            && settings.providers.credentials.is_bundled())
+        .then_some(&bundled);
         let mut routes: Vec<Upstream> = settings
             .proxy
             .routes

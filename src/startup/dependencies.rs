@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::config::{location_of, Settings};
 use crate::db::Database;
 use crate::oauth_server::AuthorizationServer;
-use crate::store::Store;
+use crate::store::{Store, Unusable};
 
 /// How often a dependency that was down at start is tried again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -31,8 +31,23 @@ pub(super) async fn database_at_start(db: &Database) -> anyhow::Result<bool> {
     }
 }
 
-/// Retries the migrations (and the authorization server's start-up writes) every 5 s
-/// until the database answers.
+/// What start-up writes to a migrated database (the authorization server's clients and
+/// signing keys); then the database is ready (`/readyz`).
+pub(super) async fn prepare_database(
+    db: &Database,
+    oauth: Option<&AuthorizationServer>,
+) -> anyhow::Result<()> {
+    if let Some(server) = oauth {
+        server
+            .prepare()
+            .await
+            .map_err(|e| anyhow::anyhow!("the authorization server's start-up writes: {e}"))?;
+    }
+    db.mark_ready();
+    Ok(())
+}
+
+/// Retries the migrations and the start-up writes every 5 s until the database answers.
 pub(super) async fn wait_for_database(db: Database, oauth: Option<Arc<AuthorizationServer>>) {
     loop {
         tokio::time::sleep(RETRY).await;
@@ -43,11 +58,9 @@ pub(super) async fn wait_for_database(db: Database, oauth: Option<Arc<Authorizat
             }
             continue;
         }
-        if let Some(server) = &oauth {
-            if let Err(e) = server.prepare().await {
-                tracing::warn!(error = %e, "authorization server not ready; retrying in 5 s");
-                continue;
-            }
+        if let Err(e) = prepare_database(&db, oauth.as_deref()).await {
+            tracing::warn!("{e:#}; retrying in 5 s");
+            continue;
         }
         tracing::info!(backend = ?db.backend, "database ready");
         return;
@@ -66,22 +79,35 @@ pub(super) async fn store_at_start(settings: &Settings) -> anyhow::Result<Store>
         return Ok(Store::memory());
     }
     let store = Store::redis(url, settings.redis.timeout).context("redis.url")?;
-    if store.ping().await.is_err() {
-        let at = location_of(url);
-        tracing::error!(
-            "redis at {at} cannot be reached; is it running, and is redis.url right? Sessions \
-             and sign-ins answer 503 until it does (retrying every 5 s; /readyz reports it)"
-        );
-        let watched = store.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RETRY).await;
-                if watched.ping().await.is_ok() {
-                    tracing::info!("redis at {at} answers");
-                    return;
-                }
-            }
-        });
+    let at = location_of(url);
+    match store.probe().await {
+        Ok(()) => {}
+        Err(Unusable::Refused(cause)) => anyhow::bail!(
+            "redis at {at} refused sessiongate ({cause}): check the user and password in \
+             redis.url"
+        ),
+        Err(Unusable::Down(cause)) => {
+            tracing::error!(
+                "redis at {at} cannot be reached ({cause}); is it running, and is redis.url \
+                 right? Sessions and sign-ins answer 503 until it does (retrying every 5 s; \
+                 /readyz reports it)"
+            );
+            watch_redis(store.clone(), at);
+        }
     }
     Ok(store)
+}
+
+/// Says once when a Redis that was down at start answers (the store reconnects by
+/// itself; this only tells the operator).
+fn watch_redis(store: Store, at: String) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RETRY).await;
+            if store.ping().await.is_ok() {
+                tracing::info!("redis at {at} answers");
+                return;
+            }
+        }
+    });
 }

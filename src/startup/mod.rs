@@ -90,9 +90,6 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
             clock.clone(),
             own_clients,
         )?);
-        if db_ready {
-            server.prepare().await?;
-        }
         Some(server)
     } else {
         if settings.oauth.enabled {
@@ -103,8 +100,11 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         }
         None
     };
-    if !db_ready {
-        tokio::spawn(dependencies::wait_for_database(db.clone(), oauth.clone()));
+    match db_ready {
+        true => dependencies::prepare_database(&db, oauth.as_deref()).await?,
+        false => {
+            tokio::spawn(dependencies::wait_for_database(db.clone(), oauth.clone()));
+        }
     }
     let providers = Arc::new(Providers::new(
         credentials,

@@ -28,6 +28,15 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Why a store cannot be used, from one direct attempt (for the start-up message).
+#[derive(Debug)]
+pub enum Unusable {
+    /// Nothing answers (down, unreachable, timed out): worth waiting for.
+    Down(String),
+    /// It answers but refuses this client (a wrong password): waiting will not help.
+    Refused(String),
+}
+
 /// A field of a per-user index (a hash), written with its session.
 #[derive(Debug, Clone, Copy)]
 pub struct IndexEntry<'a> {
@@ -190,5 +199,13 @@ impl Store {
     /// One round trip, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         each!(self, s => s.ping())
+    }
+
+    /// Whether the store can be used, and if not, why (one direct attempt).
+    pub async fn probe(&self) -> Result<(), Unusable> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => r.probe().await,
+        }
     }
 }

@@ -9,7 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use tokio::sync::OnceCell;
 
-use super::{IndexEntry, StoreError};
+use super::{IndexEntry, StoreError, Unusable};
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
@@ -255,6 +255,27 @@ impl RedisStore {
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(())
+    }
+
+    /// One direct connection and PING, bounded by the timeout: why the server cannot be
+    /// used, if it cannot (the connection manager only says "unavailable").
+    pub async fn probe(&self) -> Result<(), Unusable> {
+        let attempt = tokio::time::timeout(self.timeout, async {
+            let mut conn = self.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await;
+        match attempt {
+            Ok(Ok(_)) => Ok(()),
+            Err(_) => Err(Unusable::Down("timed out".into())),
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::AuthenticationFailed
+                    || matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) =>
+            {
+                Err(Unusable::Refused(e.to_string()))
+            }
+            Ok(Err(e)) => Err(Unusable::Down(e.to_string())),
+        }
     }
 
     /// One PING, bounded by the timeout.

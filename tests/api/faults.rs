@@ -138,6 +138,21 @@ async fn redis_killed_then_restarted_loses_no_session() {
     let _ = redis.wait();
 }
 
+/// `host:port` of the test PostgreSQL (from `TEST_POSTGRES_URL`).
+fn postgres_host() -> String {
+    let admin = crate::helpers::postgres_admin_url();
+    sessiongate::config::location_of(admin.rsplit_once('/').unwrap().0)
+}
+
+/// The URL of database `name` of the test PostgreSQL, with its user and password, but
+/// through 127.0.0.1:`port` (a [`Forwarder`]).
+fn through(port: u16, name: &str) -> String {
+    let admin = crate::helpers::postgres_admin_url();
+    let server = admin.rsplit_once('/').unwrap().0;
+    let via = server.replacen(&postgres_host(), &format!("127.0.0.1:{port}"), 1);
+    format!("{via}/{name}")
+}
+
 /// A TCP path to PostgreSQL that a test can cut (dropping every connection) and restore.
 struct Forwarder {
     port: u16,
@@ -164,7 +179,7 @@ impl Forwarder {
         self.accept = Some(tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
+                    if let Ok(mut outbound) = TcpStream::connect(postgres_host()).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
@@ -191,7 +206,7 @@ async fn postgres_unreachable_is_503_and_recovers_by_itself() {
     let app = spawn_app_with(Backend::Postgres, move |s| {
         let url = s.database.url.expose().to_owned();
         let name = url.rsplit('/').next().unwrap().to_owned();
-        s.database.url = Secret::new(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
+        s.database.url = Secret::new(through(port, &name));
         s.database.acquire_timeout = Duration::from_secs(1);
     })
     .await;
@@ -241,7 +256,7 @@ async fn postgres_down_at_start_is_waited_for() {
     let app = spawn_app_with(Backend::Postgres, move |s| {
         let url = s.database.url.expose().to_owned();
         let name = url.rsplit('/').next().unwrap().to_owned();
-        s.database.url = Secret::new(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
+        s.database.url = Secret::new(through(port, &name));
         s.database.acquire_timeout = Duration::from_secs(1);
     })
     .await;

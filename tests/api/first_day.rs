@@ -52,6 +52,70 @@ fn serve_with(dir: &TempDir, envs: &[(&str, &str)]) -> crate::helpers::Served {
     serve_binary(cmd)
 }
 
+/// `postgres://user[:pw]@host:port` of the test server (from `TEST_POSTGRES_URL`).
+fn postgres_server() -> String {
+    postgres_admin_url().rsplit_once('/').unwrap().0.to_owned()
+}
+
+/// `host:port` of the test server.
+fn postgres_host() -> String {
+    sessiongate::config::location_of(&postgres_server())
+}
+
+/// A database of the test server, dropped when this goes (whatever the test did).
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &postgres_admin_url(),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Like [`run`], for a `serve` expected to stop by itself: killed (and the test failed)
+/// if it is still running after 30 s.
+fn run_serve_expecting_exit(dir: &TempDir, envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = sessiongate();
+    cmd.env(
+        "SESSIONGATE_DATABASE__URL",
+        format!("sqlite://{}/first-day.db", dir.0.display()),
+    )
+    .env("SESSIONGATE_SERVER__LISTEN", "127.0.0.1:0")
+    .env("SESSIONGATE_SERVER__METRICS_LISTEN", "")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    let mut child = cmd.arg("serve").spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            stop(child);
+            panic!("the server did not stop by itself");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
 fn stop(mut child: std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -105,14 +169,15 @@ fn kubernetes_service_links_are_not_taken_for_keys() {
     ];
     let (code, stderr) = run(&dir, &links, &["migrate"]);
     assert_eq!(code, Some(0), "{stderr}");
-    // A real typo is still refused.
-    let (code, stderr) = run(
-        &dir,
-        &[("SESSIONGATE_SERVR__LISTEN", "127.0.0.1:1")],
-        &["migrate"],
-    );
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("servr"), "{stderr}");
+    // A real typo is still refused, and so is a look-alike of no Service.
+    for (key, shown) in [
+        ("SESSIONGATE_SERVR__LISTEN", "servr"),
+        ("SESSIONGATE_SERVER_PORT", "server_port"),
+    ] {
+        let (code, stderr) = run(&dir, &[(key, "8080")], &["migrate"]);
+        assert_eq!(code, Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(shown), "{stderr}");
+    }
 }
 
 #[test]
@@ -120,7 +185,7 @@ fn production_without_a_jwt_secret_is_refused_once() {
     let dir = TempDir::new();
     let key = sessiongate::crypto::generate_key();
     let keys = format!("[\"{key}\"]");
-    let (code, stderr) = run(
+    let (code, stderr) = run_serve_expecting_exit(
         &dir,
         &[
             ("SESSIONGATE_SESSION__COOKIE_SECURE", "true"),
@@ -129,7 +194,6 @@ fn production_without_a_jwt_secret_is_refused_once() {
             ("SESSIONGATE_SESSION__KEYS", &keys),
             ("SESSIONGATE_LOG__LEVEL", "error"),
         ],
-        &["serve"],
     );
     assert_eq!(code, Some(1), "{stderr}");
     let refusal = "auth.jwt_secret: required when session.cookie_secure = true and Redis is \
@@ -207,6 +271,16 @@ async fn redis_down_at_start_is_said_at_once_and_waited_for() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["failing"], serde_json::json!(["redis"]));
+    let refused = client
+        .post(format!("{base}/v1/auth/register"))
+        .json(
+            &serde_json::json!({"username": "during", "email": "during@example.com",
+                                  "password": "a long enough password 42"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // Redis comes up: no restart of sessiongate is needed.
     let redis_dir = TempDir::new();
@@ -216,22 +290,66 @@ async fn redis_down_at_start_is_said_at_once_and_waited_for() {
         resp.status() == StatusCode::OK
     })
     .await;
-    let csrf = client
-        .get(format!("{base}/api/auth/csrf"))
+    // Registration counts against a rate limit kept in Redis: it works again.
+    let registered = client
+        .post(format!("{base}/v1/auth/register"))
+        .json(
+            &serde_json::json!({"username": "after_redis", "email": "after@example.com",
+                                  "password": "a long enough password 42"}),
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(csrf.status(), StatusCode::OK);
+    assert_eq!(registered.status(), StatusCode::CREATED);
     let _ = redis.kill();
     let _ = redis.wait();
     stop(child);
 }
 
 #[test]
+fn a_redis_that_refuses_the_password_stops_the_start() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--requirepass", "the-right-one"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for url in [
+        format!("redis://127.0.0.1:{port}/"),
+        format!("redis://:a-wrong-one@127.0.0.1:{port}/"),
+    ] {
+        let (code, stderr) = run_serve_expecting_exit(&dir, &[("SESSIONGATE_REDIS__URL", &url)]);
+        assert_eq!(code, Some(1), "{url}: {stderr}");
+        assert!(
+            stderr.contains(&format!("redis at 127.0.0.1:{port} refused sessiongate")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("check the user and password in redis.url"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("a-wrong-one"), "no password: {stderr}");
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
+
+#[test]
 fn database_errors_name_the_place_the_cause_and_the_fix() {
     let dir = TempDir::new();
-    let admin = postgres_admin_url();
-    let server = admin.rsplit_once('/').unwrap().0;
+    let server = postgres_server();
 
     // Nothing listens: where, why, what to check; the password never.
     let port = free_port();
@@ -250,6 +368,7 @@ fn database_errors_name_the_place_the_cause_and_the_fix() {
 
     // The server answers, the database is missing: say how to create it.
     let name = format!("sg_test_first_day_{}", uuid::Uuid::new_v4().simple());
+    let _dropped = DropDatabase(name.clone());
     let url = format!("{server}/{name}");
     let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", &url)], &["migrate"]);
     assert_eq!(code, Some(1), "{stderr}");
@@ -275,22 +394,16 @@ fn database_errors_name_the_place_the_cause_and_the_fix() {
     }
     let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", &url)], &["migrate"]);
     assert_eq!(code, Some(0), "{stderr}");
-    let dropped = Command::new("psql")
-        .args([
-            &admin,
-            "-qc",
-            &format!("DROP DATABASE \"{name}\" WITH (FORCE)"),
-        ])
-        .status()
-        .unwrap();
-    assert!(dropped.success());
 
     // The server refuses the user.
-    let url = "postgres://no_such_role_here@127.0.0.1:5432/postgres";
-    let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", url)], &["migrate"]);
+    let host = postgres_host();
+    let url = format!("postgres://no_such_role_here@{host}/postgres");
+    let (code, stderr) = run(&dir, &[("SESSIONGATE_DATABASE__URL", &url)], &["migrate"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("the database at 127.0.0.1:5432/postgres refused the user or password"),
+        stderr.contains(&format!(
+            "the database at {host}/postgres refused the user or password"
+        )),
         "{stderr}"
     );
 }
@@ -330,6 +443,56 @@ fn config_errors_are_one_line_each_with_examples_and_no_values() {
     assert!(
         stderr.contains(r#"a duration such as "90s", "15m", "8h" or "7d""#),
         "an example: {stderr}"
+    );
+
+    // A syntax error says where, not what the line held (an unquoted secret, say).
+    std::fs::write(&file, "[auth]\njwt_secret = s3cr3t-v4lue-unquoted\n").unwrap();
+    let (code, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("TOML parse error at line 2"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t"),
+        "the line is not echoed: {stderr}"
+    );
+
+    // Credentials in a URL, and a value of the wrong type: named, not shown.
+    std::fs::write(
+        &file,
+        "[providers.credentials]\nlogin_url = \"https://svc:pw-in-url@backend.example/login\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("providers.credentials.login_url: `https://backend.example/login`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-in-url"), "{stderr}");
+    std::fs::write(
+        &file,
+        "[providers.acme]\ntype = \"oidc\"\nissuer = \"https://id.acme.example\"\n\
+         client_id = \"a\"\nclient_secret = \"b\"\nprofile = \"given-83920174\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("providers.acme.profile"), "{stderr}");
+    assert!(!stderr.contains("83920174"), "{stderr}");
+
+    // An unknown key inside a route is reported beside another problem.
+    std::fs::write(
+        &file,
+        "[session]\nidle_timeout = \"soon\"\n[[proxy.routes]]\nprefix = \"/api/x\"\n\
+         upstream = \"bundled\"\nstip_prefix = false\n",
+    )
+    .unwrap();
+    let (_, stderr) = run(&dir, &[], &["--config", file.to_str().unwrap(), "migrate"]);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.contains("session.idle_timeout"), "{stderr}");
+    assert!(
+        stderr.contains("stip_prefix: unknown configuration key"),
+        "{stderr}"
     );
 
     // A Redis over TLS cannot be reached by this build: refused, not a failed start later.
@@ -431,23 +594,22 @@ fn every_subcommand_has_an_example_and_one_default() {
 
 #[test]
 fn a_closed_pipe_is_not_a_crash() {
-    for args in [["openapi"], ["keygen"]] {
-        let mut child = sessiongate()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // `| head -c 1`: read one byte, then go away.
-        let mut stdout = child.stdout.take().unwrap();
-        let mut first = [0u8; 1];
-        stdout.read_exact(&mut first).unwrap();
-        drop(stdout);
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{args:?}: {stderr}");
-        assert!(stderr.is_empty(), "{args:?}: {stderr}");
-    }
+    // `sessiongate openapi | head -c 1`. The spec is far larger than a pipe's buffer, so
+    // the write really meets the closed end.
+    let mut child = sessiongate()
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[tokio::test]
@@ -486,5 +648,52 @@ async fn adding_a_route_keeps_the_bundled_api_unless_turned_off() {
     assert_eq!(
         seen.json()["message"],
         "No proxy route takes this path; the routes are: /api/other."
+    );
+}
+
+#[tokio::test]
+async fn in_production_the_route_table_is_not_shown() {
+    // The table is the operator's (the start-up log), not the visitor's.
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.session.cookie_secure = true;
+        s.session.keys = vec![sessiongate::crypto::Secret::new(
+            sessiongate::crypto::generate_key(),
+        )];
+        s.proxy.routes.push(proxy_route(
+            "/api/internal-admin",
+            "http://127.0.0.1:9",
+            "credentials",
+        ));
+        s.proxy.bundled_route = false;
+    })
+    .await;
+    let resp = app.get("/api/users/me").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "No proxy route takes this path (the route table is logged at start)."
+    );
+}
+
+#[tokio::test]
+async fn a_remote_credentials_backend_gets_no_default_bundled_route() {
+    // Its tokens mean nothing to the bundled /v1 API: /api stays unrouted.
+    let tokens = crate::stand_ins::TokenBackend::spawn(3600).await;
+    let tb = tokens.base.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.providers.credentials.login_url = format!("{tb}/login");
+        s.proxy
+            .routes
+            .push(proxy_route("/api/app", "http://127.0.0.1:9", "credentials"));
+    })
+    .await;
+    let mut b = Browser::new(&app, "Remote");
+    assert_eq!(b.sign_in("racer", "pw").await.status, StatusCode::OK);
+    let seen = b.get("/api/users/me").await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND, "{}", seen.body);
+    assert_eq!(
+        seen.json()["message"],
+        "No proxy route takes this path; the routes are: /api/app."
     );
 }

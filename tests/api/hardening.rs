@@ -423,6 +423,12 @@ async fn a_stale_session_cookie_is_cleared_on_every_request() {
     let app = spawn_app_with(Backend::Sqlite, move |s| {
         s.providers.credentials.login_url = format!("{tb}/login");
         s.providers.credentials.refresh_url = format!("{tb}/refresh");
+        // A remote backend gets no default route: name the bundled API explicitly.
+        s.proxy.routes.push(crate::helpers::proxy_route(
+            "/api",
+            "bundled",
+            "credentials",
+        ));
     })
     .await;
     let mut b = Browser::new(&app, "Stale");
