@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use poem::endpoint::{make, make_sync, BoxEndpoint, StaticFilesEndpoint};
+use poem::http::Method;
 use poem::middleware::CatchPanic;
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
@@ -24,6 +25,14 @@ fn spa(dir: &str) -> poem::endpoint::BoxEndpoint<'static> {
         StaticFilesEndpoint::new(path)
             .index_file("index.html")
             .fallback_to_index()
+            // HEAD wherever GET (RFC 9110 §9.1): answered as GET, and hyper sends the
+            // head without the body (the static files endpoint alone answers 405).
+            .before(|mut req| async move {
+                if req.method() == Method::HEAD {
+                    req.set_method(Method::GET);
+                }
+                Ok(req)
+            })
             .boxed()
     } else {
         if !dir.is_empty() {

@@ -167,7 +167,17 @@ async fn the_spa_is_served_at_the_root_with_an_index_fallback() {
         assert!(resp.text().await.unwrap().contains("sessiongate demo"));
     }
     let js = app.get("/app.js").await;
+    let length = js.headers()["content-length"].clone();
     assert_eq!(js.status(), StatusCode::OK);
+    // HEAD wherever GET (RFC 9110 §9.1): the same head, no body.
+    let head = app.client.head(app.url("/app.js")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], length);
+    assert!(head.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    assert!(head.bytes().await.unwrap().is_empty());
     assert!(js.headers()["content-type"]
         .to_str()
         .unwrap()
