@@ -74,11 +74,12 @@ mkdir -p "$work/spa"
 echo '<!doctype html><title>app</title><p>the SPA' >"$work/spa/index.html"
 
 # sessiongate with the shipped settings file; only addresses, the SPA directory and the
-# stores are overridden (and the key, which never lives in a file).
+# stores are overridden (and the two secrets, which never live in a file).
 start_sessiongate "$sg_port" \
   SESSIONGATE_SERVER__PUBLIC_URL="$base" \
   SESSIONGATE_SERVER__STATIC_DIR="$work/spa" \
   SESSIONGATE_SESSION__KEYS="[\"$("$(sessiongate_bin)" keygen)\"]" \
+  SESSIONGATE_AUTH__JWT_SECRET="$("$(sessiongate_bin)" keygen)" \
   -- --config "$repo/docs/deploy/behind-nginx.toml"
 start nginx "$nginx_bin" -p "$work/nginx/" -e "$work/nginx-error.log" -c "$work/nginx/nginx.conf"
 wait_for "$base/healthz" "${tls[@]}"
