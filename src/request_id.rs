@@ -31,8 +31,22 @@ pub fn accept_or_generate(incoming: Option<&str>) -> String {
         {
             id.to_owned()
         }
-        _ => uuid::Uuid::new_v4().simple().to_string(),
+        _ => generate(),
     }
+}
+
+/// A new id: 32 hex digits, a random prefix per process and a counter. Ids tell requests
+/// apart in logs (across instances too, by the prefix); they guard nothing, so they need
+/// no fresh randomness (no system call) per request.
+fn generate() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!(
+        "{process:016x}{:016x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]

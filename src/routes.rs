@@ -67,6 +67,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let api = crate::openapi::service();
     let spec = crate::openapi::spec_json();
     let metrics = state.metrics.clone();
+    let log_requests = state.settings.log.requests;
     let server = &state.settings.server;
     let body_limit = server.body_limit;
     let static_dir = server.static_dir.clone();
@@ -119,6 +120,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         }))
         .with(Observe {
             metrics: Arc::clone(&metrics),
+            log_requests,
         })
         .with(SecurityHeaders)
 }

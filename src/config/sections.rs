@@ -284,6 +284,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// Filter directives, e.g. `info` or `sessiongate=debug,info`.
     pub level: String,
+    /// One `info` line per request (method, path, status, latency); otherwise that line
+    /// is at `debug`. Off by default: it costs a formatted line and a write per request.
+    pub requests: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

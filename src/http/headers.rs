@@ -88,11 +88,13 @@ fn apply(family: Family, resp: &mut Response) {
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let html = content_type.starts_with("text/html");
-    let json = content_type.starts_with("application/json");
+        .map_or(&b""[..], |v| v.as_bytes());
+    let starts = |prefix: &str| {
+        content_type
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    let (html, json) = (starts("text/html"), starts("application/json"));
     let headers = resp.headers_mut();
     headers
         .entry(header::X_CONTENT_TYPE_OPTIONS)

@@ -1,6 +1,6 @@
 //! The outermost middleware but one: gives each request its id and tracing span, turns
 //! any error no route group rendered into the JSON envelope, records metrics, and logs
-//! one line per request.
+//! one line per request (at `info` with `log.requests`, else at `debug`).
 //!
 //! Only the path is logged, never the query string (OAuth codes and states travel there).
 
@@ -20,6 +20,8 @@ use crate::telemetry::metrics::Metrics;
 /// Middleware factory; holds the shared metrics registry.
 pub struct Observe {
     pub metrics: Arc<Metrics>,
+    /// `log.requests`: the line per request at `info` (else at `debug`).
+    pub log_requests: bool,
 }
 
 impl<E: Endpoint> Middleware<E> for Observe {
@@ -29,6 +31,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
         ObserveEndpoint {
             inner,
             metrics: self.metrics.clone(),
+            log_requests: self.log_requests,
         }
     }
 }
@@ -36,6 +39,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
 pub struct ObserveEndpoint<E> {
     inner: E,
     metrics: Arc<Metrics>,
+    log_requests: bool,
 }
 
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
@@ -75,11 +79,11 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
                 status,
                 took,
             );
-            tracing::info!(
-                status,
-                latency_ms = took.as_secs_f64() * 1000.0,
-                "request finished"
-            );
+            let latency_ms = took.as_secs_f64() * 1000.0;
+            match self.log_requests {
+                true => tracing::info!(status, latency_ms, "request finished"),
+                false => tracing::debug!(status, latency_ms, "request finished"),
+            }
             if let Ok(value) = HeaderValue::from_str(&request_id::current().unwrap_or_default()) {
                 resp.headers_mut().insert(request_id::HEADER, value);
             }

@@ -401,10 +401,7 @@ fn is_over_limit(e: &reqwest::Error) -> bool {
 /// The upstream's answer, streamed back without hop-by-hop headers or cookies.
 fn answer(state: &AppState, route: &Upstream, resp: Response) -> Response {
     let status = resp.status();
-    state.metrics.count(
-        "sessiongate_proxy_requests_total",
-        format!("route=\"{}\",status=\"{}\"", route.prefix, status.as_u16()),
-    );
+    state.metrics.count_proxied(&route.prefix, status.as_u16());
     let headers = copy_headers(resp.headers(), NEVER_RETURNED);
     let mut out = resp.into_body().into_response();
     out.set_status(status);

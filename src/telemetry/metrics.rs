@@ -19,28 +19,45 @@ struct Histogram {
     sum: f64,
 }
 
-/// The process's request metrics.
+/// What is recorded of one route: answers by method and status, and a latency histogram.
 #[derive(Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
-    /// Other counters: (metric name, rendered labels) → count.
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
-    /// Upstream latency of proxied requests, by route prefix.
-    upstream: Mutex<BTreeMap<String, Histogram>>,
+struct RouteStats {
+    answers: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
 }
 
-fn observe_into(map: &Mutex<BTreeMap<String, Histogram>>, key: &str, took: Duration) {
-    let secs = took.as_secs_f64();
-    if let Ok(mut map) = map.lock() {
-        let h = map.entry(key.to_owned()).or_default();
+/// The process's request metrics. Every request takes one short lock per map it counts
+/// in, and allocates only the first time a route is seen.
+#[derive(Default)]
+pub struct Metrics {
+    /// By route pattern.
+    requests: Mutex<BTreeMap<String, RouteStats>>,
+    /// Proxied requests, by route prefix (answers by status, upstream latency).
+    proxied: Mutex<BTreeMap<String, RouteStats>>,
+    /// Other counters: (metric name, rendered labels) → count.
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+}
+
+impl Histogram {
+    fn add(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
-                h.counts[i] += 1;
+                self.counts[i] += 1;
             }
         }
-        h.count += 1;
-        h.sum += secs;
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+/// Applies `f` to `map[key]`, created on first use (the key is copied only then).
+fn update(map: &Mutex<BTreeMap<String, RouteStats>>, key: &str, f: impl FnOnce(&mut RouteStats)) {
+    if let Ok(mut map) = map.lock() {
+        match map.get_mut(key) {
+            Some(stats) => f(stats),
+            None => f(map.entry(key.to_owned()).or_default()),
+        }
     }
 }
 
@@ -48,10 +65,10 @@ fn render_histogram(
     out: &mut String,
     name: &str,
     label: &str,
-    map: &Mutex<BTreeMap<String, Histogram>>,
+    map: &Mutex<BTreeMap<String, RouteStats>>,
 ) {
     if let Ok(map) = map.lock() {
-        for (key, h) in map.iter() {
+        for (key, h) in map.iter().map(|(k, s)| (k, &s.latency)) {
             let key = escape(key);
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -89,11 +106,13 @@ impl Metrics {
     /// Records one finished request. `route` is the matched route pattern, never the raw
     /// path, so label cardinality stays bounded.
     pub fn observe(&self, route: &str, method: &poem::http::Method, status: u16, took: Duration) {
-        let key = (route.to_owned(), method_label(method), status);
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry(key).or_default() += 1;
-        }
-        observe_into(&self.latency, route, took);
+        update(&self.requests, route, |route| {
+            *route
+                .answers
+                .entry((method_label(method), status))
+                .or_default() += 1;
+            route.latency.add(took);
+        });
     }
 
     /// Adds one to counter `name` with `labels` (already rendered: `a="x",b="y"`).
@@ -103,9 +122,16 @@ impl Metrics {
         }
     }
 
-    /// Records the upstream time of one proxied request.
+    /// Records the upstream time of one proxied request (each attempt).
     pub fn observe_upstream(&self, route: &str, took: Duration) {
-        observe_into(&self.upstream, route, took);
+        update(&self.proxied, route, |route| route.latency.add(took));
+    }
+
+    /// Counts one proxied answer of `route` (a route prefix) with `status`.
+    pub fn count_proxied(&self, route: &str, status: u16) {
+        update(&self.proxied, route, |route| {
+            *route.answers.entry(("", status)).or_default() += 1;
+        });
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -116,12 +142,14 @@ impl Metrics {
         );
         out.push_str("# TYPE sessiongate_http_requests_total counter\n");
         if let Ok(map) = self.requests.lock() {
-            for ((route, method, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "sessiongate_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+            for (route, stats) in map.iter() {
+                for ((method, status), n) in &stats.answers {
+                    let _ = writeln!(
+                        out,
+                        "sessiongate_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
             }
         }
         out.push_str(
@@ -132,7 +160,7 @@ impl Metrics {
             &mut out,
             "sessiongate_http_request_duration_seconds",
             "route",
-            &self.latency,
+            &self.requests,
         );
         out.push_str("# HELP sessiongate_upstream_duration_seconds Upstream time of proxied requests, by route.\n");
         out.push_str("# TYPE sessiongate_upstream_duration_seconds histogram\n");
@@ -140,8 +168,22 @@ impl Metrics {
             &mut out,
             "sessiongate_upstream_duration_seconds",
             "route",
-            &self.upstream,
+            &self.proxied,
         );
+        if let Ok(map) = self.proxied.lock() {
+            if !map.is_empty() {
+                out.push_str("# TYPE sessiongate_proxy_requests_total counter\n");
+            }
+            for (route, stats) in map.iter() {
+                for ((_, status), n) in &stats.answers {
+                    let _ = writeln!(
+                        out,
+                        "sessiongate_proxy_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
+            }
+        }
         if let Ok(map) = self.counters.lock() {
             let mut last = "";
             for ((name, labels), n) in map.iter() {

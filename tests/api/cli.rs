@@ -201,7 +201,8 @@ async fn serve_reads_env_logs_json_and_shuts_down_gracefully() {
             "SESSIONGATE_DATABASE__URL",
             format!("sqlite://{}/users.db", dir.0.display()),
         )
-        .env("SESSIONGATE_LOG__FORMAT", "json");
+        .env("SESSIONGATE_LOG__FORMAT", "json")
+        .env("SESSIONGATE_LOG__REQUESTS", "true");
     let served = serve_binary(cmd);
     let (mut child, base, rx) = (served.child, served.base, served.log);
     let lines: Vec<Value> = served

@@ -237,6 +237,31 @@ async fn an_https_url_without_secure_cookies_is_warned_once_and_routes_are_liste
         ),
         "the effective route table is logged: {startup:#?}"
     );
+    // No access log by default (log.requests): a request adds no info line.
+    let client = reqwest::Client::new();
+    let served = serve_with(&dir, &[]);
+    let base = served.base.clone();
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let mut child = served.child;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    // Every line, up to the end of its stderr.
+    let after: Vec<String> = served.log.iter().collect();
+    assert!(
+        after.iter().all(|l| !l.contains("request finished")),
+        "{after:#?}"
+    );
+
     // Not a terminal: no colour codes in a file or a pipe.
     assert!(
         startup.iter().all(|l| !l.contains('\u{1b}')),

@@ -34,6 +34,7 @@ fn init_tracing() {
             let settings = sessiongate::config::LogSettings {
                 format: sessiongate::config::LogFormat::Pretty,
                 level: "debug".into(),
+                requests: true,
             };
             sessiongate::telemetry::init(&settings);
         }
