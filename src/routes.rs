@@ -85,6 +85,10 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let proxy = Proxy {
         routes: Arc::new(table),
         bundled: BundledApi::new(Arc::clone(&api).data(state.clone()).boxed()),
+        client: crate::proxy::client::UpstreamClient::new(
+            state.settings.proxy.connect_timeout,
+            state.settings.proxy.timeout,
+        ),
     };
     // Each route group renders its errors in its own envelope style, chosen here once.
     let group = |style| Arc::clone(&api).with(Errors(style));

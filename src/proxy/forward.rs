@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use poem::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use poem::http::{Method, StatusCode, Version};
 use poem::web::{LocalAddr, RemoteAddr};
@@ -13,7 +13,7 @@ use poem::{Addr, Body, FromRequest, IntoResponse, Request, RequestParts, Respons
 
 use crate::error::{AppError, AppResult, ErrorStyle};
 use crate::http::client_ip::ClientIp;
-use crate::proxy::{path, Proxy, Target, Upstream};
+use crate::proxy::{client, path, Proxy, Target, Upstream};
 use crate::session::cookie;
 use crate::state::AppState;
 
@@ -288,18 +288,19 @@ async fn send(
     let started = Instant::now();
     let waited = match &route.target {
         Target::Url(_) => {
-            let mut builder = state
-                .http
-                .request(req.method().clone(), out.target)
-                .headers(headers);
-            if let Some(stream) = body {
-                builder = builder.body(reqwest::Body::wrap_stream(stream));
-            }
+            let uri: poem::http::Uri = out.target.parse().map_err(|_| {
+                AppError::BadRequest("This path is not allowed through the proxy.".into())
+            })?;
+            let body = body.map_or_else(client::empty, client::streamed);
+            let mut upstream = hyper::Request::new(body);
+            *upstream.method_mut() = req.method().clone();
+            *upstream.uri_mut() = uri;
+            *upstream.headers_mut() = headers;
             // `route.timeout` bounds the wait for the upstream's answer (its headers);
             // the body then streams for as long as it keeps flowing.
-            tokio::time::timeout(route.timeout, builder.send())
+            tokio::time::timeout(route.timeout, proxy.client.send(upstream))
                 .await
-                .map(|r| r.map(from_reqwest).map_err(upstream_error(route)))
+                .map(|r| r.map(from_upstream).map_err(upstream_error(route)))
         }
         Target::Bundled => {
             let inner = bundled_request(req.method(), out, headers, body)?;
@@ -320,14 +321,13 @@ async fn send(
     }
 }
 
-/// reqwest's answer as ours, its body streamed.
-fn from_reqwest(r: reqwest::Response) -> Response {
-    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = r.headers().clone();
+/// The upstream's answer as ours, its body streamed.
+fn from_upstream(r: hyper::Response<client::StallGuard>) -> Response {
+    let (parts, body) = r.into_parts();
     let mut resp =
-        Body::from_bytes_stream(r.bytes_stream().map_err(std::io::Error::other)).into_response();
-    resp.set_status(status);
-    *resp.headers_mut() = headers;
+        Body::from_bytes_stream(http_body_util::BodyDataStream::new(body)).into_response();
+    resp.set_status(parts.status);
+    *resp.headers_mut() = parts.headers;
     resp
 }
 
@@ -361,11 +361,11 @@ fn bundled_request(
     Ok(Request::from_parts(parts, body))
 }
 
-fn upstream_error(route: &Upstream) -> impl Fn(reqwest::Error) -> AppError + '_ {
+fn upstream_error(route: &Upstream) -> impl Fn(hyper_util::client::legacy::Error) -> AppError + '_ {
     move |e| {
         if is_over_limit(&e) {
             AppError::PayloadTooLarge
-        } else if e.is_timeout() {
+        } else if timed_out(&e) {
             tracing::warn!(route = %route.prefix, "upstream timed out");
             AppError::GatewayTimeout
         } else {
@@ -387,7 +387,21 @@ impl std::fmt::Display for BodyOverLimit {
 
 impl std::error::Error for BodyOverLimit {}
 
-fn is_over_limit(e: &reqwest::Error) -> bool {
+/// Whether a connection attempt ran out of `proxy.connect_timeout`.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn is_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<BodyOverLimit>() || s.to_string() == BodyOverLimit.to_string() {

@@ -1,6 +1,7 @@
 //! The authenticated reverse proxy: `/api/**` (except `/api/auth/**`) forwarded to the
 //! configured upstreams with the session's access token, refreshed first when due.
 
+pub mod client;
 pub mod forward;
 pub mod path;
 pub mod routes;
@@ -15,12 +16,14 @@ use crate::http::api_error::render_error;
 
 pub use routes::{ProxyRoutes, Target, Upstream};
 
-/// What the proxy endpoint works with: the route table and the bundled API (attached to
-/// its requests by `routes.rs`).
+/// What the proxy endpoint works with: the route table, the bundled API and the upstream
+/// client (attached to its requests by `routes.rs`).
 #[derive(Clone)]
 pub struct Proxy {
     pub routes: Arc<ProxyRoutes>,
     pub bundled: BundledApi,
+    /// The pooled client for upstreams.
+    pub client: client::UpstreamClient,
 }
 
 /// This server's own `/v1` API as the proxy calls it: in process, no socket, no second

@@ -419,6 +419,11 @@ async fn raw_upstream(mode: &'static str) -> String {
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                } else if mode == "stall" {
+                    // The head and a part of the body, then silence on an open socket.
+                    let _ = sock.write_all(answer).await;
+                    let _ = sock.flush().await;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
                 } else {
                     let _ = sock.write_all(answer).await;
                     let _ = sock.flush().await;
@@ -484,4 +489,39 @@ async fn slow_and_resetting_upstreams_leave_the_session_alone() {
 
     assert_eq!(b.session().await["user"]["id"], user.id);
     assert_eq!(b.get("/api/users/me").await.status, StatusCode::OK);
+}
+
+/// An answer whose body stops coming (the socket stays open) is cut after
+/// `proxy.timeout` of silence, never held open for as long as the upstream likes.
+#[tokio::test]
+async fn a_body_that_stalls_is_cut() {
+    let stall = raw_upstream("stall").await;
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.proxy.timeout = Duration::from_millis(500);
+        s.proxy.routes.push(crate::helpers::proxy_route(
+            "/api/stall",
+            &stall,
+            "credentials",
+        ));
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Stalled upstream");
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+    let cookie = format!("sessiongate={}", b.session_cookie().unwrap());
+    let resp = app
+        .client
+        .get(app.url("/api/stall/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the head had been forwarded");
+    let body = tokio::time::timeout(Duration::from_secs(20), resp.bytes())
+        .await
+        .expect("the stalled body is cut, not held open");
+    assert!(body.is_err(), "the cut body is not passed off as complete");
 }
