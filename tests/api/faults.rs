@@ -21,8 +21,14 @@ use crate::helpers::{spawn_app_with, tempdir::TempDir, Backend};
 
 /// A private Redis that persists every write (so a restart keeps its data).
 pub(crate) fn start_redis(port: u16, dir: &Path) -> Child {
+    start_redis_with(port, dir, &[])
+}
+
+/// [`start_redis`] with more `redis-server` arguments (`--requirepass …`).
+pub(crate) fn start_redis_with(port: u16, dir: &Path, extra: &[&str]) -> Child {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(extra)
         .args([
             "--save",
             "",
@@ -153,6 +159,18 @@ fn through(port: u16, name: &str) -> String {
     format!("{via}/{name}")
 }
 
+/// An app whose PostgreSQL database is reached through 127.0.0.1:`port` (a
+/// [`Forwarder`], or nothing yet), waiting at most 1 s for a connection.
+async fn app_through(port: u16) -> crate::helpers::TestApp {
+    spawn_app_with(Backend::Postgres, move |s| {
+        let url = s.database.url.expose().to_owned();
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        s.database.url = Secret::new(through(port, &name));
+        s.database.acquire_timeout = Duration::from_secs(1);
+    })
+    .await
+}
+
 /// A TCP path to PostgreSQL that a test can cut (dropping every connection) and restore.
 struct Forwarder {
     port: u16,
@@ -203,13 +221,7 @@ impl Forwarder {
 async fn postgres_unreachable_is_503_and_recovers_by_itself() {
     let port = crate::helpers::free_port();
     let mut path = Forwarder::start(port).await;
-    let app = spawn_app_with(Backend::Postgres, move |s| {
-        let url = s.database.url.expose().to_owned();
-        let name = url.rsplit('/').next().unwrap().to_owned();
-        s.database.url = Secret::new(through(port, &name));
-        s.database.acquire_timeout = Duration::from_secs(1);
-    })
-    .await;
+    let app = app_through(port).await;
     let user = app.create_user().await;
     assert_eq!(
         app.login(&user.username, &user.password).await.status(),
@@ -253,13 +265,7 @@ async fn postgres_unreachable_is_503_and_recovers_by_itself() {
 #[tokio::test]
 async fn postgres_down_at_start_is_waited_for() {
     let port = crate::helpers::free_port();
-    let app = spawn_app_with(Backend::Postgres, move |s| {
-        let url = s.database.url.expose().to_owned();
-        let name = url.rsplit('/').next().unwrap().to_owned();
-        s.database.url = Secret::new(through(port, &name));
-        s.database.acquire_timeout = Duration::from_secs(1);
-    })
-    .await;
+    let app = app_through(port).await;
     let resp = app.get("/readyz").await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = resp.json().await.unwrap();
@@ -469,14 +475,7 @@ async fn slow_and_resetting_upstreams_leave_the_session_alone() {
     assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT, "{}", seen.body);
     assert_eq!(seen.json()["error"], "upstream_timeout");
 
-    let cookie = format!("sessiongate={}", b.session_cookie().unwrap());
-    let resp = app
-        .client
-        .get(app.url("/api/reset/x"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let resp = raw_get(&app, &b, "/api/reset/x").await;
     assert_eq!(
         resp.status(),
         StatusCode::OK,
@@ -489,6 +488,17 @@ async fn slow_and_resetting_upstreams_leave_the_session_alone() {
 
     assert_eq!(b.session().await["user"]["id"], user.id);
     assert_eq!(b.get("/api/users/me").await.status, StatusCode::OK);
+}
+
+/// `GET path` with `b`'s session cookie, the answer unread (to watch its body arrive).
+async fn raw_get(app: &crate::helpers::TestApp, b: &Browser, path: &str) -> reqwest::Response {
+    let cookie = format!("sessiongate={}", b.session_cookie().unwrap());
+    app.client
+        .get(app.url(path))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// An answer whose body stops coming (the socket stays open) is cut after
@@ -511,14 +521,7 @@ async fn a_body_that_stalls_is_cut() {
         b.sign_in(&user.username, &user.password).await.status,
         StatusCode::OK
     );
-    let cookie = format!("sessiongate={}", b.session_cookie().unwrap());
-    let resp = app
-        .client
-        .get(app.url("/api/stall/x"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let resp = raw_get(&app, &b, "/api/stall/x").await;
     assert_eq!(resp.status(), StatusCode::OK, "the head had been forwarded");
     let body = tokio::time::timeout(Duration::from_secs(20), resp.bytes())
         .await

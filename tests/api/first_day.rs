@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::browser::Browser;
-use crate::faults::{eventually, start_redis};
+use crate::faults::{eventually, start_redis, start_redis_with};
 use crate::helpers::tempdir::TempDir;
 use crate::helpers::{
     free_port, postgres_admin_url, proxy_route, serve_binary, sessiongate, spawn_app_with, Backend,
@@ -114,6 +114,20 @@ fn run_serve_expecting_exit(dir: &TempDir, envs: &[(&str, &str)]) -> (Option<i32
         .read_to_string(&mut stderr)
         .unwrap();
     (status.code(), stderr)
+}
+
+/// `POST /v1/auth/register` of a fresh user called `name`: the status.
+async fn register(client: &reqwest::Client, base: &str, name: &str) -> StatusCode {
+    client
+        .post(format!("{base}/v1/auth/register"))
+        .json(
+            &serde_json::json!({"username": name, "email": format!("{name}@example.com"),
+                                  "password": "a long enough password 42"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 fn stop(mut child: std::process::Child) {
@@ -296,16 +310,11 @@ async fn redis_down_at_start_is_said_at_once_and_waited_for() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["failing"], serde_json::json!(["redis"]));
-    let refused = client
-        .post(format!("{base}/v1/auth/register"))
-        .json(
-            &serde_json::json!({"username": "during", "email": "during@example.com",
-                                  "password": "a long enough password 42"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Registration counts against a rate limit kept in Redis.
+    assert_eq!(
+        register(&client, &base, "during").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // Redis comes up: no restart of sessiongate is needed.
     let redis_dir = TempDir::new();
@@ -315,17 +324,11 @@ async fn redis_down_at_start_is_said_at_once_and_waited_for() {
         resp.status() == StatusCode::OK
     })
     .await;
-    // Registration counts against a rate limit kept in Redis: it works again.
-    let registered = client
-        .post(format!("{base}/v1/auth/register"))
-        .json(
-            &serde_json::json!({"username": "after_redis", "email": "after@example.com",
-                                  "password": "a long enough password 42"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), StatusCode::CREATED);
+    assert_eq!(
+        register(&client, &base, "after_redis").await,
+        StatusCode::CREATED,
+        "it works again"
+    );
     let _ = redis.kill();
     let _ = redis.wait();
     stop(child);
@@ -335,22 +338,8 @@ async fn redis_down_at_start_is_said_at_once_and_waited_for() {
 fn a_redis_that_refuses_the_password_stops_the_start() {
     let dir = TempDir::new();
     let port = free_port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--requirepass", "the-right-one"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let redis_dir = TempDir::new();
+    let mut redis = start_redis_with(port, &redis_dir.0, &["--requirepass", "the-right-one"]);
     for url in [
         format!("redis://127.0.0.1:{port}/"),
         format!("redis://:a-wrong-one@127.0.0.1:{port}/"),
