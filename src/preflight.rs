@@ -6,8 +6,7 @@
 use std::path::Path;
 
 use crate::config::{ConfigError, Settings};
-use crate::providers::config::provider_id;
-use crate::providers::presets::preset_table;
+use crate::providers::config::{preset_table, provider_id};
 use crate::providers::{configured_ids, SELF_PROVIDER};
 
 /// Loads the configuration and runs every check, the configuration's own and these.

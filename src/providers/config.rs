@@ -50,6 +50,13 @@ pub fn provider_id(table: &str) -> &str {
     }
 }
 
+/// The preset table that enables provider `id` (`42` is `fortytwo`).
+pub fn preset_table(id: &str) -> Option<&'static str> {
+    super::presets::PRESETS
+        .into_iter()
+        .find(|t| provider_id(t) == id)
+}
+
 /// An endpoint URL: absolute, https (plain http only on loopback), no fragment.
 pub fn check_endpoint(url: &str) -> Result<(), String> {
     let origin = url_origin(url)?;

@@ -3,14 +3,10 @@
 
 use super::schema::{Kind, ProfileMapping, RawProvider};
 
-/// Defaults of a preset table: `fortytwo`, `github`, `google`.
-/// The preset table that enables provider `id` (`42` is `fortytwo`).
-pub fn preset_table(id: &str) -> Option<&'static str> {
-    ["fortytwo", "github", "google"]
-        .into_iter()
-        .find(|t| super::config::provider_id(t) == id)
-}
+/// The preset tables.
+pub const PRESETS: [&str; 3] = ["fortytwo", "github", "google"];
 
+/// Defaults of a preset table: `fortytwo`, `github`, `google`.
 pub(super) fn preset(table: &str) -> Option<RawProvider> {
     let s = |v: &str| v.to_owned();
     let mapping = |id: &str, name: &str, email: &str, image: &str, login: &str| ProfileMapping {
