@@ -28,7 +28,7 @@ pub struct Database {
     pub pool: AnyPool,
     pub backend: Backend,
     /// `host:port/name` (or the SQLite path), for messages: never the password.
-    pub location: String,
+    location: String,
     /// The URL, to ask a direct connection why the pool cannot connect.
     url: crate::crypto::Secret,
     /// Whether the server may use it: migrated, and what start-up writes there written
@@ -125,7 +125,7 @@ impl Database {
     }
 
     /// What went wrong, said so that it can be fixed.
-    pub fn explain(&self, err: &sqlx::Error) -> DbError {
+    fn explain(&self, err: &sqlx::Error) -> DbError {
         let location = self.location.clone();
         let cause = match err {
             sqlx::Error::Migrate(m) => match m.as_ref() {

@@ -33,9 +33,6 @@ pub struct AppState {
     pub csrf: Csrf,
     /// Every way to sign in, and the sign-ins in progress.
     pub providers: Arc<Providers>,
-    /// The one outbound HTTP client (a pooled keep-alive connection per host): the proxy
-    /// and the providers share it.
-    pub http: reqwest::Client,
     /// The bundled authorization server (`/oauth`), when enabled.
     pub oauth: Option<Arc<AuthorizationServer>>,
     /// The time services decide by (a test's own, in tests).

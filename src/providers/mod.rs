@@ -215,7 +215,7 @@ impl TokenSource for Providers {
 pub fn self_provider_enabled(settings: &crate::config::Settings) -> bool {
     settings.oauth.enabled
         && settings.oauth.self_provider
-        && settings.providers.credentials.login_url.is_empty()
+        && settings.providers.credentials.is_bundled()
         && !settings.providers.others.contains_key(SELF_PROVIDER)
 }
 

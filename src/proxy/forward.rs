@@ -387,29 +387,26 @@ impl std::fmt::Display for BodyOverLimit {
 
 impl std::error::Error for BodyOverLimit {}
 
+/// Whether `e` or any error it was caused by is `what`.
+fn caused_by(
+    e: &(dyn std::error::Error + 'static),
+    what: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    std::iter::successors(Some(e), |s| s.source()).any(what)
+}
+
 /// Whether a connection attempt ran out of `proxy.connect_timeout`.
 fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(s) = source {
-        if s.downcast_ref::<std::io::Error>()
+    caused_by(e, |s| {
+        s.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    })
 }
 
 fn is_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<BodyOverLimit>() || s.to_string() == BodyOverLimit.to_string() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    caused_by(e, |s| {
+        s.is::<BodyOverLimit>() || s.to_string() == BodyOverLimit.to_string()
+    })
 }
 
 /// The upstream's answer, streamed back without hop-by-hop headers or cookies.

@@ -44,9 +44,9 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         secure: settings.session.cookie_secure,
         max_age: settings.session.absolute_timeout,
     };
-    // No total timeout on the shared client: proxied bodies may stream for long. Each
-    // caller bounds its own wait; a stalled connection fails after `proxy.timeout`
-    // without a byte.
+    // The client for identity providers and a remote credentials backend (the proxy has
+    // its own, `proxy::client`). Each caller bounds its own wait; a stalled connection
+    // fails after `proxy.timeout` without a byte.
     let http = reqwest::Client::builder()
         .connect_timeout(settings.proxy.connect_timeout)
         .read_timeout(settings.proxy.timeout)
@@ -116,7 +116,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
             keyring.clone(),
             clock.clone(),
         ),
-        crate::providers::ProviderHttp::new(http.clone()),
+        crate::providers::ProviderHttp::new(http),
         clock.clone(),
     ));
     let sessions = Arc::new(
@@ -152,7 +152,6 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         refresher,
         csrf: Csrf::new(keyring.derive(b"csrf"), cookies.clone()),
         cookies,
-        http,
         clock,
     })
 }
