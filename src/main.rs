@@ -108,8 +108,9 @@ fn main() -> ExitCode {
                     }
                     Command::Clients { action } => admin::clients(&settings, action).await,
                     Command::RotateSigningKey => {
-                        let kid = admin::rotate_signing_key(&settings).await?;
-                        println!("{kid}");
+                        for kid in admin::rotate_signing_key(&settings).await? {
+                            println!("{kid}");
+                        }
                         Ok(())
                     }
                     _ => {

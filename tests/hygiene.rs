@@ -111,6 +111,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
             redirect_uris: vec!["http://127.0.0.1:5000/cb".into()],
             scopes: String::new(),
             public: false,
+            ..Default::default()
         }];
     })
     .await;

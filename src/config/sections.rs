@@ -31,7 +31,7 @@ pub struct OAuthSettings {
 }
 
 /// `[[oauth.clients]]`: a client declared in configuration (created or updated at start).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthClientSettings {
     pub client_id: String,
@@ -45,6 +45,18 @@ pub struct OAuthClientSettings {
     pub scopes: String,
     #[serde(default)]
     pub public: bool,
+    /// Exact URIs the client may be sent to after logout (`/oauth/logout`).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where logout tokens are posted when a user's session here ends.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// The client needs `sid` in its logout tokens.
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
+    /// `RS256` (default) or `ES256`.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 /// `[providers.*]`: the credentials backend, and OAuth2/OIDC providers by id.

@@ -8,14 +8,13 @@
 //! problem is sent back to the client as `?error=…&state=…`. JSON endpoints answer
 //! `{"error": "<RFC code>", "error_description": …}`.
 
-use std::collections::BTreeMap;
-
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::payload::{Form, Html, Json};
 use poem_openapi::OpenApi;
 use serde_json::Value;
 
+use super::authorize::{authorize, decide};
 use super::models::*;
 use super::pages;
 use super::signer::{sign_in_first, Signer};
@@ -30,7 +29,7 @@ use crate::state::AppState;
 pub struct OAuthApi;
 
 /// The authorization server, or 404 where it is off.
-fn server(state: &AppState) -> AppResult<&AuthorizationServer> {
+pub(super) fn server(state: &AppState) -> AppResult<&AuthorizationServer> {
     state.oauth.as_deref().ok_or(AppError::NotFound)
 }
 
@@ -64,15 +63,41 @@ async fn client_and_token<'t>(
     Ok((client, token))
 }
 
+/// The access token of a resource request: the `Bearer` header (RFC 6750 §2.1) or the
+/// form field (§2.2), never both (§2: "MUST NOT use more than one method").
+fn access_token<'r>(req: &'r Request, form: Option<&'r str>) -> AppResult<&'r str> {
+    let header = req.header("authorization").and_then(|h| {
+        h.get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("bearer "))
+            .map(|_| h[7..].trim())
+    });
+    let form = form.filter(|t| !t.is_empty());
+    match (header.filter(|t| !t.is_empty()), form) {
+        (Some(_), Some(_)) => Err(oauth_error(
+            "invalid_request",
+            "Send the access token one way: the Bearer header or the form field.",
+        )),
+        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (None, None) => Err(oauth_error(
+            "invalid_token",
+            "A Bearer access token is required.",
+        )),
+    }
+}
+
 #[OpenApi(tag = "ApiTags::OAuth")]
 impl OAuthApi {
     /// Authorization request
     ///
     /// `response_type=code`, `client_id`, `redirect_uri` (exactly as registered),
     /// `scope`, `state`, `code_challenge` + `code_challenge_method=S256` (required for
-    /// public clients), `nonce`. Signed out: redirects to the sign-in page and back.
-    /// Signed in: the consent page, or straight back to the client with a `code` when the
-    /// user already allowed these scopes. A parameter may appear once.
+    /// public clients), `nonce`, `prompt` (`none`, `login`, `consent`,
+    /// `select_account`), `max_age`, `response_mode=query`; `login_hint`, `ui_locales`
+    /// and unknown parameters are ignored; `request` and `request_uri` are refused.
+    /// Signed out: redirects to the sign-in page and back. Signed in: the consent page,
+    /// or straight back to the client with a `code` when the user already allowed these
+    /// scopes. With `prompt=none` no page is shown: `login_required` or
+    /// `consent_required` instead. A parameter may appear once.
     #[oai(
         path = "/oauth/authorize",
         method = "get",
@@ -148,8 +173,8 @@ impl OAuthApi {
     ///
     /// The signed-in user's claims, by the scopes granted: `sub` always; `name`,
     /// `preferred_username`, `given_name`, `family_name` with `profile` (or `user`);
-    /// `email` with `email` (or `user`). `Authorization: Bearer` only: a token in the URL
-    /// is refused.
+    /// `email` with `email` (or `user`). The token comes as `Authorization: Bearer`; a
+    /// token in the URL is refused.
     #[oai(
         path = "/oauth/userinfo",
         method = "get",
@@ -162,15 +187,43 @@ impl OAuthApi {
     ) -> Result<Json<Value>, OAuthError> {
         let server = server(&state)?;
         no_secrets_in_query(req.uri().query())?;
-        let token = req
-            .header("authorization")
-            .and_then(|h| {
-                h.get(..7)
-                    .filter(|p| p.eq_ignore_ascii_case("bearer "))
-                    .map(|_| h[7..].trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| oauth_error("invalid_token", "A Bearer access token is required."))?;
+        let token = access_token(req, None)?;
+        Ok(Json(server.userinfo(token).await?))
+    }
+
+    /// UserInfo by POST
+    ///
+    /// As `GET` (OIDC Core §5.3.1: both methods). The token comes as
+    /// `Authorization: Bearer`, or as the form field `access_token` of an
+    /// `application/x-www-form-urlencoded` body (RFC 6750 §2.2) — one of the two.
+    #[oai(
+        path = "/oauth/userinfo",
+        method = "post",
+        operation_id = "oauthUserinfoPost"
+    )]
+    async fn userinfo_post(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: poem::Body,
+    ) -> Result<Json<Value>, OAuthError> {
+        let server = server(&state)?;
+        no_secrets_in_query(req.uri().query())?;
+        let form = req
+            .content_type()
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        let raw = if form {
+            body.into_string()
+                .await
+                .map_err(|_| oauth_error("invalid_request", "The form body is unreadable."))?
+        } else {
+            String::new()
+        };
+        let (params, repeated) = parse_params(&raw);
+        if repeated.iter().any(|k| k == "access_token") {
+            return Err(oauth_error("invalid_request", "access_token is repeated.").into());
+        }
+        let token = access_token(req, params.get("access_token").map(String::as_str))?;
         Ok(Json(server.userinfo(token).await?))
     }
 
@@ -284,6 +337,21 @@ impl OAuthApi {
         ))
     }
 
+    /// OAuth 2.0 authorization server metadata (RFC 8414)
+    ///
+    /// The same document as OpenID discovery: RFC 8414 §3 asks for it at this path.
+    #[oai(
+        path = "/.well-known/oauth-authorization-server",
+        method = "get",
+        operation_id = "oauthAuthorizationServerMetadata"
+    )]
+    async fn metadata(&self, state: Data<&AppState>) -> Result<DocumentResult, CodedError> {
+        Ok(DocumentResult::Ok(
+            Json(server(&state)?.discovery()),
+            "public, max-age=300".into(),
+        ))
+    }
+
     /// The id_token signing keys (JWKS)
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(&self, state: Data<&AppState>) -> Result<DocumentResult, CodedError> {
@@ -291,116 +359,6 @@ impl OAuthApi {
             Json(server(&state)?.jwks().await?),
             "public, max-age=300".into(),
         ))
-    }
-}
-
-/// `GET /oauth/authorize`: the consent page, or a redirect (to the client or to sign in).
-async fn authorize(state: &AppState, req: &Request) -> AppResult<AuthorizeResult> {
-    let server = server(state)?;
-    let (params, repeated) = parse_params(req.uri().query().unwrap_or_default());
-    let request = match server.check_request(&params, &repeated).await {
-        Ok(r) => r,
-        Err(refusal) => return Ok(refusal.into()),
-    };
-    let here = req
-        .uri()
-        .path_and_query()
-        .map_or("/oauth/authorize", |p| p.as_str());
-    let Some(signer) = Signer::of(state, req).await? else {
-        return Ok(AuthorizeResult::Redirect(sign_in_first(state, here)));
-    };
-    if server.consented(&signer.user.id, &request).await? {
-        let url = server
-            .approve(&signer.user.id, signer.auth_time, request)
-            .await?;
-        return Ok(AuthorizeResult::Redirect(url));
-    }
-    let mut fields: Vec<(&str, &str)> = vec![
-        ("response_type", "code"),
-        ("client_id", &request.client.client_id),
-        ("redirect_uri", &request.redirect_uri),
-        ("scope", &request.scope),
-    ];
-    for (k, v) in [
-        ("state", &request.state),
-        ("code_challenge", &request.challenge),
-        ("nonce", &request.nonce),
-    ] {
-        if let Some(v) = v {
-            fields.push((k, v));
-        }
-    }
-    if request.challenge.is_some() {
-        fields.push(("code_challenge_method", "S256"));
-    }
-    let token = signer.consent_token(state, &fields);
-    let html = pages::consent(
-        &request.client.name,
-        &signer.user.username,
-        &request.scope,
-        &token,
-        &fields,
-    );
-    Ok(AuthorizeResult::Page(Html(html)))
-}
-
-/// `POST /oauth/authorize`: the consent decision.
-async fn decide(state: &AppState, req: &Request, f: ConsentForm) -> AppResult<AuthorizeResult> {
-    let server = server(state)?;
-    let params: BTreeMap<String, String> = [
-        ("response_type", &f.response_type),
-        ("client_id", &f.client_id),
-        ("redirect_uri", &f.redirect_uri),
-        ("scope", &f.scope),
-        ("state", &f.state),
-        ("code_challenge", &f.code_challenge),
-        ("code_challenge_method", &f.code_challenge_method),
-        ("nonce", &f.nonce),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
-    .collect();
-    let request = match server.check_request(&params, &[]).await {
-        Ok(r) => r,
-        Err(refusal) => return Ok(refusal.into()),
-    };
-    let Some(signer) = Signer::of(state, req).await? else {
-        return Ok(AuthorizeResult::Redirect(sign_in_first(
-            state,
-            "/manage-apps",
-        )));
-    };
-    // The token of the page that showed this very consent to this very session.
-    let posted: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    if signer
-        .check_consent(state, &posted, f.csrf_token.as_deref())
-        .is_err()
-    {
-        return Ok(AuthorizeResult::Forbidden(Html(pages::error(
-            "This consent form has expired or did not come from this site. Go back to the app and start again.",
-        ))));
-    }
-    match f.decision.as_deref() {
-        Some("allow") => {
-            server.remember_consent(&signer.user.id, &request).await?;
-            let url = server
-                .approve(&signer.user.id, signer.auth_time, request)
-                .await?;
-            Ok(AuthorizeResult::Redirect(url))
-        }
-        Some("deny") => Ok(AuthorizeResult::Redirect(server.refuse(
-            &request,
-            "access_denied",
-            "The user denied the request.",
-        ))),
-        _ => Ok(AuthorizeResult::Redirect(server.refuse(
-            &request,
-            "invalid_request",
-            "decision must be allow or deny.",
-        ))),
     }
 }
 

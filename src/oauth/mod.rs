@@ -2,6 +2,7 @@
 //! pages and JSON endpoints. The server itself — the protocol's rules, its tables and
 //! keys — is [`crate::oauth_server`].
 
+mod authorize;
 pub mod endpoints;
 pub mod models;
 pub mod pages;

@@ -6,6 +6,7 @@
 use poem::Request;
 
 use crate::error::{AppError, AppResult};
+use crate::oauth_server::{op_sid, OpSession};
 use crate::session::cookie;
 use crate::state::AppState;
 use crate::users::User;
@@ -17,6 +18,8 @@ pub struct Signer {
     pub auth_time: i64,
     /// The browser session's public handle (what page-bound tokens are bound to).
     pub session: String,
+    /// The OP session id derived from it (the id_token's `sid`).
+    pub sid: String,
 }
 
 impl Signer {
@@ -46,10 +49,20 @@ impl Signer {
             Ok(caller) => Ok(Some(Self {
                 user: caller.user,
                 auth_time: session.created_at,
+                sid: op_sid(&id.handle()),
                 session: id.handle(),
             })),
             Err(AppError::Unauthenticated(_)) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The OP session approving a request.
+    pub fn op_session(&self) -> OpSession<'_> {
+        OpSession {
+            user_id: &self.user.id,
+            auth_time: self.auth_time,
+            sid: &self.sid,
         }
     }
 

@@ -27,6 +27,18 @@ pub enum ClientsCommand {
         /// Space-separated scopes it may ask for.
         #[arg(long, default_value = "openid profile email user")]
         scopes: String,
+        /// An exact URI the client may be sent to after logout (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uri: Vec<String>,
+        /// Where logout tokens are posted when a user's session ends (back-channel).
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// The client needs `sid` in its logout tokens.
+        #[arg(long)]
+        backchannel_logout_session_required: bool,
+        /// How its id_tokens are signed: RS256 (default) or ES256.
+        #[arg(long = "id-token-alg")]
+        id_token_alg: Option<String>,
         /// Print `{"client_id": …, "client_secret": …}`.
         #[arg(long)]
         json: bool,
@@ -58,15 +70,18 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
             redirect_uri,
             public,
             scopes,
+            post_logout_redirect_uri,
+            backchannel_logout_uri,
+            backchannel_logout_session_required,
+            id_token_alg,
             json,
         } => {
             let (client, secret) = client_record(&NewClient {
-                client_id: None,
-                secret: None,
-                name: &name,
-                redirect_uris: &redirect_uri,
-                scopes: &scopes,
-                public,
+                post_logout_redirect_uris: &post_logout_redirect_uri,
+                backchannel_logout_uri: backchannel_logout_uri.as_deref(),
+                backchannel_logout_session_required,
+                id_token_signed_response_alg: id_token_alg.as_deref(),
+                ..NewClient::basic(&name, &redirect_uri, &scopes, public)
             })
             .map_err(|e| anyhow::anyhow!(e))?;
             repo.insert_client(&client).await?;
@@ -92,6 +107,9 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
                         serde_json::json!({
                             "client_id": c.client_id, "name": c.name, "public": c.is_public(),
                             "redirect_uris": c.redirect_uris().collect::<Vec<_>>(),
+                            "post_logout_redirect_uris": c.post_logout_redirect_uris().collect::<Vec<_>>(),
+                            "backchannel_logout_uri": c.backchannel_logout_uri,
+                            "id_token_signed_response_alg": c.id_token_alg().name(),
                             "scopes": c.scopes,
                         })
                     })
@@ -119,7 +137,8 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
     Ok(())
 }
 
-/// Starts signing id_tokens with a new key (the previous one stays in the JWKS); its id.
-pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
+/// Starts signing id_tokens with new keys, one per algorithm (the previous ones stay in
+/// the JWKS); their ids.
+pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<Vec<String>> {
     Ok(keys::rotate(&repo(settings).await?).await?)
 }

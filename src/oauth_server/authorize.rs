@@ -38,6 +38,57 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     pub challenge: Option<String>,
     pub nonce: Option<String>,
+    /// `prompt` (OIDC Core §3.1.2.1).
+    pub prompt: Prompt,
+    /// `max_age`: the sign-in may be at most this many seconds old.
+    pub max_age: Option<i64>,
+    /// Set on the way back from a sign-in this server asked for (`prompt=login`,
+    /// `max_age`): the OP session the browser had then ([`NO_SESSION`] if none), which
+    /// does not count as a fresh sign-in.
+    pub relogin: Option<String>,
+}
+
+/// The parameter that carries [`AuthorizationRequest::relogin`] through the sign-in page.
+pub const RELOGIN_PARAM: &str = "sg_relogin";
+/// [`RELOGIN_PARAM`]'s value when the browser had no session: any sign-in is fresh.
+pub const NO_SESSION: &str = "none";
+
+/// Who approves a request: the signed-in user and their OP session.
+pub struct OpSession<'a> {
+    pub user_id: &'a str,
+    /// When the browser session signed in (the id_token's `auth_time`).
+    pub auth_time: i64,
+    /// The OP session id (the id_token's `sid`).
+    pub sid: &'a str,
+}
+
+/// What `prompt` asks (OIDC Core §3.1.2.1); `select_account` is a fresh sign-in here,
+/// where a browser holds one account.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+}
+
+impl Prompt {
+    fn parse(value: Option<&str>) -> Result<Self, &'static str> {
+        let mut p = Self::default();
+        let mut count = 0;
+        for v in value.unwrap_or_default().split_whitespace() {
+            count += 1;
+            match v {
+                "none" => p.none = true,
+                "login" | "select_account" => p.login = true,
+                "consent" => p.consent = true,
+                _ => return Err("prompt has an unknown value."),
+            }
+        }
+        if p.none && count > 1 {
+            return Err("prompt=none cannot be combined with other values.");
+        }
+        Ok(p)
+    }
 }
 
 /// Why an authorization request is refused.
@@ -121,6 +172,39 @@ impl AuthorizationServer {
         if let Some((k, _)) = params.iter().find(|(_, v)| v.len() > MAX_PARAM) {
             return Err(refuse("invalid_request", &format!("`{k}` is too long.")));
         }
+        // Request objects (OIDC Core §6) are not supported: refused, never ignored.
+        if get("request").is_some() {
+            return Err(refuse(
+                "request_not_supported",
+                "Request objects are not supported.",
+            ));
+        }
+        if get("request_uri").is_some() {
+            return Err(refuse(
+                "request_uri_not_supported",
+                "request_uri is not supported.",
+            ));
+        }
+        if get("response_mode").is_some_and(|m| m != "query") {
+            return Err(refuse(
+                "invalid_request",
+                "Only response_mode=query is supported.",
+            ));
+        }
+        let prompt = match Prompt::parse(get("prompt")) {
+            Ok(p) => p,
+            Err(why) => return Err(refuse("invalid_request", why)),
+        };
+        let max_age = match get("max_age").map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(n)) if n >= 0 => Some(n),
+            Some(_) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "max_age must be a number of seconds.",
+                ))
+            }
+        };
         match get("response_type") {
             Some("code") => {}
             None => return Err(refuse("invalid_request", "response_type is required.")),
@@ -195,20 +279,64 @@ impl AuthorizationServer {
             state,
             challenge,
             nonce: get("nonce").map(str::to_owned),
+            prompt,
+            max_age,
+            relogin: get(RELOGIN_PARAM).map(str::to_owned),
         })
     }
 
-    /// Issues the code and sends the browser back to the client.
-    pub async fn approve(
+    /// What to do with a request from the OP session `signed` (`None`: signed out):
+    /// whether its sign-in is fresh enough for `prompt` and `max_age`.
+    pub fn needs_sign_in(
         &self,
-        user_id: &str,
-        auth_time: i64,
-        a: AuthorizationRequest,
-    ) -> AppResult<String> {
+        request: &AuthorizationRequest,
+        signed: Option<(&str, i64)>,
+    ) -> bool {
+        let Some((sid, auth_time)) = signed else {
+            return true;
+        };
+        // Back from the sign-in this server asked for: a session other than the one the
+        // browser had then is fresh, whatever its age.
+        if let Some(before) = &request.relogin {
+            return before == sid;
+        }
+        request.prompt.login
+            || request
+                .max_age
+                .is_some_and(|m| self.clock.now() - auth_time > m)
+    }
+
+    /// The authorization request's own URL with `relogin` recorded: where the sign-in
+    /// page sends the browser back to.
+    pub fn after_sign_in(params: &BTreeMap<String, String>, relogin: &str) -> String {
+        let mut q = oauth2::url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            if k == RELOGIN_PARAM {
+                continue;
+            }
+            if k == "prompt" {
+                // Asked once: `login` is what the sign-in page is doing now.
+                let kept: Vec<&str> = v
+                    .split_whitespace()
+                    .filter(|p| !matches!(*p, "login" | "select_account"))
+                    .collect();
+                if !kept.is_empty() {
+                    q.append_pair(k, &kept.join(" "));
+                }
+                continue;
+            }
+            q.append_pair(k, v);
+        }
+        q.append_pair(RELOGIN_PARAM, relogin);
+        format!("/oauth/authorize?{}", q.finish())
+    }
+
+    /// Issues the code and sends the browser back to the client.
+    pub async fn approve(&self, by: &OpSession<'_>, a: AuthorizationRequest) -> AppResult<String> {
         let code = self
             .issue_code(Code {
                 client_id: a.client.client_id.clone(),
-                user_id: user_id.to_owned(),
+                user_id: by.user_id.to_owned(),
                 redirect_uri: if a.redirect_given {
                     a.redirect_uri.clone()
                 } else {
@@ -217,8 +345,9 @@ impl AuthorizationServer {
                 scope: a.scope.clone(),
                 challenge: a.challenge,
                 nonce: a.nonce,
-                auth_time,
+                auth_time: by.auth_time,
                 expires_at: self.clock.now() + self.settings.oauth.code_ttl.as_secs() as i64,
+                sid: Some(by.sid.to_owned()),
             })
             .await?;
         let mut pairs = vec![("code", code.as_str())];

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::authorize::parse_params;
+use super::keys::SigningAlg;
 use super::oauth_error;
 use super::repo::Client;
 use crate::clock::now;
@@ -42,6 +43,37 @@ pub struct NewClient<'a> {
     pub redirect_uris: &'a [String],
     pub scopes: &'a str,
     pub public: bool,
+    /// Exact URIs the client may be sent to after logout (RP-Initiated Logout §3).
+    pub post_logout_redirect_uris: &'a [String],
+    /// Back-Channel Logout §2.2: where logout tokens are posted.
+    pub backchannel_logout_uri: Option<&'a str>,
+    /// Back-Channel Logout §2.2: the client needs `sid` in logout tokens.
+    pub backchannel_logout_session_required: bool,
+    /// OIDC Registration §2: `RS256` (the default) or `ES256`.
+    pub id_token_signed_response_alg: Option<&'a str>,
+}
+
+impl<'a> NewClient<'a> {
+    /// A client with only the OAuth 2.0 fields (no logout endpoints, default signing).
+    pub fn basic(
+        name: &'a str,
+        redirect_uris: &'a [String],
+        scopes: &'a str,
+        public: bool,
+    ) -> Self {
+        Self {
+            client_id: None,
+            secret: None,
+            name,
+            redirect_uris,
+            scopes,
+            public,
+            post_logout_redirect_uris: &[],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
+            id_token_signed_response_alg: None,
+        }
+    }
 }
 
 /// Registers a client; returns it and the secret to hand over (shown once: only its
@@ -55,6 +87,22 @@ pub fn client_record(new: &NewClient<'_>) -> Result<(Client, Option<String>), St
     }
     for uri in new.redirect_uris {
         check_redirect_uri(uri)?;
+    }
+    for uri in new.post_logout_redirect_uris {
+        check_redirect_uri(uri).map_err(|e| format!("post_logout_redirect_uris: {e}"))?;
+    }
+    let backchannel = new.backchannel_logout_uri.filter(|u| !u.is_empty());
+    if let Some(uri) = backchannel {
+        check_redirect_uri(uri).map_err(|e| format!("backchannel_logout_uri: {e}"))?;
+    }
+    let alg = new.id_token_signed_response_alg.filter(|a| !a.is_empty());
+    if let Some(a) = alg {
+        if SigningAlg::parse(a).is_none() {
+            return Err(format!(
+                "id_token_signed_response_alg `{a}` is not offered (one of: {})",
+                SigningAlg::names().join(", ")
+            ));
+        }
     }
     let scopes = if new.scopes.trim().is_empty() {
         SCOPES.join(" ")
@@ -79,6 +127,10 @@ pub fn client_record(new: &NewClient<'_>) -> Result<(Client, Option<String>), St
         scopes,
         grants: GRANTS.into(),
         created_at: now(),
+        post_logout_redirect_uris: new.post_logout_redirect_uris.join("\n"),
+        backchannel_logout_uri: backchannel.map(str::to_owned),
+        backchannel_logout_session_required: i64::from(new.backchannel_logout_session_required),
+        id_token_signed_response_alg: alg.map(str::to_owned),
     };
     Ok((client, secret))
 }
@@ -99,6 +151,10 @@ pub fn configured(c: &OAuthClientSettings) -> anyhow::Result<Client> {
         redirect_uris: &c.redirect_uris,
         scopes: &c.scopes,
         public: c.public,
+        post_logout_redirect_uris: &c.post_logout_redirect_uris,
+        backchannel_logout_uri: c.backchannel_logout_uri.as_deref(),
+        backchannel_logout_session_required: c.backchannel_logout_session_required,
+        id_token_signed_response_alg: c.id_token_signed_response_alg.as_deref(),
     })
     .map_err(|e| anyhow::anyhow!("oauth.clients `{}`: {e}", c.client_id))?;
     Ok(client)

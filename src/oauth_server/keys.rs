@@ -1,24 +1,68 @@
-//! The authorization server's id_token signing keys: ES256 (P-256), generated on first
-//! start and kept in the database. The newest key signs; every unretired key is
-//! published in the JWKS so tokens signed before a rotation still verify.
+//! The authorization server's id_token signing keys, one set per algorithm: RS256 (RSA
+//! 2048; OIDC Core §15.1 requires every OP to support it, and it signs by default) and
+//! ES256 (P-256), for clients that register `id_token_signed_response_alg = "ES256"`.
+//! Generated on first start, kept in the database, rotated together. The newest key of
+//! each algorithm signs; every unretired key is published in the JWKS, so tokens signed
+//! before a rotation still verify.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
 use super::repo::OAuthRepo;
 use crate::error::{AppError, AppResult};
 
-/// How many keys stay published after a rotation (the new one and its predecessor).
+/// How many keys of each algorithm stay published after a rotation (the new one and its
+/// predecessor).
 const KEEP_KEYS: usize = 2;
 
-/// The keys in use: the one that signs, and the public set.
+/// RSA modulus size: what RFC 7518 §3.3 asks at least.
+const RSA_BITS: usize = 2048;
+
+/// An id_token signing algorithm this server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    Rs256,
+    Es256,
+}
+
+impl SigningAlg {
+    /// Every algorithm, the default first.
+    pub const ALL: [Self; 2] = [Self::Rs256, Self::Es256];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+        }
+    }
+
+    /// `RS256` or `ES256`; anything else is not offered.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Names of every algorithm, for discovery and error messages.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|a| a.name()).collect()
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::Rs256 => Algorithm::RS256,
+            Self::Es256 => Algorithm::ES256,
+        }
+    }
+}
+
+/// The keys in use: the signing key of each algorithm, and the public set.
 pub struct SigningKeys {
-    kid: String,
-    key: EncodingKey,
+    signing: Vec<(SigningAlg, String, EncodingKey)>,
     jwks: Value,
 }
 
@@ -26,71 +70,131 @@ fn internal(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(anyhow::anyhow!("signing key: {e}"))
 }
 
-/// The public JWK of a PKCS#8 P-256 key.
-fn public_jwk(kid: &str, pkcs8: &[u8]) -> AppResult<Value> {
-    let pair = EcdsaKeyPair::from_pkcs8(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        pkcs8,
-        &SystemRandom::new(),
-    )
-    .map_err(internal)?;
-    let point = pair.public_key().as_ref();
-    if point.len() != 65 {
-        return Err(internal("unexpected public key size"));
+/// A new private key, DER: PKCS#8 for ES256, PKCS#1 for RS256 (what `jsonwebtoken`
+/// takes for each).
+fn generate(alg: SigningAlg) -> AppResult<Vec<u8>> {
+    match alg {
+        SigningAlg::Es256 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map(|d| d.as_ref().to_vec())
+                .map_err(internal)
+        }
+        SigningAlg::Rs256 => {
+            let key =
+                rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, RSA_BITS).map_err(internal)?;
+            Ok(key.to_pkcs1_der().map_err(internal)?.as_bytes().to_vec())
+        }
     }
-    Ok(json!({
-        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    }))
 }
 
-/// Generates a key and makes it the signing key; returns its `kid`.
-pub async fn rotate(repo: &OAuthRepo) -> AppResult<String> {
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+/// The public JWK of a stored private key.
+fn public_jwk(kid: &str, alg: SigningAlg, der: &[u8]) -> AppResult<Value> {
+    match alg {
+        SigningAlg::Es256 => {
+            let pair = EcdsaKeyPair::from_pkcs8(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                der,
+                &SystemRandom::new(),
+            )
             .map_err(internal)?;
+            let point = pair.public_key().as_ref();
+            if point.len() != 65 {
+                return Err(internal("unexpected public key size"));
+            }
+            Ok(json!({
+                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            }))
+        }
+        SigningAlg::Rs256 => {
+            let key = rsa::RsaPrivateKey::from_pkcs1_der(der).map_err(internal)?;
+            Ok(json!({
+                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+                "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+            }))
+        }
+    }
+}
+
+fn encoding_key(alg: SigningAlg, der: &[u8]) -> EncodingKey {
+    match alg {
+        SigningAlg::Es256 => EncodingKey::from_ec_der(der),
+        SigningAlg::Rs256 => EncodingKey::from_rsa_der(der),
+    }
+}
+
+/// Generates a key of `alg` (RSA off the async threads: it takes a while) and makes it
+/// that algorithm's signing key; returns its `kid`.
+async fn add_key(repo: &OAuthRepo, alg: SigningAlg) -> AppResult<String> {
+    let der = tokio::task::spawn_blocking(move || generate(alg))
+        .await
+        .map_err(internal)??;
     // Sortable: the newest key also has the greatest kid.
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let kid = format!("es256-{millis:013}-{}", &crate::crypto::random_token()[..6]);
-    repo.add_signing_key(&kid, &STANDARD.encode(pkcs8.as_ref()), KEEP_KEYS)
+    let kid = format!(
+        "{}-{millis:013}-{}",
+        alg.name().to_ascii_lowercase(),
+        &crate::crypto::random_token()[..6]
+    );
+    repo.add_signing_key(&kid, alg.name(), &STANDARD.encode(der), KEEP_KEYS)
         .await?;
     Ok(kid)
 }
 
+/// Rotates every algorithm's key together; returns the new `kid`s.
+pub async fn rotate(repo: &OAuthRepo) -> AppResult<Vec<String>> {
+    let mut kids = Vec::new();
+    for alg in SigningAlg::ALL {
+        kids.push(add_key(repo, alg).await?);
+    }
+    Ok(kids)
+}
+
 impl SigningKeys {
-    /// The stored keys, after creating the first one if there is none.
+    /// The stored keys, after creating the first key of any algorithm that has none.
     pub async fn load(repo: &OAuthRepo) -> AppResult<Self> {
         let mut stored = repo.signing_keys().await?;
-        if stored.is_empty() {
-            let kid = rotate(repo).await?;
-            tracing::info!(kid = %kid, "generated the first id_token signing key");
-            stored = repo.signing_keys().await?;
-        }
-        let mut published = Vec::new();
-        let mut signing = None;
-        for (kid, encoded) in &stored {
-            let der = STANDARD.decode(encoded).map_err(internal)?;
-            published.push(public_jwk(kid, &der)?);
-            if signing.is_none() {
-                signing = Some((kid.clone(), EncodingKey::from_ec_der(&der)));
+        for alg in SigningAlg::ALL {
+            if !stored.iter().any(|(_, a, _)| a == alg.name()) {
+                let kid = add_key(repo, alg).await?;
+                tracing::info!(kid = %kid, alg = alg.name(), "generated an id_token signing key");
+                stored = repo.signing_keys().await?;
             }
         }
-        let (kid, key) = signing.ok_or_else(|| internal("no key"))?;
+        let mut published = Vec::new();
+        let mut signing: Vec<(SigningAlg, String, EncodingKey)> = Vec::new();
+        for (kid, alg, encoded) in &stored {
+            let Some(alg) = SigningAlg::parse(alg) else {
+                tracing::warn!(kid = %kid, alg = %alg, "signing key of an unknown algorithm skipped");
+                continue;
+            };
+            let der = STANDARD.decode(encoded).map_err(internal)?;
+            published.push(public_jwk(kid, alg, &der)?);
+            // Newest first: the first key of each algorithm signs.
+            if !signing.iter().any(|(a, _, _)| *a == alg) {
+                signing.push((alg, kid.clone(), encoding_key(alg, &der)));
+            }
+        }
         Ok(Self {
-            kid,
-            key,
+            signing,
             jwks: json!({ "keys": published }),
         })
     }
 
-    /// A signed JWT (ES256, with the signing key's `kid`).
-    pub fn sign(&self, claims: &Value) -> AppResult<String> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(internal)
+    /// A signed JWT (with the signing key's `kid`).
+    pub fn sign(&self, alg: SigningAlg, claims: &Value) -> AppResult<String> {
+        let (_, kid, key) = self
+            .signing
+            .iter()
+            .find(|(a, _, _)| *a == alg)
+            .ok_or_else(|| internal(format!("no {} key", alg.name())))?;
+        let mut header = Header::new(alg.jwt());
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, claims, key).map_err(internal)
     }
 
     /// `{"keys": [...]}` for `/.well-known/jwks.json`.

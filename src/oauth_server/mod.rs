@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod client_table;
 pub mod clients;
 pub mod keys;
 pub mod repo;
@@ -23,11 +24,11 @@ use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::error::{AppError, AppResult};
 use crate::users::UserRepo;
 
-pub use authorize::{AuthorizationRequest, Refusal};
+pub use authorize::{AuthorizationRequest, OpSession, Refusal};
 pub use clients::{
     check_redirect_uri, client_record, ClientCredentials, NewClient, GRANTS, SCOPES,
 };
-pub use keys::SigningKeys;
+pub use keys::{SigningAlg, SigningKeys};
 pub use repo::{Claim, Client, Code, NewToken, OAuthRepo};
 pub use tokens::{TokenAnswer, TokenGrant};
 
@@ -37,6 +38,13 @@ pub fn oauth_error(error: &'static str, description: impl Into<String>) -> AppEr
         error,
         description: description.into(),
     }
+}
+
+/// The OP session id (`sid`: OpenID Back-Channel Logout 1.0 §2.1) of a browser
+/// session, derived from its public handle: stable for the session's life, and
+/// telling a client nothing it could use at this server.
+pub fn op_sid(handle: &str) -> String {
+    sha256_hex(format!("oidc-sid:{handle}"))[..32].to_owned()
 }
 
 /// The server: its tables, keys and settings.
@@ -93,13 +101,13 @@ impl AuthorizationServer {
         })
     }
 
-    /// Registers the clients and loads (or makes) the signing keys: once the database
-    /// answers.
+    /// Registers the clients: once the database answers. The signing keys are loaded
+    /// (and, on a new database, generated: an RSA key takes a moment) when first needed.
     pub async fn prepare(&self) -> AppResult<()> {
         for client in &self.clients {
             self.repo.upsert_client(client).await?;
         }
-        self.keys().await.map(|_| ())
+        Ok(())
     }
 
     /// The current signing keys (reloaded when a minute old).
@@ -245,14 +253,21 @@ impl AuthorizationServer {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
+            "id_token_signing_alg_values_supported": SigningAlg::names(),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": SCOPES,
-            "claims_supported": ["sub", "name", "preferred_username", "given_name", "family_name", "email", "updated_at"],
+            "claims_supported": [
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
+                "name", "preferred_username", "given_name", "family_name", "email", "updated_at",
+            ],
             "authorization_response_iss_parameter_supported": true,
+            // OIDC Discovery §3: request_uri_parameter_supported defaults to true.
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
         })
     }
 }

@@ -1,43 +1,13 @@
-//! The authorization server's tables: clients, consents, codes, grants, tokens and
-//! signing keys. Portable SQL for PostgreSQL and SQLite; secrets stored as hashes.
+//! The authorization server's tables: consents, codes, grants and tokens (clients and
+//! signing keys: `client_table.rs`). Portable SQL for PostgreSQL and SQLite; secrets stored as hashes.
 
 use sqlx::{AnyPool, FromRow};
+
+pub use super::client_table::Client;
 
 use crate::clock::now;
 use crate::db::claim_then;
 use crate::error::AppResult;
-
-/// A registered client.
-#[derive(Debug, Clone, FromRow)]
-pub struct Client {
-    pub client_id: String,
-    /// SHA-256 of the secret; `None` for a public client.
-    pub secret_hash: Option<String>,
-    pub name: String,
-    /// Exact redirect URIs, one per line.
-    pub redirect_uris: String,
-    pub scopes: String,
-    pub grants: String,
-    pub created_at: i64,
-}
-
-impl Client {
-    pub fn redirect_uris(&self) -> impl Iterator<Item = &str> {
-        self.redirect_uris.lines().filter(|l| !l.is_empty())
-    }
-
-    pub fn allows_scope(&self, scope: &str) -> bool {
-        self.scopes.split_whitespace().any(|s| s == scope)
-    }
-
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grants.split_whitespace().any(|g| g == grant)
-    }
-
-    pub fn is_public(&self) -> bool {
-        self.secret_hash.is_none()
-    }
-}
 
 /// An authorization code as stored.
 #[derive(Debug, Clone, FromRow)]
@@ -52,6 +22,8 @@ pub struct Code {
     /// When the user signed in.
     pub auth_time: i64,
     pub expires_at: i64,
+    /// The OP session it was issued in (the id_token's `sid`).
+    pub sid: Option<String>,
 }
 
 /// The result of presenting a code.
@@ -106,93 +78,14 @@ pub struct Connection {
     pub created_at: i64,
 }
 
-const CLIENT_COLUMNS: &str =
-    "client_id, secret_hash, name, redirect_uris, scopes, grants, created_at";
-
 #[derive(Clone)]
 pub struct OAuthRepo {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
 }
 
 impl OAuthRepo {
     pub fn new(pool: AnyPool) -> Self {
         Self { pool }
-    }
-
-    pub async fn insert_client(&self, c: &Client) -> AppResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(&c.client_id)
-        .bind(&c.secret_hash)
-        .bind(&c.name)
-        .bind(&c.redirect_uris)
-        .bind(&c.scopes)
-        .bind(&c.grants)
-        .bind(c.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Creates or replaces a client declared in configuration (its grants stay).
-    pub async fn upsert_client(&self, c: &Client) -> AppResult<()> {
-        let updated = sqlx::query(
-            "UPDATE oauth_clients SET secret_hash = $2, name = $3, redirect_uris = $4, \
-             scopes = $5, grants = $6 WHERE client_id = $1",
-        )
-        .bind(&c.client_id)
-        .bind(&c.secret_hash)
-        .bind(&c.name)
-        .bind(&c.redirect_uris)
-        .bind(&c.scopes)
-        .bind(&c.grants)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            self.insert_client(c).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn find_client(&self, client_id: &str) -> AppResult<Option<Client>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1"
-        ))
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub async fn list_clients(&self) -> AppResult<Vec<Client>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY created_at, client_id"
-        ))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Removes a client and everything it was issued. Whether it existed.
-    pub async fn remove_client(&self, client_id: &str) -> AppResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        for sql in [
-            "DELETE FROM oauth_tokens WHERE grant_id IN \
-             (SELECT id FROM oauth_grants WHERE client_id = $1)",
-            "DELETE FROM oauth_grants WHERE client_id = $1",
-            "DELETE FROM oauth_codes WHERE client_id = $1",
-            "DELETE FROM oauth_consents WHERE client_id = $1",
-        ] {
-            sqlx::query(sql).bind(client_id).execute(&mut *tx).await?;
-        }
-        let gone = sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        tx.commit().await?;
-        Ok(gone)
     }
 
     pub async fn consent(&self, user_id: &str, client_id: &str) -> AppResult<Option<String>> {
@@ -301,7 +194,8 @@ impl OAuthRepo {
     pub async fn insert_code(&self, code_hash: &str, code: &Code) -> AppResult<()> {
         sqlx::query(
             "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, \
-             challenge, nonce, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             challenge, nonce, auth_time, expires_at, sid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(code_hash)
         .bind(&code.client_id)
@@ -312,6 +206,7 @@ impl OAuthRepo {
         .bind(&code.nonce)
         .bind(code.auth_time)
         .bind(code.expires_at)
+        .bind(&code.sid)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -328,20 +223,21 @@ impl OAuthRepo {
         let fresh = claim_then(&self.pool, claim, |mut tx| async move {
             let code: Code = sqlx::query_as(
                 "SELECT client_id, user_id, redirect_uri, scope, challenge, nonce, auth_time, \
-                 expires_at FROM oauth_codes WHERE code_hash = $1",
+                 expires_at, sid FROM oauth_codes WHERE code_hash = $1",
             )
             .bind(code_hash)
             .fetch_one(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO oauth_grants (id, client_id, user_id, scope, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO oauth_grants (id, client_id, user_id, scope, created_at, sid) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(grant_id)
             .bind(&code.client_id)
             .bind(&code.user_id)
             .bind(&code.scope)
             .bind(now())
+            .bind(&code.sid)
             .execute(&mut *tx)
             .await?;
             Ok((tx, code))
@@ -424,35 +320,6 @@ impl OAuthRepo {
             token_hash,
         )
         .await
-    }
-
-    /// Signing keys, newest first: `(kid, base64 PKCS#8)`.
-    pub async fn signing_keys(&self) -> AppResult<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT kid, private_key FROM oauth_keys WHERE retired_at IS NULL \
-             ORDER BY created_at DESC, kid DESC",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Adds a key (it signs from now on) and retires all but the `keep` newest.
-    pub async fn add_signing_key(&self, kid: &str, pkcs8: &str, keep: usize) -> AppResult<()> {
-        sqlx::query("INSERT INTO oauth_keys (kid, private_key, created_at) VALUES ($1, $2, $3)")
-            .bind(kid)
-            .bind(pkcs8)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        let keys = self.signing_keys().await?;
-        for (old, _) in keys.iter().skip(keep) {
-            sqlx::query("UPDATE oauth_keys SET retired_at = $2 WHERE kid = $1")
-                .bind(old)
-                .bind(now())
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
     }
 }
 

@@ -39,6 +39,20 @@ pub struct TokenGrant<'a> {
     pub scope: Option<&'a str>,
 }
 
+/// What a code exchange knows of the sign-in, for the id_token.
+struct SignIn<'a> {
+    nonce: Option<&'a str>,
+    auth_time: i64,
+    sid: Option<&'a str>,
+}
+
+/// OIDC Core §3.1.3.6: the left half of the access token's SHA-256 (both ES256 and
+/// RS256 hash with SHA-256), base64url.
+pub fn at_hash(access_token: &str) -> String {
+    let digest = Sha256::digest(access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
 impl AuthorizationServer {
     /// The token endpoint for an authenticated client: the grant's required parameters,
     /// whether the client may use it, then the code exchange or the refresh.
@@ -106,8 +120,11 @@ impl AuthorizationServer {
                 client,
                 &stored.user_id,
                 &stored.scope,
-                stored.nonce.as_deref(),
-                Some(stored.auth_time),
+                Some(SignIn {
+                    nonce: stored.nonce.as_deref(),
+                    auth_time: stored.auth_time,
+                    sid: stored.sid.as_deref(),
+                }),
             )
             .await?;
         self.repo.add_tokens(&grant_id, &tokens).await?;
@@ -196,7 +213,7 @@ impl AuthorizationServer {
             }
         };
         // id_tokens are for sign-in; a refresh answers tokens only.
-        let (answer, tokens) = self.mint(client, &row.user_id, &scope, None, None).await?;
+        let (answer, tokens) = self.mint(client, &row.user_id, &scope, None).await?;
         if !self.repo.rotate(&hash, &row.grant_id, &tokens).await? {
             self.repo.revoke_grant(&row.grant_id).await?;
             return Err(bad("The refresh token has already been used."));
@@ -204,15 +221,14 @@ impl AuthorizationServer {
         Ok(answer)
     }
 
-    /// New access (+ refresh) tokens and, at sign-in (`auth_time` given) with `openid`,
-    /// an id_token; and what to store of them.
+    /// New access (+ refresh) tokens and, at sign-in with `openid`, an id_token; and
+    /// what to store of them.
     async fn mint(
         &self,
         client: &Client,
         user_id: &str,
         scope: &str,
-        nonce: Option<&str>,
-        auth_time: Option<i64>,
+        sign_in: Option<SignIn<'_>>,
     ) -> AppResult<(TokenAnswer, Vec<NewToken>)> {
         let at = self.clock.now();
         let access_ttl = self.settings.oauth.access_token_ttl.as_secs() as i64;
@@ -231,19 +247,27 @@ impl AuthorizationServer {
             r
         });
         let openid = scope.split_whitespace().any(|s| s == "openid");
-        let id_token = if let (true, Some(auth_time)) = (openid, auth_time) {
-            let mut claims = self.claims(user_id, scope).await?;
-            claims["iss"] = json!(self.issuer());
-            claims["aud"] = json!(client.client_id);
-            claims["iat"] = json!(at);
-            claims["exp"] = json!(at + access_ttl);
-            claims["auth_time"] = json!(auth_time);
-            if let Some(n) = nonce {
-                claims["nonce"] = json!(n);
+        let id_token = match (openid, sign_in) {
+            (true, Some(s)) => {
+                // OIDC Core §2: iss, sub, aud, exp, iat; auth_time always (so `max_age`
+                // can be checked); nonce as sent; at_hash (§3.1.3.6); the OP session's
+                // sid (Back-Channel Logout §2.1).
+                let mut claims = self.claims(user_id, scope).await?;
+                claims["iss"] = json!(self.issuer());
+                claims["aud"] = json!(client.client_id);
+                claims["iat"] = json!(at);
+                claims["exp"] = json!(at + access_ttl);
+                claims["auth_time"] = json!(s.auth_time);
+                claims["at_hash"] = json!(at_hash(&access));
+                if let Some(n) = s.nonce {
+                    claims["nonce"] = json!(n);
+                }
+                if let Some(sid) = s.sid {
+                    claims["sid"] = json!(sid);
+                }
+                Some(self.keys().await?.sign(client.id_token_alg(), &claims)?)
             }
-            Some(self.keys().await?.sign(&claims)?)
-        } else {
-            None
+            _ => None,
         };
         Ok((
             TokenAnswer {

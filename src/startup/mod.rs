@@ -174,10 +174,7 @@ fn self_provider(
     let (client, _) = client_record(&NewClient {
         client_id: Some(SELF_PROVIDER),
         secret: Some(&secret),
-        name: "this site",
-        redirect_uris: &redirect,
-        scopes: "openid profile email",
-        public: false,
+        ..NewClient::basic("this site", &redirect, "openid profile email", false)
     })
     .map_err(|e| anyhow::anyhow!("oauth.self_provider: {e}"))?;
     let provider = ProviderConfig {

@@ -87,10 +87,47 @@ fn clients_add_list_remove_and_signing_key_rotation() {
     ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("must be https"), "{err}");
+    for (flag, value, says) in [
+        (
+            "--id-token-alg",
+            "HS256",
+            "id_token_signed_response_alg `HS256` is not offered",
+        ),
+        (
+            "--post-logout-redirect-uri",
+            "http://evil.example/bye",
+            "post_logout_redirect_uris",
+        ),
+        (
+            "--backchannel-logout-uri",
+            "https://rp.example/bc#frag",
+            "backchannel_logout_uri",
+        ),
+    ] {
+        let (code, _, err) = run(&[
+            "clients",
+            "add",
+            "--name",
+            "Bad",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            flag,
+            value,
+        ]);
+        assert_eq!(code, Some(1), "{flag}");
+        assert!(err.contains(says), "{flag}: {err}");
+    }
 
     let (_, first, _) = run(&["rotate-signing-key"]);
     let (_, second, _) = run(&["rotate-signing-key"]);
-    assert!(first.trim().starts_with("es256-") && first != second);
+    // Both algorithms' keys rotate together: one new kid of each per rotation.
+    let kids: Vec<&str> = first.lines().collect();
+    assert_eq!(kids.len(), 2, "{first}");
+    assert!(
+        kids[0].starts_with("rs256-") && kids[1].starts_with("es256-"),
+        "{first}"
+    );
+    assert!(second.lines().all(|k| !kids.contains(&k)), "{second}");
 }
 
 #[test]

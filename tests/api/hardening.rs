@@ -610,6 +610,7 @@ async fn cors_reaches_only_api_and_cannot_approve_consent() {
             redirect_uris: vec!["http://127.0.0.1:5000/cb".into()],
             scopes: String::new(),
             public: false,
+            ..Default::default()
         }];
     })
     .await;
@@ -674,6 +675,7 @@ async fn pages_and_state_answers_carry_the_security_headers() {
             redirect_uris: vec!["http://127.0.0.1:5000/cb".into()],
             scopes: String::new(),
             public: false,
+            ..Default::default()
         }];
     })
     .await;

@@ -15,6 +15,7 @@ mod idp;
 mod oauth_flow;
 mod oauth_server;
 mod openapi;
+mod openid_provider;
 mod ops;
 mod passwords;
 mod providers;

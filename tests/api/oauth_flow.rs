@@ -27,6 +27,7 @@ pub fn clients(s: &mut Settings) {
             redirect_uris: vec![REDIRECT.into()],
             scopes: String::new(),
             public: false,
+            ..Default::default()
         },
         OAuthClientSettings {
             client_id: "other_app".into(),
@@ -35,6 +36,7 @@ pub fn clients(s: &mut Settings) {
             redirect_uris: vec![REDIRECT.into()],
             scopes: "openid profile".into(),
             public: false,
+            ..Default::default()
         },
         OAuthClientSettings {
             client_id: PUBLIC_CLIENT.into(),
@@ -43,6 +45,7 @@ pub fn clients(s: &mut Settings) {
             redirect_uris: vec!["http://localhost:3000/cb".into()],
             scopes: String::new(),
             public: true,
+            ..Default::default()
         },
     ];
 }

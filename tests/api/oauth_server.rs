@@ -193,6 +193,7 @@ async fn the_bff_signs_in_through_this_server_by_oidc() {
             redirect_uris: vec![format!("{PUBLIC_URL}/api/auth/callback/sessiongate")],
             scopes: "openid profile email".into(),
             public: false,
+            ..Default::default()
         }];
     })
     .await;
@@ -269,8 +270,16 @@ async fn the_bff_signs_in_through_this_server_by_oidc() {
         .json()
         .await
         .unwrap();
-    assert_eq!(jwks["keys"][0]["kty"], "EC");
-    assert!(jwks["keys"][0]["d"].is_null(), "never the private part");
+    // One key of each algorithm (OIDC Core §15.1: RS256; ES256 on request), public
+    // parts only.
+    let keys = jwks["keys"].as_array().unwrap();
+    let types: Vec<&str> = keys.iter().map(|k| k["kty"].as_str().unwrap()).collect();
+    assert_eq!(types, ["RSA", "EC"], "{jwks}");
+    for k in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(k[private].is_null(), "never the private part: {k}");
+        }
+    }
 }
 
 /// The default configuration's "Sign in with sessiongate": the BFF is a client of its own
@@ -663,7 +672,8 @@ async fn a_public_client_uses_pkce_and_a_wrong_verifier_gets_nothing() {
     // The id_token carries the nonce and verifies against the published key.
     let id_token = tokens["id_token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(id_token).unwrap();
-    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    // OIDC Core §15.1: RS256 unless the client registered another algorithm.
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
     let jwks: jsonwebtoken::jwk::JwkSet = app
         .client
         .get(app.url("/.well-known/jwks.json"))
@@ -676,7 +686,7 @@ async fn a_public_client_uses_pkce_and_a_wrong_verifier_gets_nothing() {
     let key =
         jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
             .unwrap();
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&[PUBLIC_CLIENT]);
     v.set_issuer(&[PUBLIC_URL]);
     let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v)
