@@ -38,3 +38,24 @@ pub struct AppState {
     /// The time services decide by (a test's own, in tests).
     pub clock: Clock,
 }
+
+impl AppState {
+    /// Revokes a session's upstream tokens at its provider (best effort: a provider
+    /// that is down is logged, and the sign-out goes on).
+    pub async fn revoke_tokens(&self, session: &crate::session::Session) {
+        if let Some(provider) = self.providers.get(&session.provider) {
+            provider.revoke(&self.providers.http, &session.tokens).await;
+        }
+    }
+
+    /// Ends a browser session as sign-out does: its tokens revoked, then the session
+    /// deleted (and so, for a session of the authorization server, its apps told).
+    pub async fn end_session(
+        &self,
+        id: &crate::session::SessionId,
+        session: &crate::session::Session,
+    ) -> crate::error::AppResult<()> {
+        self.revoke_tokens(session).await;
+        self.sessions.destroy(id, session).await
+    }
+}

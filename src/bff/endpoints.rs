@@ -178,19 +178,15 @@ impl NextAuthApi {
         let f = body.into_inner();
         state.csrf.check(req.headers(), f.csrf_token.as_deref())?;
         if let Some((id, session)) = found.live() {
-            if let Some(provider) = state.providers.get(&session.provider) {
-                provider
-                    .revoke(&state.providers.http, &session.tokens)
-                    .await;
-            }
             if is_true(&f.everywhere) {
+                state.revoke_tokens(&session).await;
                 let n = state
                     .sessions
                     .revoke_all(&session.provider, &session.user.id)
                     .await?;
                 tracing::info!(sessions = n, "signed out everywhere");
             } else {
-                state.sessions.destroy(&id, &session).await?;
+                state.end_session(&id, &session).await?;
             }
         }
         let target =

@@ -90,7 +90,7 @@ pub(super) async fn authorize(state: &AppState, req: &Request) -> AppResult<Auth
     if request.challenge.is_some() {
         fields.push(("code_challenge_method", "S256"));
     }
-    let token = signer.consent_token(state, &fields);
+    let token = signer.page_token(state, "consent", &fields);
     let html = pages::consent(
         &request.client.name,
         &signer.user.username,
@@ -137,7 +137,7 @@ pub(super) async fn decide(
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     if signer
-        .check_consent(state, &posted, f.csrf_token.as_deref())
+        .check_page(state, "consent", &posted, f.csrf_token.as_deref())
         .is_err()
     {
         return Ok(AuthorizeResult::Forbidden(Html(pages::error(

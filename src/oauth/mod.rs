@@ -4,6 +4,7 @@
 
 mod authorize;
 pub mod endpoints;
+mod logout;
 pub mod models;
 pub mod pages;
 pub mod signer;

@@ -28,6 +28,40 @@ pub struct ConsentForm {
     pub csrf_token: Option<String>,
 }
 
+/// `GET` and `POST /oauth/logout` (RP-Initiated Logout 1.0 §2), and what its
+/// confirmation page posts back (`decision`, `csrfToken`).
+#[derive(Debug, Default, Object, Deserialize)]
+pub struct LogoutForm {
+    pub id_token_hint: Option<String>,
+    pub logout_hint: Option<String>,
+    pub client_id: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub ui_locales: Option<String>,
+    /// The confirmation page's answer: `logout` or `stay`.
+    pub decision: Option<String>,
+    #[oai(rename = "csrfToken")]
+    #[serde(rename = "csrfToken")]
+    pub csrf_token: Option<String>,
+}
+
+impl LogoutForm {
+    /// The request's own parameters (what the confirmation page posts back).
+    pub fn request_fields(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("id_token_hint", &self.id_token_hint),
+            ("logout_hint", &self.logout_hint),
+            ("client_id", &self.client_id),
+            ("post_logout_redirect_uri", &self.post_logout_redirect_uri),
+            ("state", &self.state),
+            ("ui_locales", &self.ui_locales),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
 /// `POST /oauth/token` (form or JSON).
 #[derive(Debug, Object, Deserialize)]
 pub struct TokenRequest {
@@ -118,6 +152,41 @@ impl From<AppError> for AuthorizeResult {
                     "The service is unavailable right now. Go back to the app and try again shortly.",
                 )))
             }
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum LogoutResult {
+    /// The confirmation page, "you are signed out", or "you are still signed in".
+    #[oai(status = 200)]
+    Page(Html<String>, #[oai(header = "Set-Cookie")] Option<String>),
+    /// Back to the app's registered `post_logout_redirect_uri`, with `state`.
+    #[oai(status = 302)]
+    Redirect(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
+    /// The confirmation form without its page's CSRF token: nothing was ended.
+    #[oai(status = 403)]
+    Forbidden(Html<String>),
+    /// The authorization server is not enabled.
+    #[oai(status = 404)]
+    NotFound(Html<String>),
+    /// A POST must be `application/x-www-form-urlencoded`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<crate::error::ErrorBody>),
+    /// A dependency (database, session store) is unreachable; nothing was ended.
+    #[oai(status = 503)]
+    Unavailable(Html<String>),
+}
+
+impl From<AppError> for LogoutResult {
+    fn from(err: AppError) -> Self {
+        match AuthorizeResult::from(err) {
+            AuthorizeResult::NotFound(h) => Self::NotFound(h),
+            AuthorizeResult::Unavailable(h) => Self::Unavailable(h),
+            _ => Self::Unavailable(Html(pages::error("The service is unavailable right now."))),
         }
     }
 }

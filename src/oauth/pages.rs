@@ -96,3 +96,56 @@ pub fn manage_apps(
     }
     page("Connected apps", &body)
 }
+
+/// RP-Initiated Logout's confirmation (§2: the OP asks when it cannot tell the request
+/// came from the app the user is signed in to). `fields` are posted back unchanged.
+pub fn logout_confirm(
+    username: &str,
+    app: Option<&str>,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let hidden: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let asked = match app {
+        Some(a) => format!("<p>{} asks to sign you out.</p>", escape(a)),
+        None => String::new(),
+    };
+    page(
+        "Sign out?",
+        &format!(
+            "<h1>Sign out?</h1><p>Signed in as <strong>{user}</strong>.</p>{asked}\
+             <form method=\"post\" action=\"/oauth/logout\">{hidden}\
+             <input type=\"hidden\" name=\"csrfToken\" value=\"{csrf}\">\
+             <button type=\"submit\" name=\"decision\" value=\"logout\">Sign out</button>\
+             <button type=\"submit\" name=\"decision\" value=\"stay\" style=\"background:#666\">Stay signed in</button>\
+             </form>",
+            user = escape(username),
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+/// After a logout with nowhere to return to, or when no one was signed in.
+pub fn signed_out() -> String {
+    page(
+        "Signed out",
+        "<h1>You are signed out</h1><p>You can close this page, or <a href=\"/api/auth/signin\">sign in again</a>.</p>",
+    )
+}
+
+/// The user chose to stay signed in.
+pub fn still_signed_in() -> String {
+    page(
+        "Still signed in",
+        "<h1>You are still signed in</h1><p>Nothing was changed. You can close this page.</p>",
+    )
+}

@@ -7,7 +7,7 @@ use poem::Request;
 
 use crate::error::{AppError, AppResult};
 use crate::oauth_server::{op_sid, OpSession};
-use crate::session::cookie;
+use crate::session::{cookie, Session, SessionId};
 use crate::state::AppState;
 use crate::users::User;
 
@@ -20,6 +20,9 @@ pub struct Signer {
     pub session: String,
     /// The OP session id derived from it (the id_token's `sid`).
     pub sid: String,
+    /// The browser session itself (what a logout ends).
+    pub id: SessionId,
+    pub browser: Session,
 }
 
 impl Signer {
@@ -51,6 +54,8 @@ impl Signer {
                 auth_time: session.created_at,
                 sid: op_sid(&id.handle()),
                 session: id.handle(),
+                id,
+                browser: session,
             })),
             Err(AppError::Unauthenticated(_)) => Ok(None),
             Err(e) => Err(e),
@@ -66,9 +71,9 @@ impl Signer {
         }
     }
 
-    /// What a consent token is bound to: the session, then the consent's fields (as the
+    /// What a page's token is bound to: the session, then the form's fields (as the
     /// page posts them back) sorted by name.
-    fn consent_parts<'a>(&'a self, fields: &[(&'a str, &'a str)]) -> Vec<&'a str> {
+    fn page_parts<'a>(&'a self, fields: &[(&'a str, &'a str)]) -> Vec<&'a str> {
         let mut sorted: Vec<(&str, &str)> = fields.to_vec();
         sorted.sort_unstable();
         let mut parts = vec![self.session.as_str()];
@@ -79,22 +84,24 @@ impl Signer {
         parts
     }
 
-    /// The consent form's anti-CSRF token: bound to this browser session and to the
-    /// request's parameters. Not the `/api/auth` token: CORS-listed origins can read that.
-    pub fn consent_token(&self, state: &AppState, fields: &[(&str, &str)]) -> String {
-        state.csrf.bound("consent", &self.consent_parts(fields))
+    /// A page form's anti-CSRF token (`purpose`: `consent`, `logout`): bound to this
+    /// browser session and to the form's fields. Not the `/api/auth` token: CORS-listed
+    /// origins can read that.
+    pub fn page_token(&self, state: &AppState, purpose: &str, fields: &[(&str, &str)]) -> String {
+        state.csrf.bound(purpose, &self.page_parts(fields))
     }
 
-    /// Checks a consent form's token.
-    pub fn check_consent(
+    /// Checks a page form's token.
+    pub fn check_page(
         &self,
         state: &AppState,
+        purpose: &str,
         fields: &[(&str, &str)],
         submitted: Option<&str>,
     ) -> AppResult<()> {
         state
             .csrf
-            .check_bound("consent", &self.consent_parts(fields), submitted)
+            .check_bound(purpose, &self.page_parts(fields), submitted)
     }
 
     /// The connected-apps page's anti-CSRF token, bound to this browser session.

@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
@@ -63,6 +63,8 @@ impl SigningAlg {
 /// The keys in use: the signing key of each algorithm, and the public set.
 pub struct SigningKeys {
     signing: Vec<(SigningAlg, String, EncodingKey)>,
+    /// Every published key, to check tokens this server signed (an `id_token_hint`).
+    verifying: Vec<(String, SigningAlg, DecodingKey)>,
     jwks: Value,
 }
 
@@ -166,6 +168,7 @@ impl SigningKeys {
             }
         }
         let mut published = Vec::new();
+        let mut verifying = Vec::new();
         let mut signing: Vec<(SigningAlg, String, EncodingKey)> = Vec::new();
         for (kid, alg, encoded) in &stored {
             let Some(alg) = SigningAlg::parse(alg) else {
@@ -173,7 +176,15 @@ impl SigningKeys {
                 continue;
             };
             let der = STANDARD.decode(encoded).map_err(internal)?;
-            published.push(public_jwk(kid, alg, &der)?);
+            let jwk = public_jwk(kid, alg, &der)?;
+            let parsed: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(jwk.clone()).map_err(internal)?;
+            verifying.push((
+                kid.clone(),
+                alg,
+                DecodingKey::from_jwk(&parsed).map_err(internal)?,
+            ));
+            published.push(jwk);
             // Newest first: the first key of each algorithm signs.
             if !signing.iter().any(|(a, _, _)| *a == alg) {
                 signing.push((alg, kid.clone(), encoding_key(alg, &der)));
@@ -181,12 +192,22 @@ impl SigningKeys {
         }
         Ok(Self {
             signing,
+            verifying,
             jwks: json!({ "keys": published }),
         })
     }
 
     /// A signed JWT (with the signing key's `kid`).
     pub fn sign(&self, alg: SigningAlg, claims: &Value) -> AppResult<String> {
+        self.sign_with(alg, None, claims)
+    }
+
+    /// A signed JWT with an explicit `typ` (Back-Channel Logout §2.4: `logout+jwt`).
+    pub fn sign_typed(&self, alg: SigningAlg, typ: &str, claims: &Value) -> AppResult<String> {
+        self.sign_with(alg, Some(typ), claims)
+    }
+
+    fn sign_with(&self, alg: SigningAlg, typ: Option<&str>, claims: &Value) -> AppResult<String> {
         let (_, kid, key) = self
             .signing
             .iter()
@@ -194,7 +215,29 @@ impl SigningKeys {
             .ok_or_else(|| internal(format!("no {} key", alg.name())))?;
         let mut header = Header::new(alg.jwt());
         header.kid = Some(kid.clone());
+        if let Some(t) = typ {
+            header.typ = Some(t.to_owned());
+        }
         jsonwebtoken::encode(&header, claims, key).map_err(internal)
+    }
+
+    /// The claims of a JWT this server signed with a published key and `issuer`,
+    /// expired or not (an `id_token_hint` may be old); `None` for anything else.
+    pub fn verify_own(&self, token: &str, issuer: &str) -> Option<Value> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid?;
+        let (_, alg, key) = self.verifying.iter().find(|(k, _, _)| *k == kid)?;
+        if header.alg != alg.jwt() {
+            return None;
+        }
+        let mut v = Validation::new(alg.jwt());
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        v.set_issuer(&[issuer]);
+        jsonwebtoken::decode::<Value>(token, key, &v)
+            .ok()
+            .map(|d| d.claims)
     }
 
     /// `{"keys": [...]}` for `/.well-known/jwks.json`.

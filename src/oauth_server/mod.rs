@@ -11,6 +11,7 @@ pub mod authorize;
 pub mod client_table;
 pub mod clients;
 pub mod keys;
+pub mod logout;
 pub mod repo;
 pub mod tokens;
 
@@ -22,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::error::{AppError, AppResult};
+use crate::providers::ProviderHttp;
 use crate::users::UserRepo;
 
 pub use authorize::{AuthorizationRequest, OpSession, Refusal};
@@ -60,6 +62,8 @@ pub struct AuthorizationServer {
     settings: Arc<Settings>,
     /// Decides codes' and tokens' expiry.
     clock: Clock,
+    /// Posts logout tokens to clients (no redirects followed, answers capped).
+    http: ProviderHttp,
 }
 
 /// How long the signing keys are used before being read again.
@@ -73,6 +77,7 @@ impl AuthorizationServer {
         users: UserRepo,
         settings: Arc<Settings>,
         clock: Clock,
+        http: ProviderHttp,
         extra: Vec<Client>,
     ) -> anyhow::Result<Self> {
         let mut registered = extra;
@@ -98,6 +103,7 @@ impl AuthorizationServer {
             clients: registered,
             settings,
             clock,
+            http,
         })
     }
 
@@ -249,6 +255,7 @@ impl AuthorizationServer {
             "jwks_uri": format!("{b}/.well-known/jwks.json"),
             "revocation_endpoint": format!("{b}/oauth/revoke"),
             "introspection_endpoint": format!("{b}/oauth/introspect"),
+            "end_session_endpoint": format!("{b}/oauth/logout"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -268,6 +275,8 @@ impl AuthorizationServer {
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
         })
     }
 }

@@ -321,6 +321,48 @@ impl OAuthRepo {
         )
         .await
     }
+
+    /// Back-Channel Logout: the clients with a back-channel endpoint that these OP
+    /// sessions signed into, one target per client, user and session.
+    pub async fn logout_targets_of_sessions(
+        &self,
+        sids: &[String],
+    ) -> AppResult<Vec<super::logout::LogoutTarget>> {
+        if sids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=sids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
+             c.id_token_signed_response_alg FROM oauth_grants g \
+             JOIN oauth_clients c ON c.client_id = g.client_id \
+             WHERE g.sid IN ({}) AND c.backchannel_logout_uri IS NOT NULL",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query_as(&sql);
+        for sid in sids {
+            q = q.bind(sid);
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    /// Back-Channel Logout: every OP session of `user_id` that signed into `client_id`.
+    pub async fn logout_targets_of_user(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> AppResult<Vec<super::logout::LogoutTarget>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
+             c.id_token_signed_response_alg FROM oauth_grants g \
+             JOIN oauth_clients c ON c.client_id = g.client_id \
+             WHERE g.user_id = $1 AND g.client_id = $2 AND c.backchannel_logout_uri IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }
 
 async fn insert_token(

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::crypto::vault::Keyring;
 use crate::error::{AppError, AppResult};
 use crate::session::cache::ReadCache;
+use crate::session::ended::EndListener;
 use crate::session::model::user_key;
 use crate::session::{DeviceMeta, Session, SessionId, SessionUser, TokenSet};
 use crate::store::{IndexEntry, Store, Versioned};
@@ -44,6 +45,7 @@ pub struct SessionManager {
     idle: Duration,
     absolute: Duration,
     cache: ReadCache,
+    ended: EndListener,
 }
 
 impl SessionManager {
@@ -64,7 +66,13 @@ impl SessionManager {
             idle,
             absolute,
             cache: ReadCache::new(cache_ttl),
+            ended: EndListener::default(),
         }
+    }
+
+    /// Who is told of sessions that end (the authorization server's back-channel logout).
+    pub fn on_end(&self, listener: std::sync::Arc<dyn crate::session::SessionsEnded>) {
+        self.ended.set(listener);
     }
 
     /// Indexes the sessions of `providers` by account: their user ids are this server's
@@ -174,11 +182,17 @@ impl SessionManager {
     }
 
     /// Deletes sessions (dropping them from the read cache first) and index fields.
+    /// Every session that ends goes through here with its handle in `index`: the
+    /// listener is told once the store has forgotten them.
     async fn delete(&self, keys: &[String], index: Option<(&str, &[String])>) -> AppResult<()> {
         for key in keys {
             self.cache.remove(key);
         }
-        Ok(self.store.delete(keys, index).await?)
+        self.store.delete(keys, index).await?;
+        if let Some((_, handles)) = index {
+            self.ended.tell(handles);
+        }
+        Ok(())
     }
 
     /// Writes the session (and, when given, its index entry) with the remaining lifetime.

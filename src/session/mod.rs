@@ -9,6 +9,7 @@ pub mod cache;
 pub mod compact;
 pub mod cookie;
 pub mod csrf;
+pub mod ended;
 pub mod id;
 pub mod lookup;
 pub mod manager;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod refresh;
 
 pub use crate::crypto::vault::Keyring;
+pub use ended::SessionsEnded;
 pub use id::SessionId;
 pub use lookup::Lookup;
 pub use manager::SessionManager;

@@ -88,6 +88,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
             UserRepo::new(db.pool.clone()),
             Arc::clone(&settings),
             clock.clone(),
+            crate::providers::ProviderHttp::new(http.clone()),
             own_clients,
         )?);
         Some(server)
@@ -131,6 +132,12 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         .with_account_providers(providers.account_providers())
         .with_clock(clock.clone()),
     );
+    if let Some(server) = &oauth {
+        // Ended browser sessions are ended OP sessions: their apps are told.
+        sessions.on_end(Arc::new(crate::oauth_server::logout::BackChannel(
+            Arc::clone(server),
+        )));
+    }
     let metrics = Arc::new(Metrics::default());
     let refresher = Arc::new(Refresher::new(
         Arc::clone(&sessions),

@@ -197,19 +197,20 @@ impl Browser {
 
     /// Posts a consent page's form (its hidden fields, its own token) with `decision`.
     pub async fn decide(&mut self, page: &str, decision: &str) -> Seen {
+        self.submit(page, "/oauth/authorize", decision).await
+    }
+
+    /// Posts a page's form (its hidden fields, its own token) to `action` with
+    /// `decision`.
+    pub async fn submit(&mut self, page: &str, action: &str, decision: &str) -> Seen {
         let mut fields = form_fields(page);
         fields.push(("decision".into(), decision.into()));
         let pairs: Vec<(&str, &str)> = fields
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.request(
-            Method::POST,
-            "/oauth/authorize",
-            Some(Body::Form(&pairs)),
-            &[],
-        )
-        .await
+        self.request(Method::POST, action, Some(Body::Form(&pairs)), &[])
+            .await
     }
 
     pub fn session_cookie(&self) -> Option<&String> {

@@ -14,6 +14,7 @@ mod helpers;
 mod idp;
 mod oauth_flow;
 mod oauth_server;
+mod op_logout;
 mod openapi;
 mod openid_provider;
 mod ops;

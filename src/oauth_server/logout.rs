@@ -1,0 +1,229 @@
+//! Logout at the OpenID Provider.
+//!
+//! - **RP-Initiated Logout 1.0**: what an end-session request may ask — whose
+//!   `id_token_hint` it carries (one of ours, for that client), and whether its
+//!   `post_logout_redirect_uri` is one the client registered (§2, §3).
+//! - **Back-Channel Logout 1.0**: when OP sessions end, every client they signed into
+//!   that registered a `backchannel_logout_uri` is sent a signed logout token (§2.4),
+//!   off the user's request, with a timeout and a bounded number of retries (§2.7).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{op_sid, AuthorizationServer, Client};
+use crate::crypto::random_token;
+use crate::error::AppResult;
+use crate::session::SessionsEnded;
+
+/// The `events` member of a logout token (Back-Channel Logout §2.4).
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Attempts per logout token, and the wait before each retry.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(300), Duration::from_secs(1)];
+
+/// How long a client's back-channel endpoint may take to answer.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a logout token is valid (§2.4: "short").
+const LOGOUT_TOKEN_TTL: i64 = 120;
+
+/// A checked end-session request.
+#[derive(Debug, Default)]
+pub struct EndSession {
+    /// The client, named by `client_id` or the hint's `aud`.
+    pub client: Option<Client>,
+    /// Where to send the browser afterwards (with `state`), when the client registered
+    /// `post_logout_redirect_uri` and nothing in the request contradicts it.
+    pub redirect: Option<String>,
+    /// The hint's user and OP session, when the hint is one of ours for that client.
+    pub hint: Option<(String, Option<String>)>,
+}
+
+impl EndSession {
+    /// Whether the hint names the OP session `sid` of `user_id` (then no confirmation is
+    /// needed: the app that asked is the one the user is signed in to).
+    pub fn names(&self, user_id: &str, sid: &str) -> bool {
+        match &self.hint {
+            Some((sub, Some(hint_sid))) => sub == user_id && hint_sid == sid,
+            Some((sub, None)) => sub == user_id,
+            None => false,
+        }
+    }
+}
+
+/// A logout token to deliver.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogoutTarget {
+    pub client_id: String,
+    pub user_id: String,
+    pub sid: Option<String>,
+    pub backchannel_logout_uri: String,
+    pub id_token_signed_response_alg: Option<String>,
+}
+
+impl AuthorizationServer {
+    /// RP-Initiated Logout §2–§3: the hint checked (our signature, our issuer, expired or
+    /// not), the client (`client_id` and the hint's `aud` must agree), and the redirect
+    /// (registered for that client, exactly).
+    pub async fn check_end_session(&self, p: &BTreeMap<String, String>) -> AppResult<EndSession> {
+        let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let mut out = EndSession::default();
+        let hinted = match get("id_token_hint") {
+            Some(t) => match self.keys().await?.verify_own(t, self.issuer()) {
+                Some(claims) => Some(claims),
+                None => {
+                    tracing::warn!("end-session request with an id_token_hint not ours");
+                    return Ok(out);
+                }
+            },
+            None => None,
+        };
+        let aud = hinted.as_ref().and_then(|c| match &c["aud"] {
+            Value::String(a) => Some(a.clone()),
+            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        });
+        let client_id = match (get("client_id"), aud.as_deref()) {
+            (Some(c), Some(a)) if c != a => {
+                tracing::warn!("end-session request whose client_id and hint disagree");
+                return Ok(out);
+            }
+            (Some(c), _) | (None, Some(c)) => Some(c.to_owned()),
+            (None, None) => None,
+        };
+        if let Some(id) = &client_id {
+            out.client = self.repo.find_client(id).await?;
+        }
+        if let (Some(claims), Some(_)) = (&hinted, &out.client) {
+            if let Some(sub) = claims["sub"].as_str() {
+                let sid = claims["sid"].as_str().map(str::to_owned);
+                out.hint = Some((sub.to_owned(), sid));
+            }
+        }
+        if let (Some(uri), Some(client)) = (get("post_logout_redirect_uri"), &out.client) {
+            if client.post_logout_redirect_uris().any(|u| u == uri) {
+                let mut url = oauth2::url::Url::parse(uri).ok();
+                if let (Some(u), Some(state)) = (url.as_mut(), get("state")) {
+                    u.query_pairs_mut().append_pair("state", state);
+                }
+                out.redirect = url.map(|u| u.to_string());
+            } else {
+                tracing::warn!(client = %client.client_id, "post_logout_redirect_uri not registered");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Back-Channel Logout §2.5: tells every client that the ended OP sessions signed
+    /// into. Runs in the background; failures are logged, never raised.
+    pub fn sessions_ended(self: &Arc<Self>, handles: &[String]) {
+        let sids: Vec<String> = handles.iter().map(|h| op_sid(h)).collect();
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            match server.repo.logout_targets_of_sessions(&sids).await {
+                Ok(targets) => server.deliver_all(targets),
+                Err(e) => tracing::warn!(error = %e, "back-channel logout: clients not found"),
+            }
+        });
+    }
+
+    /// A user disconnected `client_id`: it is told to end that user's sessions there.
+    pub fn client_deauthorized(self: &Arc<Self>, user_id: &str, client_id: &str) {
+        let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            match server
+                .repo
+                .logout_targets_of_user(&user_id, &client_id)
+                .await
+            {
+                Ok(targets) => server.deliver_all(targets),
+                Err(e) => tracing::warn!(error = %e, "back-channel logout: clients not found"),
+            }
+        });
+    }
+
+    fn deliver_all(self: &Arc<Self>, targets: Vec<LogoutTarget>) {
+        for target in targets {
+            let server = Arc::clone(self);
+            tokio::spawn(async move { server.deliver(target).await });
+        }
+    }
+
+    /// The logout token of §2.4: `iss`, `aud`, `iat`, `exp`, `jti`, `sub`, `sid` when
+    /// known, the back-channel event, and never a `nonce`; typed `logout+jwt`.
+    pub async fn logout_token(&self, t: &LogoutTarget) -> AppResult<String> {
+        let at = self.clock.now();
+        let mut claims = json!({
+            "iss": self.issuer(),
+            "aud": t.client_id,
+            "iat": at,
+            "exp": at + LOGOUT_TOKEN_TTL,
+            "jti": random_token(),
+            "sub": t.user_id,
+            "events": { BACKCHANNEL_EVENT: {} },
+        });
+        if let Some(sid) = &t.sid {
+            claims["sid"] = json!(sid);
+        }
+        let alg = t
+            .id_token_signed_response_alg
+            .as_deref()
+            .and_then(super::SigningAlg::parse)
+            .unwrap_or(super::SigningAlg::Rs256);
+        self.keys().await?.sign_typed(alg, "logout+jwt", &claims)
+    }
+
+    /// Posts one logout token (§2.5), retrying what may pass later (no answer, 5xx);
+    /// a 4xx is the client refusing it, and final.
+    async fn deliver(&self, t: LogoutTarget) {
+        let token = match self.logout_token(&t).await {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(client = %t.client_id, error = %e, "logout token not signed");
+                return;
+            }
+        };
+        for attempt in 0..=RETRY_DELAYS.len() {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_DELAYS[attempt - 1]).await;
+            }
+            let sent = self
+                .http
+                .request(reqwest::Method::POST, &t.backchannel_logout_uri)
+                .timeout(DELIVERY_TIMEOUT)
+                .form(&[("logout_token", token.as_str())])
+                .send()
+                .await;
+            match sent.map(|r| r.status()) {
+                Ok(s) if s.is_success() => {
+                    tracing::info!(client = %t.client_id, "back-channel logout delivered");
+                    return;
+                }
+                Ok(s) if s.is_client_error() => {
+                    tracing::warn!(client = %t.client_id, status = s.as_u16(), "back-channel logout refused by the client");
+                    return;
+                }
+                Ok(s) => {
+                    tracing::warn!(client = %t.client_id, status = s.as_u16(), attempt, "back-channel logout failed")
+                }
+                Err(e) => {
+                    tracing::warn!(client = %t.client_id, error = %e, attempt, "back-channel logout unreachable")
+                }
+            }
+        }
+        tracing::warn!(client = %t.client_id, "back-channel logout given up");
+    }
+}
+
+/// The session manager's listener: ended browser sessions are ended OP sessions.
+pub struct BackChannel(pub Arc<AuthorizationServer>);
+
+impl SessionsEnded for BackChannel {
+    fn ended(&self, handles: &[String]) {
+        self.0.sessions_ended(handles);
+    }
+}
