@@ -12,6 +12,7 @@ pub type Apis = (
     crate::v1::users::UsersApi,
     crate::bff::NextAuthApi,
     crate::bff::sessions::SessionsApi,
+    crate::bff::logout::LogoutApi,
     crate::oauth::OAuthApi,
 );
 
@@ -23,6 +24,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             crate::v1::users::UsersApi,
             crate::bff::NextAuthApi,
             crate::bff::sessions::SessionsApi,
+            crate::bff::logout::LogoutApi,
             crate::oauth::OAuthApi,
         ),
         "sessiongate",

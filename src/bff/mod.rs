@@ -3,6 +3,7 @@
 //! sign out everywhere).
 
 pub mod endpoints;
+pub mod logout;
 pub mod models;
 pub mod pages;
 pub mod redirect;

@@ -52,10 +52,16 @@ pub async fn new_session(
         .get("user-agent")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let (id, _) = state
+    let (id, session) = state
         .sessions
         .create(signed.user, provider, signed.tokens, ua, &ip.0.to_string())
         .await?;
+    if let Some(oidc) = &signed.oidc {
+        state
+            .sessions
+            .remember_oidc(&id, &session, oidc.sid.as_deref(), Some(&oidc.id_token))
+            .await?;
+    }
     Ok(state.cookies.session(&id))
 }
 

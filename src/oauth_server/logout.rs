@@ -18,8 +18,7 @@ use crate::crypto::random_token;
 use crate::error::AppResult;
 use crate::session::SessionsEnded;
 
-/// The `events` member of a logout token (Back-Channel Logout §2.4).
-pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+use crate::providers::logout::BACKCHANNEL_EVENT;
 
 /// Attempts per logout token, and the wait before each retry.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(300), Duration::from_secs(1)];

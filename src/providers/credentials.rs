@@ -119,6 +119,7 @@ impl Credentials {
             return Ok(SignedIn {
                 user: bundled_user(&user),
                 tokens: bundled_tokens(tokens, self.clock.now()),
+                oidc: None,
             });
         };
         let (ip, account) = (
@@ -140,6 +141,7 @@ impl Credentials {
                 Ok(SignedIn {
                     user: bundled_user(&user),
                     tokens: bundled_tokens(tokens, self.clock.now()),
+                    oidc: None,
                 })
             }
             Some(h) => {
@@ -306,7 +308,11 @@ impl HttpBackend {
             None if !self.config.me_url.is_empty() => self.me(&tokens.access_token).await?,
             None => return Err(Self::unreachable("answer without a user id and no me_url")),
         };
-        Ok(SignedIn { user, tokens })
+        Ok(SignedIn {
+            user,
+            tokens,
+            oidc: None,
+        })
     }
 
     async fn login(&self, identifier: &str, password: &str) -> AppResult<SignedIn> {

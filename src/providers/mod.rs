@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod fetch;
 pub mod flow;
+pub mod logout;
 pub mod oauth;
 pub mod oidc;
 pub mod presets;
@@ -40,6 +41,24 @@ pub const SELF_PROVIDER: &str = "sessiongate";
 pub struct SignedIn {
     pub user: SessionUser,
     pub tokens: TokenSet,
+    /// An OpenID sign-in's OP session and id_token (for logout).
+    pub oidc: Option<OidcSignIn>,
+}
+
+/// What an OpenID sign-in leaves for logout: the provider's OP session (`sid`, when the
+/// id_token has one) and the id_token itself (the end-session hint).
+pub struct OidcSignIn {
+    pub sid: Option<String>,
+    pub id_token: String,
+}
+
+impl std::fmt::Debug for OidcSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSignIn")
+            .field("sid", &self.sid)
+            .field("id_token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One way to sign in.

@@ -21,7 +21,7 @@ use super::config::{ClientAuth, Kind, ProfileMapping, ProviderConfig};
 use super::fetch::{ProviderHttp, PROVIDER_TIMEOUT};
 use super::flow::PendingFlow;
 use super::oidc;
-use super::SignedIn;
+use super::{OidcSignIn, SignedIn};
 use crate::clock::Clock;
 use crate::session::refresh::RefreshError;
 use crate::session::{SessionUser, TokenSet};
@@ -80,8 +80,8 @@ pub struct OAuthProvider {
     pub config: ProviderConfig,
     /// `<public_url>/api/auth/callback/<id>`.
     pub redirect_uri: String,
-    oidc: Option<oidc::Oidc>,
-    clock: Clock,
+    pub(super) oidc: Option<oidc::Oidc>,
+    pub(super) clock: Clock,
 }
 
 /// What the browser is sent to, and what the callback will need.
@@ -214,20 +214,27 @@ impl OAuthProvider {
         .map_err(token_failure)?;
         let tokens = self.token_set(&answer, None);
 
+        let mut signed_oidc = None;
         let mut profile = match (&self.oidc, &endpoints.discovery) {
             (Some(oidc), Some(discovery)) => {
                 let id_token =
                     answer.extra_fields().id_token.as_deref().ok_or_else(|| {
                         Failure::IdToken("the token answer has no id_token".into())
                     })?;
-                oidc.validate(
-                    http,
-                    discovery,
-                    id_token,
-                    &self.config.client_id,
-                    flow.nonce.as_deref(),
-                )
-                .await?
+                let claims = oidc
+                    .validate(
+                        http,
+                        discovery,
+                        id_token,
+                        &self.config.client_id,
+                        flow.nonce.as_deref(),
+                    )
+                    .await?;
+                signed_oidc = Some(OidcSignIn {
+                    sid: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
+                    id_token: id_token.to_owned(),
+                });
+                claims
             }
             _ => Value::Null,
         };
@@ -251,7 +258,11 @@ impl OAuthProvider {
         }
         let user = map_profile(&profile, &self.config.profile)
             .ok_or_else(|| Failure::Garbage("the profile has no user id".into()))?;
-        Ok(SignedIn { user, tokens })
+        Ok(SignedIn {
+            user,
+            tokens,
+            oidc: signed_oidc,
+        })
     }
 
     /// The vault's token set from a token answer; `previous` supplies what a refresh

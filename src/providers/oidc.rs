@@ -160,18 +160,19 @@ impl Oidc {
         Ok(keys)
     }
 
-    /// Validates an id_token and returns its claims.
-    pub async fn validate(
+    /// A JWT of this provider, for `client_id`: its signature against the provider's
+    /// JWKS (asymmetric algorithms only), `iss`, `aud`, `exp` and `nbf` when present,
+    /// the `required` claims, and an `iat` not in the future (beyond the leeway).
+    pub async fn verified(
         &self,
         http: &ProviderHttp,
         discovery: &Discovery,
-        id_token: &str,
+        token: &str,
         client_id: &str,
-        nonce: Option<&str>,
+        required: &[&str],
     ) -> Result<Value, Failure> {
         let bad = |why: String| Failure::IdToken(why);
-        let header =
-            jsonwebtoken::decode_header(id_token).map_err(|e| bad(format!("header: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(format!("header: {e}")))?;
         // Asymmetric signatures only: an HS* token would be "signed" with our own client
         // secret, and `none` is never accepted (the library has no such algorithm).
         let asymmetric = !matches!(
@@ -209,15 +210,15 @@ impl Oidc {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&discovery.issuer]);
         validation.set_audience(&[client_id]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(required);
         validation.leeway = self.leeway.as_secs();
         // OIDC Core §3.1.3.7: a token not valid yet (`nbf`) is not valid.
         validation.validate_nbf = true;
-        let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation)
+        let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| bad(e.to_string()))?
             .claims;
-        // OIDC Core §3.1.3.7 (10): `iat` far from now is refused; one from the future
-        // (beyond the leeway) cannot be right.
+        // OIDC Core §3.1.3.7 (10): an `iat` from the future (beyond the leeway) cannot be
+        // right.
         let iat = claims
             .get("iat")
             .and_then(Value::as_i64)
@@ -225,6 +226,28 @@ impl Oidc {
         if iat > crate::clock::now() + self.leeway.as_secs() as i64 {
             return Err(bad("iat is in the future".into()));
         }
+        Ok(claims)
+    }
+
+    /// Validates an id_token and returns its claims.
+    pub async fn validate(
+        &self,
+        http: &ProviderHttp,
+        discovery: &Discovery,
+        id_token: &str,
+        client_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<Value, Failure> {
+        let bad = |why: String| Failure::IdToken(why);
+        let claims = self
+            .verified(
+                http,
+                discovery,
+                id_token,
+                client_id,
+                &["exp", "iat", "iss", "aud", "sub"],
+            )
+            .await?;
         // Several audiences: the token must have been issued to us (`azp`).
         if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
             if azp != client_id {

@@ -36,12 +36,12 @@ pub struct SessionInfo {
 const ACCOUNT_INDEX: &str = "credentials";
 
 pub struct SessionManager {
-    store: Store,
+    pub(super) store: Store,
     /// Providers whose sessions are indexed by account (see [`ACCOUNT_INDEX`]).
     account_providers: Vec<String>,
-    clock: Clock,
-    keys: Keyring,
-    prefix: String,
+    pub(super) clock: Clock,
+    pub(super) keys: Keyring,
+    pub(super) prefix: String,
     idle: Duration,
     absolute: Duration,
     cache: ReadCache,
@@ -137,7 +137,7 @@ impl SessionManager {
 
     /// When the session ends however it is used: its absolute lifetime, or — for a
     /// provider that issued no refresh token — when the access token does.
-    fn ends_at(&self, session: &Session) -> i64 {
+    pub(super) fn ends_at(&self, session: &Session) -> i64 {
         let absolute = session.created_at + self.absolute.as_secs() as i64;
         match (&session.tokens.refresh_token, session.tokens.expires_at) {
             (None, Some(token_end)) => absolute.min(token_end),
@@ -188,7 +188,12 @@ impl SessionManager {
         for key in keys {
             self.cache.remove(key);
         }
-        self.store.delete(keys, index).await?;
+        // With each session goes the id_token kept for its provider's logout.
+        let mut all = keys.to_vec();
+        if let Some((_, handles)) = index {
+            all.extend(handles.iter().map(|h| self.id_token_key(h)));
+        }
+        self.store.delete(&all, index).await?;
         if let Some((_, handles)) = index {
             self.ended.tell(handles);
         }
@@ -471,7 +476,7 @@ impl SessionManager {
     }
 
     /// Ends every session listed in `index`.
-    async fn revoke_index(&self, index: &str) -> AppResult<usize> {
+    pub(super) async fn revoke_index(&self, index: &str) -> AppResult<usize> {
         let index = index.to_owned();
         let entries = self
             .store

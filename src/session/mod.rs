@@ -14,6 +14,7 @@ pub mod id;
 pub mod lookup;
 pub mod manager;
 pub mod model;
+mod provider_logout;
 pub mod refresh;
 
 pub use crate::crypto::vault::Keyring;

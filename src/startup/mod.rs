@@ -178,9 +178,12 @@ fn self_provider(
         anyhow::anyhow!("oauth.self_provider needs server.public_url usable as an issuer: {e}")
     })?;
     let redirect = vec![format!("{issuer}/api/auth/callback/{SELF_PROVIDER}")];
+    // Signing out at the authorization server ends the BFF sessions it started.
+    let backchannel = format!("{issuer}/api/auth/backchannel-logout/{SELF_PROVIDER}");
     let (client, _) = client_record(&NewClient {
         client_id: Some(SELF_PROVIDER),
         secret: Some(&secret),
+        backchannel_logout_uri: Some(&backchannel),
         ..NewClient::basic("this site", &redirect, "openid profile email", false)
     })
     .map_err(|e| anyhow::anyhow!("oauth.self_provider: {e}"))?;

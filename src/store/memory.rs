@@ -82,16 +82,7 @@ impl MemoryStore {
             values.insert(key.to_owned(), (stored.to_vec(), now + ttl));
         }
         if let Some(entry) = index {
-            let mut hashes = lock(&self.hashes)?;
-            sweep(&mut hashes, now);
-            let hash = hashes
-                .entry(entry.index.to_owned())
-                .or_insert_with(|| (HashMap::new(), now));
-            if hash.1 <= now {
-                hash.0.clear();
-            }
-            hash.0.insert(entry.field.to_owned(), entry.value.to_vec());
-            hash.1 = now + entry.ttl;
+            self.index_put(entry)?;
         }
         Ok(true)
     }
@@ -136,6 +127,21 @@ impl MemoryStore {
                 (f, v, alive)
             })
             .collect())
+    }
+
+    pub fn index_put(&self, entry: IndexEntry<'_>) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut hashes = lock(&self.hashes)?;
+        sweep(&mut hashes, now);
+        let hash = hashes
+            .entry(entry.index.to_owned())
+            .or_insert_with(|| (HashMap::new(), now));
+        if hash.1 <= now {
+            hash.0.clear();
+        }
+        hash.0.insert(entry.field.to_owned(), entry.value.to_vec());
+        hash.1 = now + entry.ttl;
+        Ok(())
     }
 
     pub fn index_get(&self, index: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -164,6 +164,11 @@ impl Store {
         each!(self, s => s.index_entries(index, &key_of))
     }
 
+    /// Sets one field of the hash `index` (and the whole index's lifetime).
+    pub async fn index_put(&self, entry: IndexEntry<'_>) -> Result<(), StoreError> {
+        each!(self, s => s.index_put(entry))
+    }
+
     /// One field of the hash `index`.
     pub async fn index_get(&self, index: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
         each!(self, s => s.index_get(index, field))

@@ -210,6 +210,18 @@ impl RedisStore {
             .collect())
     }
 
+    pub async fn index_put(&self, entry: IndexEntry<'_>) -> Result<(), StoreError> {
+        let () = redis::pipe()
+            .atomic()
+            .hset(entry.index, entry.field, entry.value)
+            .ignore()
+            .expire(entry.index, entry.ttl.as_secs().max(1) as i64)
+            .ignore()
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
     pub async fn index_get(&self, index: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.conn().await?.hget(index, field).await?)
     }

@@ -117,6 +117,8 @@ pub struct IdpState {
     pub expires_in: i64,
     /// The user the next sign-in is for (42-shaped).
     pub user: Value,
+    /// The OP session the next id_tokens name (`sid`).
+    pub sid: String,
     codes: HashMap<String, Grant>,
     pub access: HashMap<String, Value>,
     /// Refresh token → still valid.
@@ -268,7 +270,7 @@ fn issue(s: &mut IdpState, nonce: Option<&str>) -> Value {
     if s.oidc && s.id_token_mode != IdTokenMode::Missing {
         let mut claims = json!({
             "iss": s.base, "sub": s.user["id"].to_string(), "aud": CLIENT_ID,
-            "iat": now, "exp": now + 300, "email": s.user["email"],
+            "iat": now, "exp": now + 300, "email": s.user["email"], "sid": s.sid,
         });
         if let Some(n) = nonce {
             claims["nonce"] = json!(n);
@@ -483,6 +485,7 @@ impl StandInIdp {
             issue_refresh: true,
             expires_in: 7200,
             user: user_42(),
+            sid: format!("op-{}", uuid::Uuid::new_v4().simple()),
             codes: HashMap::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
@@ -509,6 +512,34 @@ impl StandInIdp {
 
     pub fn with<T>(&self, f: impl FnOnce(&mut IdpState) -> T) -> T {
         f(&mut self.state.lock().unwrap())
+    }
+
+    /// A Back-Channel Logout 1.0 §2.4 logout token for the current user and OP
+    /// session, after `edit` (to break it on purpose).
+    pub fn logout_token(&self, edit: impl FnOnce(&mut Value)) -> String {
+        self.with(|s| {
+            let now = sessiongate::clock::now();
+            let mut claims = json!({
+                "iss": s.base, "aud": CLIENT_ID, "iat": now, "exp": now + 120,
+                "jti": uuid::Uuid::new_v4().to_string(),
+                "sub": s.user["id"].to_string(), "sid": s.sid,
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            });
+            edit(&mut claims);
+            s.key.sign(&claims)
+        })
+    }
+
+    /// The same, signed by a key the provider never published (under its `kid`).
+    pub fn forged_logout_token(&self) -> String {
+        let token = self.logout_token(|_| {});
+        let claims: Value = {
+            let payload = token.split('.').nth(1).unwrap();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+        };
+        let mut forged = SigningKey::generate();
+        forged.kid = self.with(|s| s.key.kid.clone());
+        forged.sign(&claims)
     }
 
     /// A new signing key (new `kid`): the relying party must fetch the JWKS again.

@@ -4,6 +4,7 @@ mod architecture;
 mod auth_flow;
 mod bad_input;
 mod bff;
+mod bff_logout;
 mod browser;
 mod cli;
 mod docs;

@@ -1,0 +1,110 @@
+//! What OpenID logout needs of the sessions of a provider: the sessions listed under the
+//! provider's OP session (`sid`), so a back-channel logout token costs one index lookup,
+//! not a scan (a token with only `sub` uses the per-user index); and the id_token each
+//! session signed in with, kept sealed beside it (never in the session itself, which
+//! stays within its size budget), as the hint of an RP-initiated logout.
+
+use std::time::Duration;
+
+use super::manager::SessionManager;
+use super::{Session, SessionId};
+use crate::crypto::sha256_hex;
+use crate::error::AppResult;
+use crate::store::IndexEntry;
+
+const ID_TOKEN: &[u8] = b"id_token";
+
+impl SessionManager {
+    /// `{prefix}psid:{hex(sha256(provider, sid))}`: the sessions of one provider OP session.
+    fn provider_sid_index(&self, provider: &str, sid: &str) -> String {
+        format!(
+            "{}psid:{}",
+            self.prefix,
+            sha256_hex(format!("{provider}\0{sid}"))
+        )
+    }
+
+    /// `{prefix}idt:{handle}`: the sealed id_token of a session.
+    pub(super) fn id_token_key(&self, handle: &str) -> String {
+        format!("{}idt:{handle}", self.prefix)
+    }
+
+    /// After an OpenID sign-in: the session listed under the provider's `sid`, and its
+    /// id_token kept (sealed under the session's id) for the logout hint. Both end with
+    /// the session at the latest.
+    pub async fn remember_oidc(
+        &self,
+        id: &SessionId,
+        session: &Session,
+        sid: Option<&str>,
+        id_token: Option<&str>,
+    ) -> AppResult<()> {
+        let left = (self.ends_at(session) - self.clock.now()).max(1) as u64;
+        let ttl = Duration::from_secs(left);
+        let handle = id.handle();
+        if let Some(sid) = sid {
+            let index = self.provider_sid_index(&session.provider, sid);
+            self.store
+                .index_put(IndexEntry {
+                    index: &index,
+                    field: &handle,
+                    value: b"1",
+                    ttl,
+                })
+                .await?;
+        }
+        if let Some(token) = id_token {
+            let key = self.id_token_key(&handle);
+            let sealed = self
+                .keys
+                .seal(ID_TOKEN, id.as_bytes(), key.as_bytes(), token.as_bytes());
+            self.store.put(&key, &sealed, ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// The id_token the session signed in with, if one was kept.
+    pub async fn id_token(&self, id: &SessionId) -> AppResult<Option<String>> {
+        let key = self.id_token_key(&id.handle());
+        let Some(sealed) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .keys
+            .open(ID_TOKEN, id.as_bytes(), key.as_bytes(), &sealed)
+            .ok()
+            .and_then(|plain| String::from_utf8(plain).ok()))
+    }
+
+    /// Back-channel logout: ends every session of `provider` in its OP session `sid`;
+    /// with only `sub`, every session of that provider user. How many ended.
+    pub async fn end_by_provider(
+        &self,
+        provider: &str,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> AppResult<usize> {
+        match (sid, sub) {
+            (Some(sid), _) => {
+                self.revoke_index(&self.provider_sid_index(provider, sid))
+                    .await
+            }
+            (None, Some(sub)) => self.revoke_all(provider, sub).await,
+            (None, None) => Ok(0),
+        }
+    }
+
+    /// Back-Channel Logout §2.6 step 7: whether this is the first time `provider`'s
+    /// logout token `jti` is seen (remembered for 20 minutes, past any token's age).
+    pub async fn first_logout_token(&self, provider: &str, jti: &str) -> AppResult<bool> {
+        let key = format!(
+            "{}jti:{}",
+            self.prefix,
+            sha256_hex(format!("{provider}\0{jti}"))
+        );
+        Ok(self
+            .store
+            .try_lock(&key, "seen", Duration::from_secs(1200))
+            .await?)
+    }
+}
