@@ -165,7 +165,10 @@ impl NextAuthApi {
     /// Sign out
     ///
     /// Ends the session (and, with `everywhere=true`, every session of the user), tells
-    /// the credentials backend (best effort) and clears the cookie.
+    /// the provider (its tokens revoked, best effort) and clears the cookie. For an
+    /// OpenID provider with an `end_session_endpoint`, the browser then continues there
+    /// (RP-Initiated Logout) and comes back to `callbackUrl` through
+    /// `/api/auth/signout/callback`.
     #[oai(path = "/signout", method = "post", operation_id = "signOut")]
     async fn signout(
         &self,
@@ -177,7 +180,15 @@ impl NextAuthApi {
         let found = browser.0;
         let f = body.into_inner();
         state.csrf.check(req.headers(), f.csrf_token.as_deref())?;
+        let target =
+            RedirectTarget::resolve(f.callback_url.as_deref(), &state.settings).into_string();
+        let mut at_provider = None;
         if let Some((id, session)) = found.live() {
+            // Read before the session ends: the id_token goes with it.
+            let hint = state.sessions.id_token(&id).await.unwrap_or_default();
+            at_provider =
+                super::logout::provider_logout(&state, &session.provider, hint.as_deref(), &target)
+                    .await;
             if is_true(&f.everywhere) {
                 state.revoke_tokens(&session).await;
                 let n = state
@@ -189,10 +200,10 @@ impl NextAuthApi {
                 state.end_session(&id, &session).await?;
             }
         }
-        let target =
-            RedirectTarget::resolve(f.callback_url.as_deref(), &state.settings).into_string();
+        // With a provider that has an end-session endpoint, the browser signs out there
+        // too, then comes back to `target` (`json=true`: that URL is the answer's `url`).
         Ok(RedirectOrUrl::to(
-            target,
+            at_provider.unwrap_or(target),
             is_true(&f.json),
             Some(state.cookies.clear_session()),
         ))

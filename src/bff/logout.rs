@@ -1,15 +1,24 @@
-//! `POST /api/auth/backchannel-logout/{provider}`: OpenID Back-Channel Logout 1.0 at the
-//! BFF. A provider that ended a user's session there posts a logout token; once it is
-//! valid (§2.6, [`crate::providers::logout`]) and not a replay, every session of that
-//! provider's OP session (`sid`) — or, with only `sub`, of that provider user — ends at
-//! once, found by index, not by a scan.
+//! OpenID logout at the BFF, both ways.
+//!
+//! - **Back-channel** (`POST /api/auth/backchannel-logout/{provider}`, Back-Channel
+//!   Logout 1.0): a provider that ended a user's session there posts a logout token;
+//!   once it is valid (§2.6, [`crate::providers::logout`]) and not a replay, every
+//!   session of that provider's OP session (`sid`) — or, with only `sub`, of that
+//!   provider user — ends at once, found by index, not by a scan.
+//! - **RP-initiated** (RP-Initiated Logout 1.0): sign-out here continues at the
+//!   provider's `end_session_endpoint` ([`provider_logout`]), which sends the browser
+//!   back to `GET /api/auth/signout/callback` with the `state` we signed, and from there
+//!   to the `callbackUrl` the sign-out named.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Form;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
+use super::redirect::RedirectTarget;
 use crate::error::AppError;
 use crate::http::api_error::OAuthError;
 use crate::http::tags::ApiTags;
@@ -30,6 +39,49 @@ pub enum BackchannelResult {
     Ok(#[oai(header = "Cache-Control")] String),
 }
 
+#[derive(ApiResponse)]
+pub enum SignedOutResult {
+    /// To the sign-out's `callbackUrl` (the site's home when `state` is not ours).
+    #[oai(status = 302)]
+    Redirect(#[oai(header = "Location")] String),
+}
+
+/// The `state` sent with the browser to the provider: the callback URL and a MAC of it.
+fn state_for(state: &AppState, callback: &str) -> String {
+    let mac = state.csrf.bound("signout-callback", &[callback]);
+    format!("{}.{mac}", URL_SAFE_NO_PAD.encode(callback))
+}
+
+/// The callback URL a `state` of ours carries.
+fn callback_of(state: &AppState, value: &str) -> Option<String> {
+    let (encoded, mac) = value.split_once('.')?;
+    let callback = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
+    state
+        .csrf
+        .check_bound("signout-callback", &[&callback], Some(mac))
+        .ok()?;
+    Some(callback)
+}
+
+/// Where a sign-out of a `provider` session continues: its end-session URL (with the
+/// kept id_token as the hint), or `None` to go straight to `callback`.
+pub async fn provider_logout(
+    state: &AppState,
+    provider: &str,
+    id_token: Option<&str>,
+    callback: &str,
+) -> Option<String> {
+    let p = state.providers.oauth(provider)?;
+    let back = format!("{}/api/auth/signout/callback", state.settings.public_url());
+    p.end_session_url(
+        &state.providers.http,
+        id_token,
+        &back,
+        &state_for(state, callback),
+    )
+    .await
+}
+
 fn invalid(why: &str) -> AppError {
     AppError::OAuth {
         error: "invalid_request",
@@ -39,6 +91,30 @@ fn invalid(why: &str) -> AppError {
 
 #[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Session")]
 impl LogoutApi {
+    /// Back from the provider's logout
+    ///
+    /// Where a provider's end-session endpoint sends the browser after a sign-out that
+    /// continued there (RP-Initiated Logout §3): on to the sign-out's `callbackUrl`,
+    /// carried in the `state` this server signed; an unknown `state` goes to the site's
+    /// home page.
+    #[oai(
+        path = "/signout/callback",
+        method = "get",
+        operation_id = "signOutCallback"
+    )]
+    async fn signout_callback(
+        &self,
+        state: Data<&AppState>,
+        #[oai(name = "state")] returned: Query<Option<String>>,
+    ) -> SignedOutResult {
+        let callback = returned.0.as_deref().and_then(|v| callback_of(&state, v));
+        if callback.is_none() {
+            tracing::warn!("sign-out callback without a state of ours");
+        }
+        let target = RedirectTarget::resolve(callback.as_deref(), &state.settings).into_string();
+        SignedOutResult::Redirect(target)
+    }
+
     /// Back-channel logout from a provider
     ///
     /// OpenID Back-Channel Logout 1.0: the form field `logout_token`, a JWT signed by

@@ -44,9 +44,10 @@ pub async fn new_session(
     provider: &str,
 ) -> AppResult<String> {
     let value = cookie::read(req.headers(), state.cookies.session_name());
-    if let Lookup::Live(old_id, old) = state.sessions.lookup(value).await? {
-        state.sessions.destroy(&old_id, &old).await?;
-    }
+    let previous = match state.sessions.lookup(value).await? {
+        Lookup::Live(old_id, old) => Some((old_id, old)),
+        _ => None,
+    };
     let ua = req
         .headers()
         .get("user-agent")
@@ -61,6 +62,13 @@ pub async fn new_session(
             .sessions
             .remember_oidc(&id, &session, oidc.sid.as_deref(), Some(&oidc.id_token))
             .await?;
+    }
+    if let Some((old_id, old)) = previous {
+        // The same person signing in again in this browser (as "Sign in with
+        // sessiongate" does, through its own server) is not a logout: the apps the old
+        // session signed into are told only when someone else signs in.
+        let someone_else = old.user.id != session.user.id;
+        state.sessions.retire(&old_id, &old, someone_else).await?;
     }
     Ok(state.cookies.session(&id))
 }

@@ -39,6 +39,8 @@ pub struct ProviderConfig {
     pub leeway: std::time::Duration,
     /// Whether its user ids are this server's own accounts ("Sign in with sessiongate").
     pub accounts: bool,
+    /// OIDC: sign-out continues at the provider's `end_session_endpoint` when it has one.
+    pub end_session: bool,
 }
 
 /// The id a table gets in URLs and sessions.
@@ -213,6 +215,7 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
         client_auth,
         leeway,
         accounts: false,
+        end_session: raw.end_session.unwrap_or(true),
         profile: {
             let defaults = base.profile.unwrap_or_else(|| default_mapping(kind));
             let own = raw.profile.unwrap_or_default();

@@ -74,4 +74,37 @@ impl OAuthProvider {
         let jti = text("jti").ok_or("no jti")?;
         Ok(LogoutClaims { sub, sid, jti })
     }
+
+    /// OpenID RP-Initiated Logout §2: where the browser continues its sign-out — the
+    /// provider's `end_session_endpoint` with `id_token_hint` (when kept), `client_id`,
+    /// `post_logout_redirect_uri` and `state`. `None` when the provider has none, is
+    /// told not to (`end_session = false`), or cannot be asked right now (the sign-out
+    /// here is complete either way).
+    pub async fn end_session_url(
+        &self,
+        http: &ProviderHttp,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Option<String> {
+        let oidc = self.oidc.as_ref().filter(|_| self.config.end_session)?;
+        let discovery = match oidc.discovery(http).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(provider = %self.config.id, error = %e, "end-session endpoint unknown; signed out here only");
+                return None;
+            }
+        };
+        let mut url = oauth2::url::Url::parse(discovery.end_session_endpoint.as_deref()?).ok()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(hint) = id_token_hint {
+                q.append_pair("id_token_hint", hint);
+            }
+            q.append_pair("client_id", &self.config.client_id);
+            q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+            q.append_pair("state", state);
+        }
+        Some(url.to_string())
+    }
 }

@@ -33,6 +33,9 @@ pub struct Discovery {
     pub revocation_endpoint: Option<String>,
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// OpenID RP-Initiated Logout 1.0 §2.1.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
 /// Per-provider OIDC state: the cached discovery document and key set.
@@ -101,7 +104,11 @@ impl Oidc {
                 doc.issuer, self.issuer
             )));
         }
-        let optional = [&doc.userinfo_endpoint, &doc.revocation_endpoint];
+        let optional = [
+            &doc.userinfo_endpoint,
+            &doc.revocation_endpoint,
+            &doc.end_session_endpoint,
+        ];
         for url in [
             Some(&doc.authorization_endpoint),
             Some(&doc.token_endpoint),

@@ -57,6 +57,9 @@ pub(super) struct RawProvider {
     pub(super) client_auth: String,
     /// Clock skew tolerated on id_token times, e.g. "60s".
     pub(super) leeway: String,
+    /// OIDC: send the browser to the provider's `end_session_endpoint` at sign-out
+    /// (default: when discovery has one).
+    pub(super) end_session: Option<bool>,
     pub(super) profile: Option<ProfileMapping>,
 }
 

@@ -108,12 +108,12 @@ impl SessionManager {
         self.key_of_handle(&id.handle())
     }
 
-    fn key_of_handle(&self, handle: &str) -> String {
+    pub(super) fn key_of_handle(&self, handle: &str) -> String {
         format!("{}sess:{handle}", self.prefix)
     }
 
     /// The per-user index of `provider`'s user `user_id`.
-    fn index_key(&self, provider: &str, user_id: &str) -> String {
+    pub(super) fn index_key(&self, provider: &str, user_id: &str) -> String {
         if self.account_providers.iter().any(|p| p == provider) {
             return self.account_index(user_id);
         }
@@ -121,12 +121,12 @@ impl SessionManager {
     }
 
     /// The index of every session of this server's account `user_id`.
-    fn account_index(&self, user_id: &str) -> String {
+    pub(super) fn account_index(&self, user_id: &str) -> String {
         format!("{}user:{}", self.prefix, user_key(ACCOUNT_INDEX, user_id))
     }
 
     /// The index the session is listed in.
-    fn index_of(&self, session: &Session) -> String {
+    pub(super) fn index_of(&self, session: &Session) -> String {
         self.index_key(&session.provider, &session.user.id)
     }
 
@@ -173,7 +173,7 @@ impl SessionManager {
             .seal(INDEX, index.as_bytes(), handle.as_bytes(), &plain))
     }
 
-    fn open_meta(&self, index: &str, handle: &str, blob: &[u8]) -> Option<DeviceMeta> {
+    pub(super) fn open_meta(&self, index: &str, handle: &str, blob: &[u8]) -> Option<DeviceMeta> {
         let plain = self
             .keys
             .open(INDEX, index.as_bytes(), handle.as_bytes(), blob)
@@ -184,7 +184,20 @@ impl SessionManager {
     /// Deletes sessions (dropping them from the read cache first) and index fields.
     /// Every session that ends goes through here with its handle in `index`: the
     /// listener is told once the store has forgotten them.
-    async fn delete(&self, keys: &[String], index: Option<(&str, &[String])>) -> AppResult<()> {
+    pub(super) async fn delete(
+        &self,
+        keys: &[String],
+        index: Option<(&str, &[String])>,
+    ) -> AppResult<()> {
+        self.remove(keys, index, true).await
+    }
+
+    async fn remove(
+        &self,
+        keys: &[String],
+        index: Option<(&str, &[String])>,
+        tell: bool,
+    ) -> AppResult<()> {
         for key in keys {
             self.cache.remove(key);
         }
@@ -194,7 +207,7 @@ impl SessionManager {
             all.extend(handles.iter().map(|h| self.id_token_key(h)));
         }
         self.store.delete(&all, index).await?;
-        if let Some((_, handles)) = index {
+        if let (Some((_, handles)), true) = (index, tell) {
             self.ended.tell(handles);
         }
         Ok(())
@@ -411,80 +424,17 @@ impl SessionManager {
 
     /// Ends one session and removes it from its user's index.
     pub async fn destroy(&self, id: &SessionId, session: &Session) -> AppResult<()> {
+        self.retire(id, session, true).await
+    }
+
+    /// Ends one session; the listener is told only when `tell` (a sign-in that replaces
+    /// the same user's session in the same browser is not a logout).
+    pub async fn retire(&self, id: &SessionId, session: &Session, tell: bool) -> AppResult<()> {
         let index = self.index_of(session);
-        self.delete(&[self.key(id)], Some((&index, &[id.handle()])))
+        let handles = [id.handle()];
+        self.remove(&[self.key(id)], Some((&index, &handles)), tell)
             .await?;
         tracing::info!(session = ?id, "session ended");
         Ok(())
-    }
-
-    /// The user's live sessions, newest first; stale index entries are dropped.
-    pub async fn list(
-        &self,
-        current: &SessionId,
-        session: &Session,
-    ) -> AppResult<Vec<SessionInfo>> {
-        let index = self.index_of(session);
-        let entries = self
-            .store
-            .index_entries(&index, |h| self.key_of_handle(h))
-            .await?;
-        let mut stale = Vec::new();
-        let mut out = Vec::new();
-        let current = current.handle();
-        for (handle, blob, alive) in entries {
-            match (alive, self.open_meta(&index, &handle, &blob)) {
-                (true, Some(meta)) => out.push(SessionInfo {
-                    current: handle == current,
-                    handle,
-                    meta,
-                }),
-                _ => stale.push(handle),
-            }
-        }
-        if !stale.is_empty() {
-            self.delete(&[], Some((&index, &stale))).await?;
-        }
-        out.sort_by_key(|i| std::cmp::Reverse(i.meta.created_at));
-        Ok(out)
-    }
-
-    /// Ends the user's session with this handle. `false` when it is not theirs or gone.
-    pub async fn revoke(&self, session: &Session, handle: &str) -> AppResult<bool> {
-        let index = self.index_of(session);
-        if handle.len() != 64 || self.store.index_get(&index, handle).await?.is_none() {
-            return Ok(false);
-        }
-        self.delete(
-            &[self.key_of_handle(handle)],
-            Some((&index, &[handle.to_owned()])),
-        )
-        .await?;
-        Ok(true)
-    }
-
-    /// Ends every session of the account `user_id` of this server, however it signed in
-    /// (a password reset: the account may have been taken over). Returns how many.
-    pub async fn revoke_account(&self, user_id: &str) -> AppResult<usize> {
-        self.revoke_index(&self.account_index(user_id)).await
-    }
-
-    /// Ends every session of the user (sign out everywhere): with an account provider,
-    /// every session of the account, whichever way it signed in. Returns how many.
-    pub async fn revoke_all(&self, provider: &str, user_id: &str) -> AppResult<usize> {
-        self.revoke_index(&self.index_key(provider, user_id)).await
-    }
-
-    /// Ends every session listed in `index`.
-    pub(super) async fn revoke_index(&self, index: &str) -> AppResult<usize> {
-        let index = index.to_owned();
-        let entries = self
-            .store
-            .index_entries(&index, |h| self.key_of_handle(h))
-            .await?;
-        let handles: Vec<String> = entries.into_iter().map(|(h, _, _)| h).collect();
-        let keys: Vec<String> = handles.iter().map(|h| self.key_of_handle(h)).collect();
-        self.delete(&keys, Some((&index, &handles))).await?;
-        Ok(keys.len())
     }
 }

@@ -10,6 +10,7 @@ pub mod compact;
 pub mod cookie;
 pub mod csrf;
 pub mod ended;
+mod ending;
 pub mod id;
 pub mod lookup;
 pub mod manager;

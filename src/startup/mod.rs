@@ -180,10 +180,12 @@ fn self_provider(
     let redirect = vec![format!("{issuer}/api/auth/callback/{SELF_PROVIDER}")];
     // Signing out at the authorization server ends the BFF sessions it started.
     let backchannel = format!("{issuer}/api/auth/backchannel-logout/{SELF_PROVIDER}");
+    let after_logout = vec![format!("{issuer}/api/auth/signout/callback")];
     let (client, _) = client_record(&NewClient {
         client_id: Some(SELF_PROVIDER),
         secret: Some(&secret),
         backchannel_logout_uri: Some(&backchannel),
+        post_logout_redirect_uris: &after_logout,
         ..NewClient::basic("this site", &redirect, "openid profile email", false)
     })
     .map_err(|e| anyhow::anyhow!("oauth.self_provider: {e}"))?;
@@ -202,6 +204,7 @@ fn self_provider(
         client_auth: ClientAuth::Basic,
         leeway: crate::providers::config::DEFAULT_LEEWAY,
         accounts: true,
+        end_session: true,
         profile: crate::providers::config::default_mapping(Kind::Oidc),
     };
     Ok((client, provider))

@@ -304,3 +304,102 @@ async fn signing_out_at_our_own_op_ends_the_bff_sessions_on_every_instance() {
     assert!(ended, "the BFF session outlived the OP session by 2 s");
     assert!(!signed_in(&mut spa).await);
 }
+
+/// Signs `b` out with `json=true`: the answer's `url`.
+async fn sign_out_url(b: &mut Browser, callback: &str) -> String {
+    let csrf = b.csrf().await;
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/auth/signout",
+            Some(Body::Form(&[
+                ("csrfToken", &csrf),
+                ("callbackUrl", callback),
+                ("json", "true"),
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    seen.json()["url"].as_str().unwrap().to_owned()
+}
+
+/// RP-Initiated Logout 1.0 §2 (the end-session request: `id_token_hint`, `client_id`,
+/// `post_logout_redirect_uri`, `state`) and §3 (back with `state`, which we check): the
+/// sign-out ends the session here first, then continues at the provider.
+#[tokio::test]
+async fn signing_out_continues_at_the_providers_end_session_endpoint() {
+    let idp = StandInIdp::spawn(true).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| acme(s, &idp)).await;
+    let mut b = Browser::new(&app, "RP logout");
+    sign_in_acme(&mut b, &idp).await;
+
+    let url = sign_out_url(&mut b, "/after").await;
+    assert!(url.starts_with(&format!("{}/logout?", idp.base)), "{url}");
+    // Ended here before the browser even leaves.
+    assert!(b.session().await.as_object().is_none_or(|o| o.is_empty()));
+    let back = idp.approve(&url).await;
+    let q = crate::oauth_flow::query(&url);
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(
+        q["post_logout_redirect_uri"],
+        format!("{PUBLIC_URL}/api/auth/signout/callback")
+    );
+    let hint: Value = {
+        use base64::Engine;
+        let payload = q["id_token_hint"].split('.').nth(1).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    };
+    let sid = idp.with(|s| s.sid.clone());
+    assert_eq!(hint["sid"], sid, "the id_token of this sign-in");
+    assert!(back.starts_with(&format!("{PUBLIC_URL}/api/auth/signout/callback?state=")));
+    let done = b.get(back.strip_prefix(PUBLIC_URL).unwrap()).await;
+    assert_eq!(done.status, StatusCode::FOUND);
+    assert_eq!(done.location().unwrap(), format!("{PUBLIC_URL}/after"));
+
+    // A state that is not ours goes home, never to where it says.
+    let evil = format!(
+        "{}.forged",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            "https://evil.example/"
+        )
+    );
+    for state in [evil.as_str(), "garbage", ""] {
+        let seen = b
+            .get(&format!("/api/auth/signout/callback?state={state}"))
+            .await;
+        assert_eq!(seen.status, StatusCode::FOUND);
+        assert_eq!(
+            seen.location().unwrap(),
+            format!("{PUBLIC_URL}/"),
+            "{state}"
+        );
+    }
+}
+
+/// `end_session = false`: the sign-out stays here; and a provider whose discovery is
+/// unreachable cannot stop a sign-out either.
+#[tokio::test]
+async fn a_provider_may_be_left_out_of_the_sign_out() {
+    let idp = StandInIdp::spawn(true).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        acme(s, &idp);
+        s.providers
+            .others
+            .get_mut("acme")
+            .unwrap()
+            .insert("end_session".into(), figment::value::Value::from(false));
+    })
+    .await;
+    let mut b = Browser::new(&app, "Local");
+    sign_in_acme(&mut b, &idp).await;
+    assert_eq!(
+        sign_out_url(&mut b, "/after").await,
+        format!("{PUBLIC_URL}/after")
+    );
+    assert!(idp.with(|s| s.end_sessions.is_empty()));
+}

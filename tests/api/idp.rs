@@ -131,6 +131,8 @@ pub struct IdpState {
     pub token_requests: Vec<(String, &'static str, HashMap<String, String>)>,
     /// `(token, token_type_hint)` of every revocation.
     pub revoked: Vec<(String, String)>,
+    /// The query of every end-session request.
+    pub end_sessions: Vec<HashMap<String, String>>,
     /// Bytes the `Huge` token answer produced before the client stopped reading.
     pub huge_sent: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -451,7 +453,30 @@ fn discovery(state: Data<&Shared>) -> Json<Value> {
         "id_token_signing_alg_values_supported": ["ES256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
+        "end_session_endpoint": format!("{b}/logout"),
     }))
+}
+
+/// RP-Initiated Logout's end-session endpoint: records the request, then sends the
+/// browser back to `post_logout_redirect_uri` with `state`.
+#[handler]
+fn end_session(state: Data<&Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mut s = state.lock().unwrap();
+    s.end_sessions.push(q.clone());
+    let Some(back) = q.get("post_logout_redirect_uri") else {
+        return StatusCode::OK.into_response();
+    };
+    let state = q.get("state").cloned().unwrap_or_default();
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let encoded: String = url_encode(&state);
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header("location", format!("{back}{sep}state={encoded}"))
+        .finish()
+}
+
+fn url_encode(s: &str) -> String {
+    oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[handler]
@@ -495,6 +520,7 @@ impl StandInIdp {
             profile_fetches: 0,
             token_requests: Vec::new(),
             revoked: Vec::new(),
+            end_sessions: Vec::new(),
             huge_sent: Arc::default(),
         }));
         let app = Route::new()
@@ -505,6 +531,7 @@ impl StandInIdp {
             .at("/userinfo", get(userinfo))
             .at("/.well-known/openid-configuration", get(discovery))
             .at("/jwks", get(jwks))
+            .at("/logout", get(end_session))
             .data(state.clone());
         tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
         Self { base, state }
