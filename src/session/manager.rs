@@ -44,7 +44,7 @@ pub struct SessionManager {
     pub(super) prefix: String,
     idle: Duration,
     absolute: Duration,
-    cache: ReadCache,
+    cache: std::sync::Arc<ReadCache>,
     ended: EndListener,
 }
 
@@ -65,9 +65,32 @@ impl SessionManager {
             prefix: prefix.to_owned(),
             idle,
             absolute,
-            cache: ReadCache::new(cache_ttl),
+            cache: std::sync::Arc::new(ReadCache::new(cache_ttl)),
             ended: EndListener::default(),
         }
+    }
+
+    /// `{prefix}ended`: where instances announce the sessions they end.
+    fn ended_channel(&self) -> String {
+        format!("{}ended", self.prefix)
+    }
+
+    /// Hears the sessions other instances end, and drops them from the read cache at
+    /// once; the cache stays off until this is heard, and whenever it is not.
+    pub fn watch_ended(&self) {
+        let cache = std::sync::Arc::clone(&self.cache);
+        self.store.watch(
+            self.ended_channel(),
+            Box::new(move |message| match message {
+                None => cache.set_live(false),
+                Some([]) => cache.set_live(true),
+                Some(keys) => {
+                    for key in String::from_utf8_lossy(keys).split('\n') {
+                        cache.remove(key);
+                    }
+                }
+            }),
+        );
     }
 
     /// Who is told of sessions that end (the authorization server's back-channel logout).
@@ -207,6 +230,16 @@ impl SessionManager {
             all.extend(handles.iter().map(|h| self.id_token_key(h)));
         }
         self.store.delete(&all, index).await?;
+        if !keys.is_empty() {
+            // Other instances drop them from their read caches now, not in a second.
+            if let Err(e) = self
+                .store
+                .publish(&self.ended_channel(), keys.join("\n").as_bytes())
+                .await
+            {
+                tracing::warn!(error = %e, "ended sessions not announced");
+            }
+        }
         if let (Some((_, handles)), true) = (index, tell) {
             self.ended.tell(handles);
         }

@@ -132,6 +132,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         .with_account_providers(providers.account_providers())
         .with_clock(clock.clone()),
     );
+    sessions.watch_ended();
     if let Some(server) = &oauth {
         // Ended browser sessions are ended OP sessions: their apps are told.
         sessions.on_end(Arc::new(crate::oauth_server::logout::BackChannel(

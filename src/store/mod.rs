@@ -47,6 +47,10 @@ pub struct IndexEntry<'a> {
     pub ttl: Duration,
 }
 
+/// What hears a [`Store::watch`] channel: each message; `Some(empty)` when hearing
+/// (again); `None` when messages may be missed.
+pub type OnMessage = Box<dyn Fn(Option<&[u8]>) + Send + Sync>;
+
 /// A value with the version compare-and-set compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
@@ -167,6 +171,24 @@ impl Store {
     /// Sets one field of the hash `index` (and the whole index's lifetime).
     pub async fn index_put(&self, entry: IndexEntry<'_>) -> Result<(), StoreError> {
         each!(self, s => s.index_put(entry))
+    }
+
+    /// Tells every instance sharing the store (Redis PUBLISH; memory: no one else).
+    pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(r) => r.publish(channel, message).await,
+            Self::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Hears what other instances [`Store::publish`] on `channel` (see
+    /// `RedisStore::watch`). Memory has no other instance: `on` hears `Some(empty)`
+    /// once, meaning "up to date".
+    pub fn watch(&self, channel: String, on: OnMessage) {
+        match self {
+            Self::Redis(r) => r.watch(channel, on),
+            Self::Memory(_) => on(Some(&[])),
+        }
     }
 
     /// One field of the hash `index`.

@@ -124,6 +124,45 @@ impl RedisStore {
         Ok(conn.clone())
     }
 
+    pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        let _: i64 = self.conn().await?.publish(channel, message).await?;
+        Ok(())
+    }
+
+    /// Subscribes to `channel` for as long as the process runs: `on` gets each message,
+    /// and `None` whenever the subscription is lost (messages may have been missed) or
+    /// `Some(empty)` once it is (re)established. Reconnects every second.
+    pub fn watch(&self, channel: String, on: super::OnMessage) {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            loop {
+                let subscribed = tokio::time::timeout(timeout, async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    Ok::<_, redis::RedisError>(pubsub)
+                })
+                .await;
+                match subscribed {
+                    Ok(Ok(pubsub)) => {
+                        on(Some(&[]));
+                        let mut messages = pubsub.into_on_message();
+                        while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
+                            on(Some(msg.get_payload_bytes()));
+                        }
+                        tracing::warn!(
+                            "redis subscription lost; session cache off until it is back"
+                        );
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "redis subscription failed"),
+                    Err(_) => tracing::debug!("redis subscription timed out"),
+                }
+                on(None);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.conn().await?.get(key).await?)
     }

@@ -403,3 +403,60 @@ async fn a_provider_may_be_left_out_of_the_sign_out() {
     );
     assert!(idp.with(|s| s.end_sessions.is_empty()));
 }
+
+/// Back-Channel Logout §2.7 across instances: a session ended on one instance is not
+/// served by another's read cache — even one that caches for a minute — the next
+/// proxied request there is 401 `session_expired`.
+#[tokio::test]
+async fn an_ended_session_is_refused_at_once_on_every_instance() {
+    let idp = StandInIdp::spawn(true).await;
+    let upstream = crate::stand_ins::EchoUpstream::spawn().await;
+    let key = sessiongate::crypto::generate_key();
+    let (up, k) = (upstream.base.clone(), key.clone());
+    let first = spawn_app_with(Backend::Sqlite, |s| {
+        acme(s, &idp);
+        s.session.keys = vec![sessiongate::crypto::Secret::new(k)];
+        s.proxy
+            .routes
+            .push(crate::helpers::proxy_route("/api/data", &up, "acme"));
+    })
+    .await;
+    let prefix = first.redis_prefix.clone();
+    let second = spawn_app_with(Backend::Sqlite, |s| {
+        acme(s, &idp);
+        s.session.keys = vec![sessiongate::crypto::Secret::new(key)];
+        s.redis.prefix = prefix;
+        s.session.cache_ttl = Duration::from_secs(60);
+        s.proxy.routes.push(crate::helpers::proxy_route(
+            "/api/data",
+            &upstream.base,
+            "acme",
+        ));
+    })
+    .await;
+    let mut b = Browser::new(&first, "Everywhere");
+    sign_in_acme(&mut b, &idp).await;
+    let mut there = Browser::new(&second, "Everywhere");
+    there.cookies = b.cookies.clone();
+    // Read (and so cached) on the second instance.
+    assert_eq!(there.get("/api/data/me").await.status, StatusCode::OK);
+    assert_eq!(there.get("/api/data/me").await.status, StatusCode::OK);
+
+    let resp = post_token(&first, PATH, &idp.logout_token(|_| {})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut status = StatusCode::OK;
+    for _ in 0..20 {
+        let seen = there.get("/api/data/me").await;
+        status = seen.status;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(seen.json()["code"], "session_expired", "{}", seen.body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "served from a stale cache"
+    );
+}
