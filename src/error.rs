@@ -34,6 +34,10 @@ pub enum AppError {
     /// The session existed but can no longer be used; sign in again.
     #[error("session expired")]
     SessionExpired,
+    /// The session was ended by its provider (back-channel logout); the name is the
+    /// provider's, for the message. Answered as `session_expired`.
+    #[error("signed out by the provider")]
+    SignedOutBy(String),
     /// The anti-CSRF token (`csrfToken`, `X-CSRF-Token`) is missing or wrong.
     #[error("csrf check failed")]
     Csrf,
@@ -171,6 +175,12 @@ impl AppError {
                 "session_expired",
                 "Your session has expired; sign in again.".into(),
             ),
+            SignedOutBy(provider) => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "session_expired",
+                format!("You were signed out by {provider}."),
+            ),
             Csrf => (
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -300,7 +310,7 @@ impl AppError {
         use AppError::*;
         match self {
             OAuth { error, .. } => error,
-            Unauthenticated(_) | SessionExpired => "invalid_token",
+            Unauthenticated(_) | SessionExpired | SignedOutBy(_) => "invalid_token",
             InvalidCredentials => "invalid_client",
             RateLimited { .. }
             | Unavailable(_)
@@ -362,7 +372,8 @@ impl AppError {
         match self {
             AppError::InvalidCredentials
             | AppError::Unauthenticated(_)
-            | AppError::SessionExpired => {
+            | AppError::SessionExpired
+            | AppError::SignedOutBy(_) => {
                 resp.headers_mut().insert(
                     poem::http::header::WWW_AUTHENTICATE,
                     poem::http::HeaderValue::from_static("Bearer"),

@@ -42,6 +42,10 @@ function explain(body) {
   }
   const url = body.url ? new URL(body.url, location.origin) : null;
   const code = url?.searchParams.get("error") || body.code || body.error;
+  // A session its provider ended says who did.
+  if (code === "session_expired" && body.message?.startsWith("You were signed out by")) {
+    return body.message;
+  }
   return MESSAGES[code] || body.message || "Something went wrong. Try again.";
 }
 
@@ -132,6 +136,13 @@ async function signOut(everywhere) {
     form: { csrfToken: await csrf(), json: "true", everywhere: String(everywhere) },
   });
   if (!r.ok) return notice(explain(r.body));
+  // Signed in with an OpenID provider that has a logout page: sign out there too, and
+  // come back here (the answer's url is the provider's end-session endpoint).
+  const next = r.body?.url ? new URL(r.body.url, location.origin) : null;
+  if (next && next.origin !== location.origin) {
+    location.href = next.href;
+    return;
+  }
   notice(everywhere ? "You are signed out on every device." : "You are signed out.", true);
   await render();
 }
@@ -218,6 +229,12 @@ async function render() {
   $("who").hidden = !user;
   if (!user) {
     await renderProviders();
+    // A cookie whose session its provider ended says so once (then it is cleared).
+    const gone = await call("GET", "/api/auth/sessions");
+    if (gone.status === 401 && gone.body?.code === "session_expired") {
+      const text = explain(gone.body);
+      if (text.startsWith("You were signed out by")) notice(text);
+    }
     return;
   }
   $("who").textContent = user.name || user.email || user.id;

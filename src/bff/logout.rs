@@ -157,9 +157,15 @@ impl LogoutApi {
             tracing::warn!(provider = %provider.0, "logout token replayed");
             return Err(invalid("This logout token was already used.").into());
         }
+        let name = p.config.name.clone();
         let ended = state
             .sessions
-            .end_by_provider(&provider.0, claims.sid.as_deref(), claims.sub.as_deref())
+            .end_by_provider(
+                &provider.0,
+                &name,
+                claims.sid.as_deref(),
+                claims.sub.as_deref(),
+            )
             .await?;
         tracing::info!(provider = %provider.0, sessions = ended, "signed out by the provider");
         Ok(BackchannelResult::Ok("no-store".into()))

@@ -100,7 +100,7 @@ pub async fn handle(mut req: Request) -> Response {
         Ok(resp) => resp,
         Err(err) => {
             let mut resp = err.to_response(ErrorStyle::Code);
-            if matches!(err, AppError::SessionExpired) {
+            if matches!(err, AppError::SessionExpired | AppError::SignedOutBy(_)) {
                 if let Ok(clear) = HeaderValue::try_from(state.cookies.clear_session()) {
                     resp.headers_mut().append(header::SET_COOKIE, clear);
                 }
@@ -148,7 +148,10 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
     // A cookie that names no live session (signed out, revoked, expired): say so, and
     // clear it, however many requests still carry it.
     let Some((id, session)) = state.sessions.load(&cookie_value).await? else {
-        return Err(AppError::SessionExpired);
+        return Err(match state.sessions.ended_by(&cookie_value).await {
+            Some(by) => AppError::SignedOutBy(by),
+            None => AppError::SessionExpired,
+        });
     };
     if session.provider != route.provider {
         return Err(AppError::Unauthenticated(

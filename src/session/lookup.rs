@@ -10,8 +10,8 @@ pub enum Lookup {
     /// No session cookie.
     NoCookie,
     /// A cookie that names no live session (signed out, revoked, expired, malformed):
-    /// the caller clears it.
-    Ended,
+    /// the caller clears it. With the provider's name when the provider ended it.
+    Ended(Option<String>),
     Live(SessionId, Session),
 }
 
@@ -21,7 +21,8 @@ impl Lookup {
     pub fn signed_in(self) -> AppResult<(SessionId, Session)> {
         match self {
             Lookup::Live(id, session) => Ok((id, session)),
-            Lookup::Ended => Err(AppError::SessionExpired),
+            Lookup::Ended(None) => Err(AppError::SessionExpired),
+            Lookup::Ended(Some(by)) => Err(AppError::SignedOutBy(by)),
             Lookup::NoCookie => Err(AppError::Unauthenticated("Sign in first.")),
         }
     }
@@ -36,7 +37,7 @@ impl Lookup {
 
     /// Whether the cookie names a session that has ended.
     pub fn ended(&self) -> bool {
-        matches!(self, Lookup::Ended)
+        matches!(self, Lookup::Ended(_))
     }
 }
 
@@ -48,7 +49,7 @@ impl SessionManager {
         };
         Ok(match self.load(value).await? {
             Some((id, session)) => Lookup::Live(id, session),
-            None => Lookup::Ended,
+            None => Lookup::Ended(self.ended_by(value).await),
         })
     }
 }

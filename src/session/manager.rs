@@ -42,7 +42,7 @@ pub struct SessionManager {
     pub(super) clock: Clock,
     pub(super) keys: Keyring,
     pub(super) prefix: String,
-    idle: Duration,
+    pub(super) idle: Duration,
     absolute: Duration,
     cache: std::sync::Arc<ReadCache>,
     ended: EndListener,

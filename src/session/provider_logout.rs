@@ -76,22 +76,52 @@ impl SessionManager {
             .and_then(|plain| String::from_utf8(plain).ok()))
     }
 
+    /// `{prefix}gone:{handle}`: who ended a session (for the message its cookie gets).
+    fn ended_by_key(&self, handle: &str) -> String {
+        format!("{}gone:{handle}", self.prefix)
+    }
+
     /// Back-channel logout: ends every session of `provider` in its OP session `sid`;
-    /// with only `sub`, every session of that provider user. How many ended.
+    /// with only `sub`, every session of that provider user. Their cookies are then
+    /// told "signed out by `name`" (for as long as the cookie could have lived idle).
+    /// How many ended.
     pub async fn end_by_provider(
         &self,
         provider: &str,
+        name: &str,
         sid: Option<&str>,
         sub: Option<&str>,
     ) -> AppResult<usize> {
-        match (sid, sub) {
-            (Some(sid), _) => {
-                self.revoke_index(&self.provider_sid_index(provider, sid))
-                    .await
-            }
-            (None, Some(sub)) => self.revoke_all(provider, sub).await,
-            (None, None) => Ok(0),
+        let index = match (sid, sub) {
+            (Some(sid), _) => self.provider_sid_index(provider, sid),
+            (None, Some(sub)) => self.index_key(provider, sub),
+            (None, None) => return Ok(0),
+        };
+        let handles: Vec<String> = self
+            .store
+            .index_entries(&index, |h| self.key_of_handle(h))
+            .await?
+            .into_iter()
+            .filter(|(_, _, alive)| *alive)
+            .map(|(h, _, _)| h)
+            .collect();
+        for h in &handles {
+            self.store
+                .put(&self.ended_by_key(h), name.as_bytes(), self.idle)
+                .await?;
         }
+        self.revoke_index(&index).await
+    }
+
+    /// Who ended the session a cookie names, when its provider did.
+    pub async fn ended_by(&self, cookie: &str) -> Option<String> {
+        let id = SessionId::parse(cookie)?;
+        let by = self
+            .store
+            .get(&self.ended_by_key(&id.handle()))
+            .await
+            .ok()??;
+        String::from_utf8(by).ok()
     }
 
     /// Back-Channel Logout §2.6 step 7: whether this is the first time `provider`'s

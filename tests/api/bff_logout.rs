@@ -90,10 +90,11 @@ async fn a_valid_logout_token_ends_that_op_sessions_sessions_at_once() {
     let sid_two = idp.logout_token(|c| c["sid"] = json!("op-session-two"));
     let resp = post_token(&app, PATH, &sid_two).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(
-        !signed_in(&mut second).await,
-        "op-session-two ended at once"
-    );
+    // Ended at once, and its cookie is told who ended it.
+    let gone = second.sessions().await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gone.json()["code"], "session_expired");
+    assert_eq!(gone.json()["message"], "You were signed out by Acme ID.");
     assert!(signed_in(&mut first).await, "another OP session goes on");
     // The same token again is a replay.
     let again = post_token(&app, PATH, &sid_two).await;
@@ -381,8 +382,7 @@ async fn signing_out_continues_at_the_providers_end_session_endpoint() {
     }
 }
 
-/// `end_session = false`: the sign-out stays here; and a provider whose discovery is
-/// unreachable cannot stop a sign-out either.
+/// `end_session = false`: the sign-out stays here.
 #[tokio::test]
 async fn a_provider_may_be_left_out_of_the_sign_out() {
     let idp = StandInIdp::spawn(true).await;
@@ -450,6 +450,8 @@ async fn an_ended_session_is_refused_at_once_on_every_instance() {
         status = seen.status;
         if status == StatusCode::UNAUTHORIZED {
             assert_eq!(seen.json()["code"], "session_expired", "{}", seen.body);
+            // The SPA can say who ended it.
+            assert_eq!(seen.json()["message"], "You were signed out by Acme ID.");
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
