@@ -154,6 +154,13 @@ impl AuthorizationServer {
                     "The redirect_uri is not registered for this client.".into(),
                 ))
             }
+            // OIDC Core §3.1.2.1: an OpenID request names its redirect_uri (RFC 6749 lets
+            // a plain OAuth request lean on the one registered).
+            None if get("scope").is_some_and(|s| s.split_whitespace().any(|x| x == "openid")) => {
+                return Err(Refusal::Page(
+                    "redirect_uri is required with the openid scope.".into(),
+                ))
+            }
             None if registered.len() == 1 => registered[0].to_owned(),
             None => return Err(Refusal::Page("redirect_uri is required.".into())),
         };

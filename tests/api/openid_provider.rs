@@ -303,8 +303,9 @@ async fn request_objects_are_refused_and_unknown_parameters_ignored() {
     assert!(q.contains_key("code"), "{q:?}");
 }
 
-/// RFC 6749 §4.1.3: a request that named no `redirect_uri` gets a code whose token
-/// request needs none, whether the consent page was shown or not.
+/// RFC 6749 §4.1.3: an OAuth request that named no `redirect_uri` gets a code whose
+/// token request needs none, whether the consent page was shown or not; an OpenID one
+/// must name it (OIDC Core §3.1.2.1).
 #[tokio::test]
 async fn a_code_asked_without_redirect_uri_is_redeemed_without_one_after_consent() {
     let app = server(Backend::Postgres).await;
@@ -314,9 +315,17 @@ async fn a_code_asked_without_redirect_uri_is_redeemed_without_one_after_consent
     let path = authorize_path(&[
         ("response_type", "code"),
         ("client_id", CLIENT),
-        ("scope", "openid"),
+        ("scope", "profile"),
         ("state", "s"),
     ]);
+    // OIDC Core §3.1.2.1: with `openid`, redirect_uri is required (an error page).
+    let oidc = b.get(&path.replace("scope=profile", "scope=openid")).await;
+    assert_eq!(oidc.status, StatusCode::BAD_REQUEST);
+    assert!(
+        oidc.body.contains("redirect_uri is required"),
+        "{}",
+        oidc.body
+    );
     let page = b.get(&path).await;
     assert_eq!(page.status, StatusCode::OK, "the consent page is shown");
     let location = decide(&mut b, &page.body, "allow")
