@@ -14,6 +14,7 @@ pub type Apis = (
     crate::bff::sessions::SessionsApi,
     crate::bff::logout::LogoutApi,
     crate::oauth::OAuthApi,
+    crate::oauth::OpLogoutApi,
 );
 
 /// The service that routes and documents the API.
@@ -26,6 +27,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             crate::bff::sessions::SessionsApi,
             crate::bff::logout::LogoutApi,
             crate::oauth::OAuthApi,
+            crate::oauth::OpLogoutApi,
         ),
         "sessiongate",
         env!("CARGO_PKG_VERSION"),

@@ -57,6 +57,9 @@ pub struct OAuthClientSettings {
     /// `RS256` (default) or `ES256`.
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
+    /// Authorization requests must be pushed to `/oauth/par` first (RFC 9126).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// `[providers.*]`: the credentials backend, and OAuth2/OIDC providers by id.

@@ -13,6 +13,7 @@ use super::pages;
 use super::signer::{sign_in_first, Signer};
 use crate::error::AppResult;
 use crate::oauth_server::authorize::{parse_params, NO_SESSION};
+use crate::oauth_server::par::REQUEST_URI_PREFIX;
 use crate::oauth_server::AuthorizationServer;
 use crate::state::AppState;
 
@@ -24,25 +25,72 @@ fn here(req: &Request) -> String {
         .to_owned()
 }
 
+/// Where the sign-in page sends the browser back: the request itself, with `relogin`
+/// recorded when a fresh sign-in is asked; a pushed request is held again (its first
+/// `request_uri` is spent) and named by its new one.
+async fn back_after_sign_in(
+    server: &AuthorizationServer,
+    req: &Request,
+    params: &BTreeMap<String, String>,
+    pushed: bool,
+    relogin: Option<&str>,
+) -> AppResult<String> {
+    let params = match relogin {
+        Some(r) => AuthorizationServer::after_sign_in(params, r),
+        None if !pushed => return Ok(here(req)),
+        None => params.clone(),
+    };
+    if !pushed {
+        return Ok(AuthorizationServer::authorize_path(&params));
+    }
+    let uri = server.hold_for_sign_in(&params).await?;
+    let client = params.get("client_id").cloned().unwrap_or_default();
+    Ok(AuthorizationServer::authorize_path(&BTreeMap::from([
+        ("client_id".to_owned(), client),
+        ("request_uri".to_owned(), uri),
+    ])))
+}
+
 /// `GET /oauth/authorize`: the consent page, or a redirect (to the client or to sign in).
 pub(super) async fn authorize(state: &AppState, req: &Request) -> AppResult<AuthorizeResult> {
     let server = server(state)?;
-    let (params, repeated) = parse_params(req.uri().query().unwrap_or_default());
+    let (mut params, repeated) = parse_params(req.uri().query().unwrap_or_default());
+    // RFC 9126 §4: a pushed request's parameters are the ones pushed, and only those.
+    let pushed = params
+        .get("request_uri")
+        .is_some_and(|u| u.starts_with(REQUEST_URI_PREFIX));
+    if pushed {
+        let uri = params.get("request_uri").cloned().unwrap_or_default();
+        params = match server
+            .pushed(params.get("client_id").map(String::as_str), &uri)
+            .await
+        {
+            Ok(p) => p,
+            Err(refusal) => return Ok(refusal.into()),
+        };
+    }
     let request = match server.check_request(&params, &repeated).await {
         Ok(r) => r,
         Err(refusal) => return Ok(refusal.into()),
     };
+    // RFC 9126 §6: a client registered to push may not send its request in the URL.
+    if request.client.require_pushed_authorization_requests != 0 && !pushed {
+        let url = server.refuse(
+            &request,
+            "invalid_request",
+            "This client's authorization requests must be pushed to /oauth/par.",
+        );
+        return Ok(AuthorizeResult::Redirect(url));
+    }
     let Some(signer) = Signer::of(state, req).await? else {
         // OIDC Core §3.1.2.6: with prompt=none no page may be shown.
         if request.prompt.none {
             let url = server.refuse(&request, "login_required", "The user is not signed in.");
             return Ok(AuthorizeResult::Redirect(url));
         }
-        let back = if request.prompt.login || request.max_age.is_some() {
-            AuthorizationServer::after_sign_in(&params, NO_SESSION)
-        } else {
-            here(req)
-        };
+        let fresh = request.prompt.login || request.max_age.is_some();
+        let relogin = fresh.then_some(NO_SESSION);
+        let back = back_after_sign_in(server, req, &params, pushed, relogin).await?;
         return Ok(AuthorizeResult::Redirect(sign_in_first(state, &back)));
     };
     // prompt=login, select_account, or a sign-in older than max_age: a fresh sign-in,
@@ -52,7 +100,7 @@ pub(super) async fn authorize(state: &AppState, req: &Request) -> AppResult<Auth
             let url = server.refuse(&request, "login_required", "A fresh sign-in is required.");
             return Ok(AuthorizeResult::Redirect(url));
         }
-        let back = AuthorizationServer::after_sign_in(&params, &signer.sid);
+        let back = back_after_sign_in(server, req, &params, pushed, Some(&signer.sid)).await?;
         return Ok(AuthorizeResult::Redirect(sign_in_first(state, &back)));
     }
     let consented = server.consented(&signer.user.id, &request).await?;

@@ -8,15 +8,15 @@
 //! problem is sent back to the client as `?error=…&state=…`. JSON endpoints answer
 //! `{"error": "<RFC code>", "error_description": …}`.
 
+use std::collections::BTreeMap;
+
 use poem::web::Data;
 use poem::Request;
-use poem_openapi::param::Query;
 use poem_openapi::payload::{Form, Html, Json};
 use poem_openapi::OpenApi;
 use serde_json::Value;
 
 use super::authorize::{authorize, decide};
-use super::logout::end_session;
 use super::models::*;
 use super::pages;
 use super::signer::{sign_in_first, Signer};
@@ -63,6 +63,25 @@ async fn client_and_token<'t>(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| oauth_error("invalid_request", "token is required."))?;
     Ok((client, token))
+}
+
+/// A form body's parameters (and the names repeated), or `None` when the body is not
+/// `application/x-www-form-urlencoded`.
+async fn read_form(
+    req: &Request,
+    body: poem::Body,
+) -> AppResult<Option<(BTreeMap<String, String>, Vec<String>)>> {
+    let form = req
+        .content_type()
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Ok(None);
+    }
+    let raw = body
+        .into_string()
+        .await
+        .map_err(|_| oauth_error("invalid_request", "The form body is unreadable."))?;
+    Ok(Some(parse_params(&raw)))
 }
 
 /// The access token of a resource request: the `Bearer` header (RFC 6750 §2.1) or the
@@ -211,17 +230,7 @@ impl OAuthApi {
     ) -> Result<Json<Value>, OAuthError> {
         let server = server(&state)?;
         no_secrets_in_query(req.uri().query())?;
-        let form = req
-            .content_type()
-            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-        let raw = if form {
-            body.into_string()
-                .await
-                .map_err(|_| oauth_error("invalid_request", "The form body is unreadable."))?
-        } else {
-            String::new()
-        };
-        let (params, repeated) = parse_params(&raw);
+        let (params, repeated) = read_form(req, body).await?.unwrap_or_default();
         if repeated.iter().any(|k| k == "access_token") {
             return Err(oauth_error("invalid_request", "access_token is repeated.").into());
         }
@@ -229,59 +238,42 @@ impl OAuthApi {
         Ok(Json(server.userinfo(token).await?))
     }
 
-    /// End session (RP-Initiated Logout)
+    /// Pushed authorization request (RFC 9126)
     ///
-    /// `id_token_hint`, `client_id`, `post_logout_redirect_uri` (exactly as the client
-    /// registered it), `state`, `logout_hint`, `ui_locales`. A hint naming the browser's
-    /// session ends it at once; otherwise the user confirms on a page. Afterwards: back
-    /// to the app's `post_logout_redirect_uri?state=…`, or a "signed out" page. Every app
-    /// the session signed into with a `backchannel_logout_uri` is sent a logout token.
-    #[oai(path = "/oauth/logout", method = "get", operation_id = "oauthLogout")]
-    // One argument per query parameter: that is how poem-openapi documents each.
-    #[allow(clippy::too_many_arguments)]
-    async fn logout(
+    /// The authorization request's parameters as a form, client-authenticated as at the
+    /// token endpoint. Checked as `/oauth/authorize` would (errors as JSON), then held
+    /// 60 s for one use: send the browser to
+    /// `/oauth/authorize?client_id=…&request_uri=…`.
+    #[oai(path = "/oauth/par", method = "post", operation_id = "oauthPar")]
+    async fn par(
         &self,
         state: Data<&AppState>,
         req: &Request,
-        id_token_hint: Query<Option<String>>,
-        logout_hint: Query<Option<String>>,
-        client_id: Query<Option<String>>,
-        post_logout_redirect_uri: Query<Option<String>>,
-        #[oai(name = "state")] logout_state: Query<Option<String>>,
-        ui_locales: Query<Option<String>>,
-    ) -> LogoutResult {
-        let form = LogoutForm {
-            id_token_hint: id_token_hint.0,
-            logout_hint: logout_hint.0,
-            client_id: client_id.0,
-            post_logout_redirect_uri: post_logout_redirect_uri.0,
-            state: logout_state.0,
-            ui_locales: ui_locales.0,
-            ..LogoutForm::default()
+        body: poem::Body,
+    ) -> Result<ParResult, OAuthError> {
+        let server = server(&state)?;
+        no_secrets_in_query(req.uri().query())?;
+        let Some((params, repeated)) = read_form(req, body).await? else {
+            return Err(oauth_error(
+                "invalid_request",
+                "A pushed request is an application/x-www-form-urlencoded form.",
+            )
+            .into());
         };
-        end_session(&state, req, form)
-            .await
-            .unwrap_or_else(LogoutResult::from)
-    }
-
-    /// End session by POST
-    ///
-    /// The same request as a form (RP-Initiated Logout §2: GET and POST), and what the
-    /// confirmation page posts: its fields, `decision=logout|stay` and its `csrfToken`.
-    #[oai(
-        path = "/oauth/logout",
-        method = "post",
-        operation_id = "oauthLogoutPost"
-    )]
-    async fn logout_post(
-        &self,
-        state: Data<&AppState>,
-        req: &Request,
-        body: Form<LogoutForm>,
-    ) -> LogoutResult {
-        end_session(&state, req, body.0)
-            .await
-            .unwrap_or_else(LogoutResult::from)
+        let creds = client_credentials(
+            req.header("authorization"),
+            params.get("client_id").map(String::as_str),
+            params.get("client_secret").map(String::as_str),
+        )?;
+        let client = server.authenticate(&creds).await?;
+        let request_uri = server.push(&client, params, &repeated).await?;
+        Ok(ParResult::Created(
+            Json(ParAnswer {
+                request_uri,
+                expires_in: crate::oauth_server::par::PAR_TTL.as_secs(),
+            }),
+            "no-store".into(),
+        ))
     }
 
     /// Token revocation (RFC 7009)

@@ -7,23 +7,84 @@
 
 use std::collections::BTreeMap;
 
+use poem::web::Data;
 use poem::Request;
-use poem_openapi::payload::Html;
+use poem_openapi::param::Query;
+use poem_openapi::payload::{Form, Html};
+use poem_openapi::OpenApi;
 
 use super::endpoints::server;
 use super::models::{LogoutForm, LogoutResult};
 use super::pages;
 use super::signer::Signer;
 use crate::error::AppResult;
+use crate::http::tags::ApiTags;
 use crate::state::AppState;
+
+/// `/oauth/logout`, beside the rest of the authorization server's routes.
+pub struct OpLogoutApi;
+
+#[OpenApi(tag = "ApiTags::OAuth")]
+impl OpLogoutApi {
+    /// End session (RP-Initiated Logout)
+    ///
+    /// `id_token_hint`, `client_id`, `post_logout_redirect_uri` (exactly as the client
+    /// registered it), `state`, `logout_hint`, `ui_locales`. A hint naming the browser's
+    /// session ends it at once; otherwise the user confirms on a page. Afterwards: back
+    /// to the app's `post_logout_redirect_uri?state=…`, or a "signed out" page. Every app
+    /// the session signed into with a `backchannel_logout_uri` is sent a logout token.
+    #[oai(path = "/oauth/logout", method = "get", operation_id = "oauthLogout")]
+    // One argument per query parameter: that is how poem-openapi documents each.
+    #[allow(clippy::too_many_arguments)]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        id_token_hint: Query<Option<String>>,
+        logout_hint: Query<Option<String>>,
+        client_id: Query<Option<String>>,
+        post_logout_redirect_uri: Query<Option<String>>,
+        #[oai(name = "state")] logout_state: Query<Option<String>>,
+        ui_locales: Query<Option<String>>,
+    ) -> LogoutResult {
+        let form = LogoutForm {
+            id_token_hint: id_token_hint.0,
+            logout_hint: logout_hint.0,
+            client_id: client_id.0,
+            post_logout_redirect_uri: post_logout_redirect_uri.0,
+            state: logout_state.0,
+            ui_locales: ui_locales.0,
+            ..LogoutForm::default()
+        };
+        end_session(&state, req, form)
+            .await
+            .unwrap_or_else(LogoutResult::from)
+    }
+
+    /// End session by POST
+    ///
+    /// The same request as a form (RP-Initiated Logout §2: GET and POST), and what the
+    /// confirmation page posts: its fields, `decision=logout|stay` and its `csrfToken`.
+    #[oai(
+        path = "/oauth/logout",
+        method = "post",
+        operation_id = "oauthLogoutPost"
+    )]
+    async fn logout_post(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Form<LogoutForm>,
+    ) -> LogoutResult {
+        end_session(&state, req, body.0)
+            .await
+            .unwrap_or_else(LogoutResult::from)
+    }
+}
 
 /// One end-session request, by GET (its query) or POST (its form, or the confirmation
 /// page's answer).
-pub(super) async fn end_session(
-    state: &AppState,
-    req: &Request,
-    form: LogoutForm,
-) -> AppResult<LogoutResult> {
+async fn end_session(state: &AppState, req: &Request, form: LogoutForm) -> AppResult<LogoutResult> {
     let server = server(state)?;
     let fields = form.request_fields();
     let params: BTreeMap<String, String> = fields

@@ -4,9 +4,10 @@
 
 mod authorize;
 pub mod endpoints;
-mod logout;
+pub mod logout;
 pub mod models;
 pub mod pages;
 pub mod signer;
 
 pub use endpoints::OAuthApi;
+pub use logout::OpLogoutApi;

@@ -191,6 +191,21 @@ impl From<AppError> for LogoutResult {
     }
 }
 
+/// RFC 9126 §2.2: where the pushed request is held.
+#[derive(Debug, Object)]
+pub struct ParAnswer {
+    /// `urn:ietf:params:oauth:request_uri:…`, for `/oauth/authorize?client_id=…&request_uri=…`.
+    pub request_uri: String,
+    /// Seconds it stays usable (once).
+    pub expires_in: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum ParResult {
+    #[oai(status = 201)]
+    Created(Json<ParAnswer>, #[oai(header = "Cache-Control")] String),
+}
+
 #[derive(ApiResponse)]
 pub enum TokenResult {
     #[oai(status = 200)]

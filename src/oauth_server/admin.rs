@@ -39,6 +39,9 @@ pub enum ClientsCommand {
         /// How its id_tokens are signed: RS256 (default) or ES256.
         #[arg(long = "id-token-alg")]
         id_token_alg: Option<String>,
+        /// Its authorization requests must be pushed to /oauth/par first (RFC 9126).
+        #[arg(long)]
+        require_par: bool,
         /// Print `{"client_id": …, "client_secret": …}`.
         #[arg(long)]
         json: bool,
@@ -74,6 +77,7 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
             backchannel_logout_uri,
             backchannel_logout_session_required,
             id_token_alg,
+            require_par,
             json,
         } => {
             let (client, secret) = client_record(&NewClient {
@@ -81,6 +85,7 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
                 backchannel_logout_uri: backchannel_logout_uri.as_deref(),
                 backchannel_logout_session_required,
                 id_token_signed_response_alg: id_token_alg.as_deref(),
+                require_pushed_authorization_requests: require_par,
                 ..NewClient::basic(&name, &redirect_uri, &scopes, public)
             })
             .map_err(|e| anyhow::anyhow!(e))?;

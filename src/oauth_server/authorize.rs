@@ -313,14 +313,14 @@ impl AuthorizationServer {
                 .is_some_and(|m| self.clock.now() - auth_time > m)
     }
 
-    /// The authorization request's own URL with `relogin` recorded: where the sign-in
-    /// page sends the browser back to.
-    pub fn after_sign_in(params: &BTreeMap<String, String>, relogin: &str) -> String {
-        let mut q = oauth2::url::form_urlencoded::Serializer::new(String::new());
+    /// The authorization request's parameters with `relogin` recorded: what the
+    /// browser comes back with from the sign-in page.
+    pub fn after_sign_in(
+        params: &BTreeMap<String, String>,
+        relogin: &str,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
         for (k, v) in params {
-            if k == RELOGIN_PARAM {
-                continue;
-            }
             if k == "prompt" {
                 // Asked once: `login` is what the sign-in page is doing now.
                 let kept: Vec<&str> = v
@@ -328,13 +328,22 @@ impl AuthorizationServer {
                     .filter(|p| !matches!(*p, "login" | "select_account"))
                     .collect();
                 if !kept.is_empty() {
-                    q.append_pair(k, &kept.join(" "));
+                    out.insert(k.clone(), kept.join(" "));
                 }
-                continue;
+            } else if k != RELOGIN_PARAM {
+                out.insert(k.clone(), v.clone());
             }
+        }
+        out.insert(RELOGIN_PARAM.to_owned(), relogin.to_owned());
+        out
+    }
+
+    /// `/oauth/authorize?…` with these parameters.
+    pub fn authorize_path(params: &BTreeMap<String, String>) -> String {
+        let mut q = oauth2::url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
             q.append_pair(k, v);
         }
-        q.append_pair(RELOGIN_PARAM, relogin);
         format!("/oauth/authorize?{}", q.finish())
     }
 

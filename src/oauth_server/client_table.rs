@@ -28,6 +28,8 @@ pub struct Client {
     pub backchannel_logout_session_required: i64,
     /// `RS256` (when `None`) or `ES256`.
     pub id_token_signed_response_alg: Option<String>,
+    /// 1: authorization requests must come through `/oauth/par` (RFC 9126 §6).
+    pub require_pushed_authorization_requests: i64,
 }
 
 impl Client {
@@ -64,13 +66,14 @@ impl Client {
 
 const CLIENT_COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, scopes, grants, \
      created_at, post_logout_redirect_uris, backchannel_logout_uri, \
-     backchannel_logout_session_required, id_token_signed_response_alg";
+     backchannel_logout_session_required, id_token_signed_response_alg, \
+     require_pushed_authorization_requests";
 
 impl OAuthRepo {
     pub async fn insert_client(&self, c: &Client) -> AppResult<()> {
         sqlx::query(&format!(
             "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&c.client_id)
         .bind(&c.secret_hash)
@@ -83,6 +86,7 @@ impl OAuthRepo {
         .bind(&c.backchannel_logout_uri)
         .bind(c.backchannel_logout_session_required)
         .bind(&c.id_token_signed_response_alg)
+        .bind(c.require_pushed_authorization_requests)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -94,7 +98,8 @@ impl OAuthRepo {
             "UPDATE oauth_clients SET secret_hash = $2, name = $3, redirect_uris = $4, \
              scopes = $5, grants = $6, post_logout_redirect_uris = $7, \
              backchannel_logout_uri = $8, backchannel_logout_session_required = $9, \
-             id_token_signed_response_alg = $10 WHERE client_id = $1",
+             id_token_signed_response_alg = $10, require_pushed_authorization_requests = $11 \
+             WHERE client_id = $1",
         )
         .bind(&c.client_id)
         .bind(&c.secret_hash)
@@ -106,6 +111,7 @@ impl OAuthRepo {
         .bind(&c.backchannel_logout_uri)
         .bind(c.backchannel_logout_session_required)
         .bind(&c.id_token_signed_response_alg)
+        .bind(c.require_pushed_authorization_requests)
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -51,6 +51,8 @@ pub struct NewClient<'a> {
     pub backchannel_logout_session_required: bool,
     /// OIDC Registration §2: `RS256` (the default) or `ES256`.
     pub id_token_signed_response_alg: Option<&'a str>,
+    /// RFC 9126 §6: authorization requests must be pushed.
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl<'a> NewClient<'a> {
@@ -72,6 +74,7 @@ impl<'a> NewClient<'a> {
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             id_token_signed_response_alg: None,
+            require_pushed_authorization_requests: false,
         }
     }
 }
@@ -131,6 +134,7 @@ pub fn client_record(new: &NewClient<'_>) -> Result<(Client, Option<String>), St
         backchannel_logout_uri: backchannel.map(str::to_owned),
         backchannel_logout_session_required: i64::from(new.backchannel_logout_session_required),
         id_token_signed_response_alg: alg.map(str::to_owned),
+        require_pushed_authorization_requests: i64::from(new.require_pushed_authorization_requests),
     };
     Ok((client, secret))
 }
@@ -155,6 +159,7 @@ pub fn configured(c: &OAuthClientSettings) -> anyhow::Result<Client> {
         backchannel_logout_uri: c.backchannel_logout_uri.as_deref(),
         backchannel_logout_session_required: c.backchannel_logout_session_required,
         id_token_signed_response_alg: c.id_token_signed_response_alg.as_deref(),
+        require_pushed_authorization_requests: c.require_pushed_authorization_requests,
     })
     .map_err(|e| anyhow::anyhow!("oauth.clients `{}`: {e}", c.client_id))?;
     Ok(client)

@@ -12,6 +12,7 @@ pub mod client_table;
 pub mod clients;
 pub mod keys;
 pub mod logout;
+pub mod par;
 pub mod repo;
 pub mod tokens;
 
@@ -24,6 +25,7 @@ use crate::config::Settings;
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::error::{AppError, AppResult};
 use crate::providers::ProviderHttp;
+use crate::store::Store;
 use crate::users::UserRepo;
 
 pub use authorize::{AuthorizationRequest, OpSession, Refusal};
@@ -64,6 +66,8 @@ pub struct AuthorizationServer {
     clock: Clock,
     /// Posts logout tokens to clients (no redirects followed, answers capped).
     http: ProviderHttp,
+    /// Pushed authorization requests, until used.
+    store: Store,
 }
 
 /// How long the signing keys are used before being read again.
@@ -78,6 +82,7 @@ impl AuthorizationServer {
         settings: Arc<Settings>,
         clock: Clock,
         http: ProviderHttp,
+        store: Store,
         extra: Vec<Client>,
     ) -> anyhow::Result<Self> {
         let mut registered = extra;
@@ -104,6 +109,7 @@ impl AuthorizationServer {
             settings,
             clock,
             http,
+            store,
         })
     }
 
@@ -256,6 +262,8 @@ impl AuthorizationServer {
             "revocation_endpoint": format!("{b}/oauth/revoke"),
             "introspection_endpoint": format!("{b}/oauth/introspect"),
             "end_session_endpoint": format!("{b}/oauth/logout"),
+            "pushed_authorization_request_endpoint": format!("{b}/oauth/par"),
+            "require_pushed_authorization_requests": false,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],

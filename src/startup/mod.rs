@@ -89,6 +89,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
             Arc::clone(&settings),
             clock.clone(),
             crate::providers::ProviderHttp::new(http.clone()),
+            store.clone(),
             own_clients,
         )?);
         Some(server)

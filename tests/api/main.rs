@@ -19,6 +19,7 @@ mod op_logout;
 mod openapi;
 mod openid_provider;
 mod ops;
+mod par;
 mod passwords;
 mod providers;
 mod proxy;

@@ -1,7 +1,8 @@
 // A widely used OpenID relying-party library, openid-client (npm), against the bundled
 // OpenID Provider, as a new user would wire it: discovery, code + PKCE, id_token
 // validation (RS256 and ES256), userinfo by GET and POST, refresh, revocation,
-// introspection, prompt=none before and after logout, and RP-initiated logout.
+// introspection, pushed authorization requests, prompt=none before and after logout,
+// and RP-initiated logout.
 // Exits non-zero on the first failed check.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -209,6 +210,19 @@ try {
         ...params, state: s, prompt: "none",
         code_challenge: await client.calculatePKCECodeChallenge(v),
       });
+      const back = await browser.authorize(url);
+      const t = await client.authorizationCodeGrant(config, back, {
+        pkceCodeVerifier: v, expectedState: s, expectedNonce: nonce,
+      });
+      assert.equal(t.claims().sub, sub);
+    });
+    await check(`${alg}: pushed authorization request (RFC 9126)`, async () => {
+      const s = client.randomState();
+      const v = client.randomPKCECodeVerifier();
+      const url = await client.buildAuthorizationUrlWithPAR(config, {
+        ...params, state: s, code_challenge: await client.calculatePKCECodeChallenge(v),
+      });
+      assert.ok(url.searchParams.get("request_uri").startsWith("urn:ietf:params:oauth:request_uri:"));
       const back = await browser.authorize(url);
       const t = await client.authorizationCodeGrant(config, back, {
         pkceCodeVerifier: v, expectedState: s, expectedNonce: nonce,
