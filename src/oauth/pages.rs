@@ -14,6 +14,20 @@ fn describe(scope: &str) -> &'static str {
     }
 }
 
+/// A form's fields, posted back unchanged (escaped).
+fn hidden_fields(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect()
+}
+
 /// The consent page: the app, what it asks, allow or deny. `fields` are the request's
 /// parameters, posted back unchanged with the decision.
 pub fn consent(
@@ -23,16 +37,7 @@ pub fn consent(
     csrf: &str,
     fields: &[(&str, &str)],
 ) -> String {
-    let hidden: String = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(k),
-                escape(v)
-            )
-        })
-        .collect();
+    let hidden = hidden_fields(fields);
     let asks: String = scope
         .split_whitespace()
         .map(|s| format!("<li>{}</li>", escape(describe(s))))
@@ -105,16 +110,7 @@ pub fn logout_confirm(
     csrf: &str,
     fields: &[(&str, &str)],
 ) -> String {
-    let hidden: String = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(k),
-                escape(v)
-            )
-        })
-        .collect();
+    let hidden = hidden_fields(fields);
     let asked = match app {
         Some(a) => format!("<p>{} asks to sign you out.</p>", escape(a)),
         None => String::new(),

@@ -674,24 +674,7 @@ async fn a_public_client_uses_pkce_and_a_wrong_verifier_gets_nothing() {
     let header = jsonwebtoken::decode_header(id_token).unwrap();
     // OIDC Core §15.1: RS256 unless the client registered another algorithm.
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key =
-        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
-            .unwrap();
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    v.set_audience(&[PUBLIC_CLIENT]);
-    v.set_issuer(&[PUBLIC_URL]);
-    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v)
-        .unwrap()
-        .claims;
+    let claims = crate::openid_provider::verified_claims(&app, id_token, PUBLIC_CLIENT).await;
     assert_eq!(claims["nonce"], "n-123");
     assert_eq!(claims["sub"], user.id);
 }
