@@ -235,10 +235,17 @@ async fn signing_out_at_our_own_op_ends_the_bff_sessions_on_every_instance() {
     })
     .await;
     let alice = op.create_user().await;
-    // Two BFF instances: one Redis prefix, one key ring.
+    // Two BFF instances: one Redis prefix, one key ring, one API behind both.
     let key = sessiongate::crypto::generate_key();
+    let upstream = crate::stand_ins::EchoUpstream::spawn().await;
+    let api = upstream.base.clone();
     let provider = move |s: &mut sessiongate::config::Settings, iss: &str| {
         s.session.keys = vec![sessiongate::crypto::Secret::new(key.clone())];
+        s.proxy.routes.push(crate::helpers::proxy_route(
+            "/api/data",
+            &api,
+            "sessiongate",
+        ));
         let table = [
             ("type", "oidc"),
             ("name", "sessiongate"),
@@ -289,7 +296,9 @@ async fn signing_out_at_our_own_op_ends_the_bff_sessions_on_every_instance() {
     let mut spa2 = Browser::new(&bff2, "SPA");
     spa2.cookies = spa.cookies.clone();
     assert!(signed_in(&mut spa).await && signed_in(&mut spa2).await);
+    assert_eq!(spa2.get("/api/data/me").await.status, StatusCode::OK);
 
+    let spa_cookies = spa.cookies.clone();
     // Sign out at the OP (no hint: the user confirms).
     let page = at_op.get("/oauth/logout").await;
     let out = at_op.submit(&page.body, "/oauth/logout", "logout").await;
@@ -304,6 +313,13 @@ async fn signing_out_at_our_own_op_ends_the_bff_sessions_on_every_instance() {
     }
     assert!(ended, "the BFF session outlived the OP session by 2 s");
     assert!(!signed_in(&mut spa).await);
+    // A proxied call with the same cookie, on either instance: 401 session_expired.
+    for b in [&mut spa, &mut spa2] {
+        b.cookies = spa_cookies.clone();
+        let seen = b.get("/api/data/me").await;
+        assert_eq!(seen.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(seen.json()["code"], "session_expired", "{}", seen.body);
+    }
 }
 
 /// Signs `b` out with `json=true`: the answer's `url`.
