@@ -275,10 +275,11 @@ impl AuthorizationServer {
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": SCOPES,
             "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "acr", "amr",
                 "name", "preferred_username", "given_name", "family_name", "email", "updated_at",
             ],
             "authorization_response_iss_parameter_supported": true,
+            "acr_values_supported": [tokens::ACR_PASSWORD],
             // OIDC Discovery §3: request_uri_parameter_supported defaults to true.
             "claims_parameter_supported": false,
             "request_parameter_supported": false,

@@ -39,6 +39,9 @@ pub struct TokenGrant<'a> {
     pub scope: Option<&'a str>,
 }
 
+/// The one authentication context this server signs users in with (OIDC Core §2 `acr`).
+pub const ACR_PASSWORD: &str = "urn:sessiongate:acr:password";
+
 /// What a code exchange knows of the sign-in, for the id_token.
 struct SignIn<'a> {
     nonce: Option<&'a str>,
@@ -265,6 +268,10 @@ impl AuthorizationServer {
                 if let Some(sid) = s.sid {
                     claims["sid"] = json!(sid);
                 }
+                // §2 acr and RFC 8176 amr: how the user signed in here (a password; one
+                // level only, so every request's `acr_values` gets the same answer).
+                claims["acr"] = json!(ACR_PASSWORD);
+                claims["amr"] = json!(["pwd"]);
                 Some(self.keys().await?.sign(client.id_token_alg(), &claims)?)
             }
             _ => None,

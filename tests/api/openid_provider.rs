@@ -367,6 +367,10 @@ async fn authorization_server_metadata_is_served_as_rfc_8414_asks() {
     assert_eq!(rfc8414["request_uri_parameter_supported"], false);
     assert_eq!(rfc8414["request_parameter_supported"], false);
     assert_eq!(rfc8414["claims_parameter_supported"], false);
+    assert_eq!(
+        rfc8414["acr_values_supported"],
+        serde_json::json!(["urn:sessiongate:acr:password"])
+    );
 }
 
 /// OIDC Core §3.1.3.6 (`at_hash`), §2 (`auth_time`, `nonce`) and Back-Channel Logout
@@ -389,6 +393,9 @@ async fn the_id_token_carries_at_hash_auth_time_and_the_op_session() {
     assert_eq!(claims["at_hash"], expected);
     assert_eq!(claims["nonce"], "n-1");
     assert!(claims["auth_time"].is_i64());
+    // §2 acr (the one level offered, as discovery lists it) and RFC 8176 amr.
+    assert_eq!(claims["acr"], "urn:sessiongate:acr:password");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
     let sid = claims["sid"].as_str().unwrap().to_owned();
     assert!(sid.len() >= 16);
 
