@@ -18,5 +18,8 @@ ALTER TABLE oauth_clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEF
 ALTER TABLE oauth_clients ADD COLUMN backchannel_logout_uri TEXT;
 ALTER TABLE oauth_clients ADD COLUMN backchannel_logout_session_required BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE oauth_clients ADD COLUMN id_token_signed_response_alg TEXT;
+-- Clients registered before RS256 existed keep the ES256 id_tokens they were built for
+-- (configured clients take what their configuration says at the next start).
+UPDATE oauth_clients SET id_token_signed_response_alg = 'ES256';
 -- RFC 9126 §6: 1 when the client's authorization requests must be pushed (/oauth/par).
 ALTER TABLE oauth_clients ADD COLUMN require_pushed_authorization_requests BIGINT NOT NULL DEFAULT 0;

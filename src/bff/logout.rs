@@ -158,7 +158,7 @@ impl LogoutApi {
             return Err(invalid("This logout token was already used.").into());
         }
         let name = p.config.name.clone();
-        let ended = state
+        let ended = match state
             .sessions
             .end_by_provider(
                 &provider.0,
@@ -166,7 +166,18 @@ impl LogoutApi {
                 claims.sid.as_deref(),
                 claims.sub.as_deref(),
             )
-            .await?;
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                // Not done: the provider's retry of this very token must not be a replay.
+                state
+                    .sessions
+                    .forget_logout_token(&provider.0, &claims.jti)
+                    .await;
+                return Err(e.into());
+            }
+        };
         tracing::info!(provider = %provider.0, sessions = ended, "signed out by the provider");
         Ok(BackchannelResult::Ok("no-store".into()))
     }

@@ -66,9 +66,13 @@ pub async fn new_session(
     if let Some((old_id, old)) = previous {
         // The same person signing in again in this browser (as "Sign in with
         // sessiongate" does, through its own server) is not a logout: the apps the old
-        // session signed into are told only when someone else signs in.
-        let someone_else = old.user.id != session.user.id;
-        state.sessions.retire(&old_id, &old, someone_else).await?;
+        // session signed into now belong to the new one, and hear when it ends.
+        // Someone else signing in ends the old one for them now.
+        let same = state.sessions.same_person(&old, &session);
+        if let (true, Some(server)) = (same, &state.oauth) {
+            server.carry_over(&old_id.handle(), &id.handle()).await?;
+        }
+        state.sessions.retire(&old_id, &old, !same).await?;
     }
     Ok(state.cookies.session(&id))
 }

@@ -221,10 +221,14 @@ impl SigningKeys {
         jsonwebtoken::encode(&header, claims, key).map_err(internal)
     }
 
-    /// The claims of a JWT this server signed with a published key and `issuer`,
+    /// The claims of an id_token this server signed with a published key and `issuer`,
     /// expired or not (an `id_token_hint` may be old); `None` for anything else.
     pub fn verify_own(&self, token: &str, issuer: &str) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
+        // Our logout tokens are ours too, but never an id_token.
+        if header.typ.as_deref() == Some("logout+jwt") {
+            return None;
+        }
         let kid = header.kid?;
         let (_, alg, key) = self.verifying.iter().find(|(k, _, _)| *k == kid)?;
         if header.alg != alg.jwt() {

@@ -45,11 +45,8 @@ impl EndSession {
     /// Whether the hint names the OP session `sid` of `user_id` (then no confirmation is
     /// needed: the app that asked is the one the user is signed in to).
     pub fn names(&self, user_id: &str, sid: &str) -> bool {
-        match &self.hint {
-            Some((sub, Some(hint_sid))) => sub == user_id && hint_sid == sid,
-            Some((sub, None)) => sub == user_id,
-            None => false,
-        }
+        // A hint without a sid (an older token) cannot say which session: ask.
+        matches!(&self.hint, Some((sub, Some(hint_sid))) if sub == user_id && hint_sid == sid)
     }
 }
 
@@ -60,6 +57,8 @@ pub struct LogoutTarget {
     pub user_id: String,
     pub sid: Option<String>,
     pub backchannel_logout_uri: String,
+    /// 1: the client needs a `sid`; a token without one is not sent.
+    pub backchannel_logout_session_required: i64,
     pub id_token_signed_response_alg: Option<String>,
 }
 
@@ -116,12 +115,45 @@ impl AuthorizationServer {
         Ok(out)
     }
 
+    /// `{prefix}opcarry:{handle}`: the OP sessions a browser session took over.
+    fn carried_key(&self, handle: &str) -> String {
+        format!("{}opcarry:{handle}", self.settings.redis.prefix)
+    }
+
+    async fn carried(&self, handle: &str) -> Vec<String> {
+        match self.store.get(&self.carried_key(handle)).await {
+            Ok(Some(v)) => String::from_utf8_lossy(&v)
+                .split('\n')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The same user's new browser session replaces `old`: the apps `old` (and what it
+    /// took over) signed into hear of it when `new` ends, under the `sid` they know.
+    pub async fn carry_over(&self, old: &str, new: &str) -> AppResult<()> {
+        let mut sids = self.carried(old).await;
+        sids.push(op_sid(old));
+        let ttl = self.settings.session.absolute_timeout;
+        self.store
+            .put(&self.carried_key(new), sids.join("\n").as_bytes(), ttl)
+            .await?;
+        Ok(())
+    }
+
     /// Back-Channel Logout §2.5: tells every client that the ended OP sessions signed
     /// into. Runs in the background; failures are logged, never raised.
     pub fn sessions_ended(self: &Arc<Self>, handles: &[String]) {
-        let sids: Vec<String> = handles.iter().map(|h| op_sid(h)).collect();
+        let handles = handles.to_vec();
         let server = Arc::clone(self);
         tokio::spawn(async move {
+            let mut sids = Vec::new();
+            for h in &handles {
+                sids.push(op_sid(h));
+                sids.extend(server.carried(h).await);
+            }
             match server.repo.logout_targets_of_sessions(&sids).await {
                 Ok(targets) => server.deliver_all(targets),
                 Err(e) => tracing::warn!(error = %e, "back-channel logout: clients not found"),
@@ -147,6 +179,10 @@ impl AuthorizationServer {
 
     fn deliver_all(self: &Arc<Self>, targets: Vec<LogoutTarget>) {
         for target in targets {
+            if target.sid.is_none() && target.backchannel_logout_session_required != 0 {
+                tracing::warn!(client = %target.client_id, "logout without a sid not sent: the client requires one");
+                continue;
+            }
             let server = Arc::clone(self);
             tokio::spawn(async move { server.deliver(target).await });
         }

@@ -14,6 +14,27 @@ use crate::error::{AppError, AppResult};
 /// RFC 9126 §2.2: the form of a `request_uri` this server issues.
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 
+/// The authorization request's parameters this server reads.
+const AUTHORIZATION_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "response_mode",
+    "login_hint",
+    "ui_locales",
+    "acr_values",
+    "display",
+    "claims_locales",
+    "request",
+];
+
 /// How long a pushed request may wait for its browser (RFC 9126 §2.2: short).
 pub const PAR_TTL: Duration = Duration::from_secs(60);
 
@@ -59,9 +80,6 @@ impl AuthorizationServer {
         mut params: BTreeMap<String, String>,
         repeated: &[String],
     ) -> AppResult<String> {
-        for secret in ["client_secret", "client_assertion"] {
-            params.remove(secret);
-        }
         if params.contains_key("request_uri") {
             return Err(oauth_error(
                 "invalid_request",
@@ -78,6 +96,9 @@ impl AuthorizationServer {
             ));
         }
         params.insert("client_id".into(), client.client_id.clone());
+        // What the authorization endpoint reads, and nothing else: no credentials, no
+        // unknown parameters taking up the store, no internal markers.
+        params.retain(|k, _| AUTHORIZATION_PARAMS.contains(&k.as_str()));
         if let Err(refusal) = self.check_request(&params, repeated).await {
             return Err(as_json_error(refusal));
         }

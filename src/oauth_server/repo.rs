@@ -328,32 +328,36 @@ impl OAuthRepo {
         &self,
         sids: &[String],
     ) -> AppResult<Vec<super::logout::LogoutTarget>> {
-        if sids.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        // Well under every database's limit on bound parameters.
+        for chunk in sids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
+                 c.backchannel_logout_session_required, c.id_token_signed_response_alg \
+                 FROM oauth_grants g JOIN oauth_clients c ON c.client_id = g.client_id \
+                 WHERE g.sid IN ({}) AND c.backchannel_logout_uri IS NOT NULL",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query_as(&sql);
+            for sid in chunk {
+                q = q.bind(sid);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
         }
-        let marks: Vec<String> = (1..=sids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
-             c.id_token_signed_response_alg FROM oauth_grants g \
-             JOIN oauth_clients c ON c.client_id = g.client_id \
-             WHERE g.sid IN ({}) AND c.backchannel_logout_uri IS NOT NULL",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query_as(&sql);
-        for sid in sids {
-            q = q.bind(sid);
-        }
-        Ok(q.fetch_all(&self.pool).await?)
+        Ok(out)
     }
 
-    /// Back-Channel Logout: every OP session of `user_id` that signed into `client_id`.
+    /// Back-Channel Logout: `user_id` at `client_id`, when it ever signed in there.
     pub async fn logout_targets_of_user(
         &self,
         user_id: &str,
         client_id: &str,
     ) -> AppResult<Vec<super::logout::LogoutTarget>> {
+        // One token naming the user (no sid) covers all their sessions at that client.
         Ok(sqlx::query_as(
-            "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
+            "SELECT DISTINCT g.client_id, g.user_id, CAST(NULL AS TEXT) AS sid, \
+             c.backchannel_logout_uri, c.backchannel_logout_session_required, \
              c.id_token_signed_response_alg FROM oauth_grants g \
              JOIN oauth_clients c ON c.client_id = g.client_id \
              WHERE g.user_id = $1 AND g.client_id = $2 AND c.backchannel_logout_uri IS NOT NULL",

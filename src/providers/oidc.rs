@@ -47,6 +47,10 @@ pub struct Oidc {
     discovery: Mutex<Option<(Instant, Arc<Discovery>)>>,
     /// The signing keys and when to fetch them again (sooner for an unknown `kid`).
     keys: Mutex<Option<(Instant, Arc<Vec<Jwk>>)>>,
+    /// When an unknown `kid` may make us fetch the keys again: at most once a minute,
+    /// so tokens with made-up `kid`s (anyone can post a logout token) cannot make the
+    /// provider's JWKS the bottleneck of every sign-in.
+    next_unknown_kid: Mutex<Option<Instant>>,
 }
 
 impl Oidc {
@@ -56,6 +60,7 @@ impl Oidc {
             leeway,
             discovery: Mutex::new(None),
             keys: Mutex::new(None),
+            next_unknown_kid: Mutex::new(None),
         }
     }
 
@@ -138,6 +143,13 @@ impl Oidc {
             };
             if known && Instant::now() < *next {
                 return Ok(Arc::clone(keys));
+            }
+            if !known && Instant::now() < *next {
+                let mut gate = self.next_unknown_kid.lock().await;
+                if gate.is_some_and(|at| Instant::now() < at) {
+                    return Ok(Arc::clone(keys));
+                }
+                *gate = Some(Instant::now() + RETRY_AFTER);
             }
         }
         let set = match http.fetch_json(jwks_uri, None).await {
@@ -225,11 +237,10 @@ impl Oidc {
             .map_err(|e| bad(e.to_string()))?
             .claims;
         // OIDC Core §3.1.3.7 (10): an `iat` from the future (beyond the leeway) cannot be
-        // right.
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .unwrap_or_default();
+        // right; and there must be one (the library does not check its presence).
+        let Some(iat) = claims.get("iat").and_then(Value::as_i64) else {
+            return Err(bad("no iat".into()));
+        };
         if iat > crate::clock::now() + self.leeway.as_secs() as i64 {
             return Err(bad("iat is in the future".into()));
         }

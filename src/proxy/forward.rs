@@ -116,6 +116,9 @@ struct Outbound<'a> {
     /// The upstream URL, or the bundled API's `/v1` path (with the query).
     target: &'a str,
     ip: ClientIp,
+    /// The browser session making the request (the bundled API keeps it when a password
+    /// change ends the account's other sessions).
+    session: String,
 }
 
 async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResult<Response> {
@@ -205,6 +208,7 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         route: &route,
         target: &target,
         ip,
+        session: id.handle(),
     };
     let resp = send(
         state,
@@ -361,7 +365,9 @@ fn bundled_request(
         poem::http::uri::Scheme::HTTP,
     ));
     let body = body.map_or_else(Body::empty, Body::from_bytes_stream);
-    Ok(Request::from_parts(parts, body))
+    let mut inner = Request::from_parts(parts, body);
+    inner.set_data(crate::session::CallingSession(out.session.clone()));
+    Ok(inner)
 }
 
 fn upstream_error(route: &Upstream) -> impl Fn(hyper_util::client::legacy::Error) -> AppError + '_ {

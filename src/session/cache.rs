@@ -4,13 +4,15 @@
 //! An SPA fires several API calls per page; without the cache each would cost a store
 //! round trip. Writes made by this process (touch, save, sign-out, revoke) drop the
 //! entry at once. A session that *another* instance ends is dropped when its
-//! announcement arrives (Redis pub/sub, see `SessionManager::watch_ended`); while that
-//! subscription is down the cache is off, so nothing ended elsewhere is ever served.
+//! announcement arrives (Redis pub/sub, see `SessionManager::watch_ended`); a read that
+//! began before a removal is not cached, and while that subscription is down the cache
+//! is off, so nothing ended elsewhere is served from here. (A subscription that is
+//! silently half-open is not detected: then the TTL is the bound.)
 //! Other changes made elsewhere are seen within the TTL. Refreshes (the proxy) always
 //! re-read the store under the lock, never the cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,9 @@ pub struct ReadCache {
     ttl: Duration,
     /// Whether ends announced by other instances are being heard (else: off).
     live: AtomicBool,
+    /// Bumped by every removal and every change of `live`: a read that started before
+    /// one may not be cached (it may be of a session ended meanwhile).
+    generation: AtomicU64,
     /// store key → (session, sealed under the current key?, cached at)
     map: Mutex<HashMap<String, (Session, bool, Instant)>>,
 }
@@ -32,6 +37,7 @@ impl ReadCache {
         Self {
             ttl,
             live: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -39,6 +45,7 @@ impl ReadCache {
     /// On while other instances' announcements are heard; going off forgets everything
     /// (announcements may have been missed).
     pub fn set_live(&self, live: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.live.store(live, Ordering::Release);
         if !live {
             if let Ok(mut map) = self.map.lock() {
@@ -60,11 +67,21 @@ impl ReadCache {
         (at.elapsed() < self.ttl).then(|| (session.clone(), *current))
     }
 
-    pub fn insert(&self, key: &str, session: &Session, current: bool) {
+    /// Where the cache stands before a store read (see [`ReadCache::insert`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Caches what a read that began at `generation` found, unless a session was
+    /// removed (here or by announcement) since: that read may be stale already.
+    pub fn insert(&self, key: &str, session: &Session, current: bool, generation: u64) {
         if !self.on() {
             return;
         }
         if let Ok(mut map) = self.map.lock() {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
+            }
             if map.len() >= MAX_ENTRIES {
                 map.clear();
             }
@@ -74,6 +91,7 @@ impl ReadCache {
 
     pub fn remove(&self, key: &str) {
         if let Ok(mut map) = self.map.lock() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
             map.remove(key);
         }
     }

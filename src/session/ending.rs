@@ -52,6 +52,17 @@ impl SessionManager {
         Ok(true)
     }
 
+    /// A password change: ends every session of the account `user_id` but `keep` (the
+    /// browser session that asked, when it came through the proxy). How many.
+    pub async fn revoke_account_except(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> AppResult<usize> {
+        self.revoke_index_except(&self.account_index(user_id), keep)
+            .await
+    }
+
     /// Ends every session of the account `user_id` of this server, however it signed in
     /// (a password reset: the account may have been taken over). Returns how many.
     pub async fn revoke_account(&self, user_id: &str) -> AppResult<usize> {
@@ -66,12 +77,20 @@ impl SessionManager {
 
     /// Ends every session listed in `index`.
     pub(super) async fn revoke_index(&self, index: &str) -> AppResult<usize> {
+        self.revoke_index_except(index, None).await
+    }
+
+    /// Ends every session listed in `index` but `keep`.
+    async fn revoke_index_except(&self, index: &str, keep: Option<&str>) -> AppResult<usize> {
         let index = index.to_owned();
-        let entries = self
+        let handles: Vec<String> = self
             .store
             .index_entries(&index, |h| self.key_of_handle(h))
-            .await?;
-        let handles: Vec<String> = entries.into_iter().map(|(h, _, _)| h).collect();
+            .await?
+            .into_iter()
+            .map(|(h, _, _)| h)
+            .filter(|h| Some(h.as_str()) != keep)
+            .collect();
         let keys: Vec<String> = handles.iter().map(|h| self.key_of_handle(h)).collect();
         self.delete(&keys, Some((&index, &handles))).await?;
         Ok(keys.len())

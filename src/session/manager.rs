@@ -148,6 +148,13 @@ impl SessionManager {
         format!("{}user:{}", self.prefix, user_key(ACCOUNT_INDEX, user_id))
     }
 
+    /// Whether two sessions are the same person: one provider user, or one account of
+    /// this server however it signed in.
+    pub fn same_person(&self, a: &Session, b: &Session) -> bool {
+        let account = |s: &Session| self.account_providers.contains(&s.provider);
+        a.user.id == b.user.id && (a.provider == b.provider || (account(a) && account(b)))
+    }
+
     /// The index the session is listed in.
     pub(super) fn index_of(&self, session: &Session) -> String {
         self.index_key(&session.provider, &session.user.id)
@@ -334,10 +341,11 @@ impl SessionManager {
         let (session, current_key) = match self.cache.get(&key) {
             Some(hit) => hit,
             None => {
+                let generation = self.cache.generation();
                 let Some((session, current)) = self.read_store(&id).await? else {
                     return Ok(None);
                 };
-                self.cache.insert(&key, &session, current);
+                self.cache.insert(&key, &session, current, generation);
                 (session, current)
             }
         };

@@ -20,6 +20,11 @@ pub mod refresh;
 
 pub use crate::crypto::vault::Keyring;
 pub use ended::SessionsEnded;
+
+/// On a request the proxy passes to the bundled API in process: the browser session
+/// (its handle) it came from.
+#[derive(Debug, Clone)]
+pub struct CallingSession(pub String);
 pub use id::SessionId;
 pub use lookup::Lookup;
 pub use manager::SessionManager;

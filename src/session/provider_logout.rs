@@ -44,6 +44,19 @@ impl SessionManager {
         let handle = id.handle();
         if let Some(sid) = sid {
             let index = self.provider_sid_index(&session.provider, sid);
+            // Sessions of this OP session that ended meanwhile leave the index (it would
+            // otherwise grow with every sign-in whose cookie was thrown away).
+            let dead: Vec<String> = self
+                .store
+                .index_entries(&index, |h| self.key_of_handle(h))
+                .await?
+                .into_iter()
+                .filter(|(_, _, alive)| !alive)
+                .map(|(h, _, _)| h)
+                .collect();
+            if !dead.is_empty() {
+                self.store.delete(&[], Some((&index, &dead))).await?;
+            }
             self.store
                 .index_put(IndexEntry {
                     index: &index,
@@ -127,14 +140,32 @@ impl SessionManager {
     /// Back-Channel Logout §2.6 step 7: whether this is the first time `provider`'s
     /// logout token `jti` is seen (remembered for 20 minutes, past any token's age).
     pub async fn first_logout_token(&self, provider: &str, jti: &str) -> AppResult<bool> {
-        let key = format!(
+        Ok(self
+            .store
+            .try_lock(
+                &self.jti_key(provider, jti),
+                "seen",
+                Duration::from_secs(1200),
+            )
+            .await?)
+    }
+
+    /// Forgets a logout token whose sessions could not be ended (so its retry works).
+    pub async fn forget_logout_token(&self, provider: &str, jti: &str) {
+        if let Err(e) = self
+            .store
+            .unlock(&self.jti_key(provider, jti), "seen")
+            .await
+        {
+            tracing::warn!(error = %e, "logout token id not forgotten");
+        }
+    }
+
+    fn jti_key(&self, provider: &str, jti: &str) -> String {
+        format!(
             "{}jti:{}",
             self.prefix,
             sha256_hex(format!("{provider}\0{jti}"))
-        );
-        Ok(self
-            .store
-            .try_lock(&key, "seen", Duration::from_secs(1200))
-            .await?)
+        )
     }
 }

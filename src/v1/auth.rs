@@ -185,7 +185,8 @@ impl AuthApi {
     /// Change my password
     ///
     /// Needs the current password. Every other sign-in of the account is revoked (other
-    /// devices are signed out); this one stays. A wrong current password answers 400.
+    /// devices are signed out, browser sessions too, and the apps they signed into are
+    /// told); this one stays. A wrong current password answers 400.
     #[oai(
         path = "/password/change",
         method = "post",
@@ -194,6 +195,7 @@ impl AuthApi {
     async fn change_password(
         &self,
         state: Data<&AppState>,
+        req: &poem::Request,
         auth: BearerAuth,
         ip: ClientIp,
         body: Json<PasswordChangeRequest>,
@@ -210,6 +212,13 @@ impl AuthApi {
                 },
                 ip.0,
             )
+            .await?;
+        // The account's browser sessions end now, not at their next refresh (their
+        // sign-ins were just revoked): all but the one asking through the proxy.
+        let asking = req.data::<crate::session::CallingSession>();
+        state
+            .sessions
+            .revoke_account_except(&caller.user.id, asking.map(|c| c.0.as_str()))
             .await?;
         Ok(MessageResult::Ok(Json(MessageResponse::new(
             "Password changed successfully.",

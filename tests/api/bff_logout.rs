@@ -193,6 +193,30 @@ async fn bad_logout_tokens_are_refused_and_end_nothing() {
         let resp = post_token(&app, path, &good).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
     }
+    // Made-up key ids cannot make us fetch the provider's keys for each token.
+    let fetches = idp.with(|s| s.jwks_fetches);
+    for i in 0..5 {
+        let token = idp.logout_token(|_| {});
+        let (head, rest) = token.split_once('.').unwrap();
+        let mut header: Value = {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(head)
+                .unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        };
+        header["kid"] = json!(format!("made-up-{i}"));
+        let head = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            header.to_string(),
+        );
+        let resp = post_token(&app, PATH, &format!("{head}.{rest}")).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    assert!(
+        idp.with(|s| s.jwks_fetches) <= fetches + 1,
+        "one refetch at most"
+    );
     let get = app.get(PATH).await;
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
     let huge = app

@@ -199,6 +199,42 @@ async fn a_logout_with_a_matching_hint_ends_the_op_session_and_returns_to_the_ap
     assert_eq!(claims["iss"], PUBLIC_URL);
     assert_eq!(claims["sub"], alice.id);
     assert_eq!(claims["sid"], id_claims["sid"]);
+
+    // A logout token is ours but never an id_token: as a hint it is not trusted.
+    sign_in(&mut b, &alice, "/").await;
+    let token = bodies[0].split_once('=').unwrap().1.to_owned();
+    let page = b
+        .get(&logout_path(&[
+            ("id_token_hint", &token),
+            ("post_logout_redirect_uri", BYE),
+        ]))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Sign out?"), "{}", page.body);
+}
+
+/// Back-Channel Logout §2.5 with a browser that signs in again (the same user): the
+/// apps its first session signed into still hear when the browser signs out, under
+/// the `sid` their id_token named.
+#[tokio::test]
+async fn a_second_sign_in_of_the_same_user_carries_the_apps_over() {
+    let rx = Receiver::spawn().await;
+    let app = provider(Some(rx.uri("ok")), None).await;
+    let alice = app.create_user().await;
+    let mut b = Browser::new(&app, "Again");
+    sign_in(&mut b, &alice, "/").await;
+    let id_token = signed_into(&app, &mut b, CLIENT, SECRET).await;
+    let first_sid =
+        crate::openid_provider::verified_claims(&app, &id_token, CLIENT).await["sid"].clone();
+    sign_in(&mut b, &alice, "/").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        rx.bodies("ok").is_empty(),
+        "signing in again is not a logout"
+    );
+    assert_eq!(b.sign_out(false).await.status, StatusCode::OK);
+    let got = rx.wait_for("ok", 1).await;
+    assert_eq!(logout_claims(&app, &got[0], CLIENT).await["sid"], first_sid);
 }
 
 /// RP-Initiated Logout §2 ("SHOULD ask the End-User") and §3 (no redirect to a URI the
@@ -413,7 +449,12 @@ async fn disconnecting_an_app_tells_that_app_only() {
         .await;
     assert_eq!(seen.status, StatusCode::FOUND);
     let got = rx.wait_for("ok", 1).await;
-    assert_eq!(logout_claims(&app, &got[0], CLIENT).await["sub"], alice.id);
+    let claims = logout_claims(&app, &got[0], CLIENT).await;
+    assert_eq!(claims["sub"], alice.id);
+    assert!(
+        claims.get("sid").is_none(),
+        "every session of the user there: {claims}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.bodies("refuse").is_empty(), "the other app is not told");
     // The browser session itself goes on.
