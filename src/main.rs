@@ -49,10 +49,30 @@ enum Command {
         #[command(subcommand)]
         action: ClientsCommand,
     },
+    /// End every sign-in of a bundled account (an administrator's revocation).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsCommand,
+    },
     /// Start signing id_tokens with a new key; the previous one stays in the JWKS.
     /// Running servers use it within a minute.
     #[command(after_help = "Example:\n  sessiongate rotate-signing-key")]
     RotateSigningKey,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// End the account's browser sessions on every instance, revoke its API sign-ins
+    /// and what the authorization server issued for it, and tell the apps it signed
+    /// into (back-channel logout) before returning.
+    #[command(
+        after_help = "Examples:\n  sessiongate sessions end --user alice\n  sessiongate --config prod.toml sessions end --user alice@example.com"
+    )]
+    End {
+        /// The account's id, username or email.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// Prints `text` to stdout; a reader that went away (`| head`) is not an error.
@@ -107,6 +127,25 @@ fn main() -> ExitCode {
                         Ok(())
                     }
                     Command::Clients { action } => admin::clients(&settings, action).await,
+                    Command::Sessions {
+                        action: SessionsCommand::End { user },
+                    } => {
+                        let ended =
+                            sessiongate::startup::admin::end_user_sessions(settings, &user).await?;
+                        println!(
+                            "{} ({}): {} browser session(s) ended, {} API sign-in(s) revoked{}",
+                            ended.username,
+                            ended.user_id,
+                            ended.sessions,
+                            ended.api_sign_ins,
+                            if ended.apps_told {
+                                ""
+                            } else {
+                                "; some apps could not be told yet (see the log)"
+                            }
+                        );
+                        Ok(())
+                    }
                     Command::RotateSigningKey => {
                         for kid in admin::rotate_signing_key(&settings).await? {
                             println!("{kid}");

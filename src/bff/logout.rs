@@ -5,6 +5,9 @@
 //!   once it is valid (§2.6, [`crate::providers::logout`]) and not a replay, every
 //!   session of that provider's OP session (`sid`) — or, with only `sub`, of that
 //!   provider user — ends at once, found by index, not by a scan.
+//! - **Front-channel** (`GET /api/auth/frontchannel-logout/{provider}?iss=…&sid=…`,
+//!   Front-Channel Logout 1.0): the provider's signed-out page loads this URL in an
+//!   iframe; with its issuer as `iss`, every session of that OP session (`sid`) ends.
 //! - **RP-initiated** (RP-Initiated Logout 1.0): sign-out here continues at the
 //!   provider's `end_session_endpoint` ([`provider_logout`]), which sends the browser
 //!   back to `GET /api/auth/signout/callback` with the `state` we signed, and from there
@@ -14,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Form;
+use poem_openapi::payload::{Form, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
@@ -37,6 +40,17 @@ pub enum BackchannelResult {
     /// The provider's sessions here are ended (§2.8); never cached.
     #[oai(status = 200)]
     Ok(#[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum FrontchannelResult {
+    /// The provider's session here is ended; never cached (Front-Channel Logout §3).
+    #[oai(status = 200)]
+    Ok(
+        PlainText<String>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Pragma")] String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -113,6 +127,54 @@ impl LogoutApi {
         }
         let target = RedirectTarget::resolve(callback.as_deref(), &state.settings).into_string();
         SignedOutResult::Redirect(target)
+    }
+
+    /// Front-channel logout from a provider
+    ///
+    /// OpenID Front-Channel Logout 1.0: the provider's signed-out page loads this URL
+    /// in an iframe, with `iss` (its issuer) and `sid` (the OP session that ended).
+    /// Both are required here (a request naming no session could only end all of them).
+    /// Valid: every session of that `sid` with `{provider}` ends at once, on every
+    /// instance, and 200 (`no-cache, no-store`). Otherwise 400 `invalid_request`, and
+    /// no session touched.
+    #[oai(
+        path = "/frontchannel-logout/:provider",
+        method = "get",
+        operation_id = "frontchannelLogout"
+    )]
+    async fn frontchannel(
+        &self,
+        state: Data<&AppState>,
+        provider: Path<String>,
+        iss: Query<Option<String>>,
+        sid: Query<Option<String>>,
+    ) -> Result<FrontchannelResult, OAuthError> {
+        let (Some(iss), Some(sid)) = (
+            iss.0.filter(|v| !v.is_empty()),
+            sid.0.filter(|v| !v.is_empty()),
+        ) else {
+            return Err(invalid("iss and sid are required.").into());
+        };
+        let Some(p) = state.providers.oauth(&provider.0) else {
+            return Err(invalid("Unknown provider.").into());
+        };
+        p.frontchannel_issuer(&state.providers.http, &iss)
+            .await
+            .map_err(|why| {
+                tracing::warn!(provider = %provider.0, why = %why, "front-channel logout refused");
+                invalid("iss is not this provider's issuer.")
+            })?;
+        let name = p.config.name.clone();
+        let ended = state
+            .sessions
+            .end_by_provider(&provider.0, &name, Some(&sid), None)
+            .await?;
+        tracing::info!(provider = %provider.0, sessions = ended, "signed out by the provider (front channel)");
+        Ok(FrontchannelResult::Ok(
+            PlainText("Signed out.".into()),
+            "no-cache, no-store".into(),
+            "no-cache".into(),
+        ))
     }
 
     /// Back-channel logout from a provider

@@ -60,6 +60,10 @@ pub struct OAuthClientSettings {
     /// Authorization requests must be pushed to `/oauth/par` first (RFC 9126).
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// A page of the client's that the signed-out page loads in an iframe, with `iss` and
+    /// `sid` (Front-Channel Logout 1.0); on the origin of one of `redirect_uris`.
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
 }
 
 /// `[providers.*]`: the credentials backend, and OAuth2/OIDC providers by id.

@@ -18,6 +18,16 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
                         base-uri 'none'; frame-ancestors 'none'";
 
+/// [`PAGE_CSP`] for a page that loads these origins in iframes (the authorization
+/// server's signed-out page, telling apps of a logout).
+pub fn page_csp_framing(origins: &[String]) -> String {
+    PAGE_CSP.replacen(
+        "base-uri",
+        &format!("frame-src {}; base-uri", origins.join(" ")),
+        1,
+    )
+}
+
 /// Swagger UI at `/docs`: its bundle and start-up script are inline in the page.
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
                         style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
@@ -125,6 +135,14 @@ fn apply(family: Family, resp: &mut Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_framing_page_frames_only_what_it_names() {
+        let csp = page_csp_framing(&["https://a.example".into(), "http://127.0.0.1:3000".into()]);
+        assert!(csp.contains("frame-src https://a.example http://127.0.0.1:3000; base-uri"));
+        assert!(csp.starts_with("default-src 'none';"));
+        assert!(csp.ends_with("frame-ancestors 'none'"));
+    }
 
     #[test]
     fn paths_fall_into_their_family() {

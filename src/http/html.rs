@@ -11,9 +11,14 @@ pub fn escape(s: &str) -> String {
 
 /// A whole page around `body`, with the one stylesheet every page shares.
 pub fn page(title: &str, body: &str) -> String {
+    page_with_head(title, "", body)
+}
+
+/// [`page`] with more in its head (`head` is HTML, already escaped).
+pub fn page_with_head(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}\
          <title>{title}</title><style>\
          body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem;color:#222}}\
          label{{display:block;margin:.75rem 0 .25rem}}input{{width:100%;padding:.5rem;box-sizing:border-box}}\

@@ -109,7 +109,11 @@ async fn end_session(state: &AppState, req: &Request, form: LogoutForm) -> AppRe
                 ))));
             }
             if decision != "logout" {
-                return Ok(LogoutResult::Page(Html(pages::still_signed_in()), None));
+                return Ok(LogoutResult::Page(
+                    Html(pages::still_signed_in()),
+                    None,
+                    None,
+                ));
             }
         }
         None if check.names(&signer.user.id, &signer.sid) && !doubtful => {}
@@ -117,21 +121,47 @@ async fn end_session(state: &AppState, req: &Request, form: LogoutForm) -> AppRe
             let token = signer.page_token(state, "logout", &fields);
             let app = check.client.as_ref().map(|c| c.name.as_str());
             let html = pages::logout_confirm(&signer.user.username, app, &token, &fields);
-            return Ok(LogoutResult::Page(Html(html), None));
+            return Ok(LogoutResult::Page(Html(html), None, None));
         }
     }
+    // Front-Channel Logout §4: read before the session ends (what it took over goes too).
+    let frames = server
+        .frontchannel_logout_urls(&signer.id.handle())
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "front-channel logout: clients not found");
+            Vec::new()
+        });
     state.end_session(&signer.id, &signer.browser).await?;
     tracing::info!("signed out at the authorization server");
-    Ok(finished(
-        check.redirect,
-        Some(state.cookies.clear_session()),
-    ))
+    let cookie = Some(state.cookies.clear_session());
+    if !frames.is_empty() {
+        let html = pages::signed_out_frontchannel(&frames, check.redirect.as_deref());
+        return Ok(LogoutResult::Page(
+            Html(html),
+            cookie,
+            Some(frames_csp(&frames)),
+        ));
+    }
+    Ok(finished(check.redirect, cookie))
 }
 
 /// Back to the app when its redirect is trusted, else the "signed out" page.
 fn finished(redirect: Option<String>, cookie: Option<String>) -> LogoutResult {
     match redirect {
         Some(url) => LogoutResult::Redirect(url, cookie),
-        None => LogoutResult::Page(Html(pages::signed_out()), cookie),
+        None => LogoutResult::Page(Html(pages::signed_out()), cookie, None),
     }
+}
+
+/// Our pages' policy, but for the apps' origins in `frame-src` (their front-channel
+/// logout pages, and nothing else, may load in this page).
+fn frames_csp(frames: &[String]) -> String {
+    let mut origins: Vec<String> = frames
+        .iter()
+        .filter_map(|u| crate::config::url_origin(u).ok())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    crate::http::headers::page_csp_framing(&origins)
 }

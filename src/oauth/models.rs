@@ -158,9 +158,17 @@ impl From<AppError> for AuthorizeResult {
 
 #[derive(ApiResponse)]
 pub enum LogoutResult {
-    /// The confirmation page, "you are signed out", or "you are still signed in".
+    /// The confirmation page, "you are signed out" (loading the apps' front-channel
+    /// logout pages in iframes, then on to the app when it asked), or "you are still
+    /// signed in".
     #[oai(status = 200)]
-    Page(Html<String>, #[oai(header = "Set-Cookie")] Option<String>),
+    Page(
+        Html<String>,
+        #[oai(header = "Set-Cookie")] Option<String>,
+        /// Only for the page with iframes: the apps' origins it may frame.
+        #[oai(header = "Content-Security-Policy")]
+        Option<String>,
+    ),
     /// Back to the app's registered `post_logout_redirect_uri`, with `state`.
     #[oai(status = 302)]
     Redirect(

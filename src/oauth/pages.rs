@@ -1,7 +1,7 @@
 //! The authorization server's HTML: consent, the error page for requests that cannot
 //! be sent back to the client, and the connected-apps page. Every value is escaped.
 
-use crate::http::html::{escape, page};
+use crate::http::html::{escape, page, page_with_head};
 
 /// What a scope lets the app do, in words.
 fn describe(scope: &str) -> &'static str {
@@ -135,6 +135,46 @@ pub fn signed_out() -> String {
     page(
         "Signed out",
         "<h1>You are signed out</h1><p>You can close this page, or <a href=\"/api/auth/signin\">sign in again</a>.</p>",
+    )
+}
+
+/// The signed-out page that tells the apps through the browser (Front-Channel Logout
+/// 1.0 §4): one hidden iframe per app, then on to `redirect` once they have loaded (a
+/// refresh waits for the page, iframes included, to load).
+pub fn signed_out_frontchannel(frames: &[String], redirect: Option<&str>) -> String {
+    let iframes: String = frames
+        .iter()
+        .map(|u| {
+            format!(
+                "<iframe src=\"{}\" title=\"signing out of an app\" width=\"0\" height=\"0\" \
+                 style=\"display:none\"></iframe>",
+                escape(u)
+            )
+        })
+        .collect();
+    let (head, next) = match redirect {
+        Some(url) => (
+            format!(
+                "<meta http-equiv=\"refresh\" content=\"0; url={}\">",
+                escape(url)
+            ),
+            format!(
+                "<p><a class=\"button\" href=\"{}\">Continue</a></p>",
+                escape(url)
+            ),
+        ),
+        None => (
+            String::new(),
+            "<p>You can close this page, or <a href=\"/api/auth/signin\">sign in again</a>.</p>"
+                .to_owned(),
+        ),
+    };
+    page_with_head(
+        "Signed out",
+        &head,
+        &format!(
+            "<h1>You are signed out</h1><p>Signing you out of your apps too…</p>{next}{iframes}"
+        ),
     )
 }
 

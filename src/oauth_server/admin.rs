@@ -42,6 +42,10 @@ pub enum ClientsCommand {
         /// Its authorization requests must be pushed to /oauth/par first (RFC 9126).
         #[arg(long)]
         require_par: bool,
+        /// A page of the client's that the signed-out page loads in an iframe with `iss`
+        /// and `sid` (front-channel logout); on the origin of a redirect URI.
+        #[arg(long)]
+        frontchannel_logout_uri: Option<String>,
         /// Print `{"client_id": …, "client_secret": …}`.
         #[arg(long)]
         json: bool,
@@ -78,6 +82,7 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
             backchannel_logout_session_required,
             id_token_alg,
             require_par,
+            frontchannel_logout_uri,
             json,
         } => {
             let (client, secret) = client_record(&NewClient {
@@ -86,6 +91,7 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
                 backchannel_logout_session_required,
                 id_token_signed_response_alg: id_token_alg.as_deref(),
                 require_pushed_authorization_requests: require_par,
+                frontchannel_logout_uri: frontchannel_logout_uri.as_deref(),
                 ..NewClient::basic(&name, &redirect_uri, &scopes, public)
             })
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -114,6 +120,7 @@ pub async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Res
                             "redirect_uris": c.redirect_uris().collect::<Vec<_>>(),
                             "post_logout_redirect_uris": c.post_logout_redirect_uris().collect::<Vec<_>>(),
                             "backchannel_logout_uri": c.backchannel_logout_uri,
+                            "frontchannel_logout_uri": c.frontchannel_logout_uri,
                             "id_token_signed_response_alg": c.id_token_alg().name(),
                             "scopes": c.scopes,
                         })

@@ -30,6 +30,8 @@ pub struct Client {
     pub id_token_signed_response_alg: Option<String>,
     /// 1: authorization requests must come through `/oauth/par` (RFC 9126 §6).
     pub require_pushed_authorization_requests: i64,
+    /// Where the browser tells the client of logouts (Front-Channel Logout 1.0 §2).
+    pub frontchannel_logout_uri: Option<String>,
 }
 
 impl Client {
@@ -67,13 +69,13 @@ impl Client {
 const CLIENT_COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, scopes, grants, \
      created_at, post_logout_redirect_uris, backchannel_logout_uri, \
      backchannel_logout_session_required, id_token_signed_response_alg, \
-     require_pushed_authorization_requests";
+     require_pushed_authorization_requests, frontchannel_logout_uri";
 
 impl OAuthRepo {
     pub async fn insert_client(&self, c: &Client) -> AppResult<()> {
         sqlx::query(&format!(
             "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(&c.client_id)
         .bind(&c.secret_hash)
@@ -87,6 +89,7 @@ impl OAuthRepo {
         .bind(c.backchannel_logout_session_required)
         .bind(&c.id_token_signed_response_alg)
         .bind(c.require_pushed_authorization_requests)
+        .bind(&c.frontchannel_logout_uri)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -98,8 +101,8 @@ impl OAuthRepo {
             "UPDATE oauth_clients SET secret_hash = $2, name = $3, redirect_uris = $4, \
              scopes = $5, grants = $6, post_logout_redirect_uris = $7, \
              backchannel_logout_uri = $8, backchannel_logout_session_required = $9, \
-             id_token_signed_response_alg = $10, require_pushed_authorization_requests = $11 \
-             WHERE client_id = $1",
+             id_token_signed_response_alg = $10, require_pushed_authorization_requests = $11, \
+             frontchannel_logout_uri = $12 WHERE client_id = $1",
         )
         .bind(&c.client_id)
         .bind(&c.secret_hash)
@@ -112,6 +115,7 @@ impl OAuthRepo {
         .bind(c.backchannel_logout_session_required)
         .bind(&c.id_token_signed_response_alg)
         .bind(c.require_pushed_authorization_requests)
+        .bind(&c.frontchannel_logout_uri)
         .execute(&self.pool)
         .await?
         .rows_affected();

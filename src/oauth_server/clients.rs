@@ -35,6 +35,23 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Front-Channel Logout 1.0 §2: a `frontchannel_logout_uri` is a redirect URI's kind of
+/// URI, and its scheme, host and port are those of one of the client's redirect URIs.
+fn check_frontchannel_uri(uri: &str, redirect_uris: &[String]) -> Result<(), String> {
+    check_redirect_uri(uri).map_err(|e| format!("frontchannel_logout_uri: {e}"))?;
+    let origin = url_origin(uri)?;
+    if !redirect_uris
+        .iter()
+        .any(|r| url_origin(r).is_ok_and(|o| o == origin))
+    {
+        return Err(format!(
+            "frontchannel_logout_uri `{uri}` must have the scheme, host and port of one of \
+             the redirect URIs"
+        ));
+    }
+    Ok(())
+}
+
 /// A new client's fields, as `clients add` and the configuration give them.
 pub struct NewClient<'a> {
     pub client_id: Option<&'a str>,
@@ -53,6 +70,8 @@ pub struct NewClient<'a> {
     pub id_token_signed_response_alg: Option<&'a str>,
     /// RFC 9126 §6: authorization requests must be pushed.
     pub require_pushed_authorization_requests: bool,
+    /// Front-Channel Logout §2: the page the OP's signed-out page loads in an iframe.
+    pub frontchannel_logout_uri: Option<&'a str>,
 }
 
 impl<'a> NewClient<'a> {
@@ -75,6 +94,7 @@ impl<'a> NewClient<'a> {
             backchannel_logout_session_required: false,
             id_token_signed_response_alg: None,
             require_pushed_authorization_requests: false,
+            frontchannel_logout_uri: None,
         }
     }
 }
@@ -97,6 +117,10 @@ pub fn client_record(new: &NewClient<'_>) -> Result<(Client, Option<String>), St
     let backchannel = new.backchannel_logout_uri.filter(|u| !u.is_empty());
     if let Some(uri) = backchannel {
         check_redirect_uri(uri).map_err(|e| format!("backchannel_logout_uri: {e}"))?;
+    }
+    let frontchannel = new.frontchannel_logout_uri.filter(|u| !u.is_empty());
+    if let Some(uri) = frontchannel {
+        check_frontchannel_uri(uri, new.redirect_uris)?;
     }
     let alg = new.id_token_signed_response_alg.filter(|a| !a.is_empty());
     if let Some(a) = alg {
@@ -135,6 +159,7 @@ pub fn client_record(new: &NewClient<'_>) -> Result<(Client, Option<String>), St
         backchannel_logout_session_required: i64::from(new.backchannel_logout_session_required),
         id_token_signed_response_alg: alg.map(str::to_owned),
         require_pushed_authorization_requests: i64::from(new.require_pushed_authorization_requests),
+        frontchannel_logout_uri: frontchannel.map(str::to_owned),
     };
     Ok((client, secret))
 }
@@ -160,6 +185,7 @@ pub fn configured(c: &OAuthClientSettings) -> anyhow::Result<Client> {
         backchannel_logout_session_required: c.backchannel_logout_session_required,
         id_token_signed_response_alg: c.id_token_signed_response_alg.as_deref(),
         require_pushed_authorization_requests: c.require_pushed_authorization_requests,
+        frontchannel_logout_uri: c.frontchannel_logout_uri.as_deref(),
     })
     .map_err(|e| anyhow::anyhow!("oauth.clients `{}`: {e}", c.client_id))?;
     Ok(client)

@@ -6,6 +6,9 @@
 //! - **Back-Channel Logout 1.0**: when OP sessions end, every client they signed into
 //!   that registered a `backchannel_logout_uri` is sent a signed logout token (§2.4),
 //!   off the user's request, with a timeout and a bounded number of retries (§2.7).
+//! - **Front-Channel Logout 1.0**: the signed-out page loads, in an iframe, the
+//!   `frontchannel_logout_uri` of every client the ended OP session signed into, with
+//!   `iss` and `sid` (§2, §4); only a logout at `/oauth/logout` has a page to do it on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{op_sid, AuthorizationServer, Client};
+use super::{op_sid, AuthorizationServer, Client, OAuthRepo};
 use crate::crypto::random_token;
 use crate::error::AppResult;
 use crate::session::SessionsEnded;
@@ -120,6 +123,25 @@ impl AuthorizationServer {
         format!("{}opcarry:{handle}", self.settings.redis.prefix)
     }
 
+    /// Front-Channel Logout §2 and §4: the URLs the signed-out page of the OP session
+    /// `handle` loads, one per client and session it signed into, each with `iss` and
+    /// `sid` (this OP always sends both: `frontchannel_logout_session_supported`).
+    pub async fn frontchannel_logout_urls(&self, handle: &str) -> AppResult<Vec<String>> {
+        let mut sids = self.carried(handle).await;
+        sids.push(op_sid(handle));
+        let mut urls = Vec::new();
+        for (uri, sid) in self.repo.frontchannel_targets(&sids).await? {
+            let Ok(mut url) = oauth2::url::Url::parse(&uri) else {
+                continue;
+            };
+            url.query_pairs_mut()
+                .append_pair("iss", self.issuer())
+                .append_pair("sid", &sid);
+            urls.push(url.to_string());
+        }
+        Ok(urls)
+    }
+
     async fn carried(&self, handle: &str) -> Vec<String> {
         match self.store.get(&self.carried_key(handle)).await {
             Ok(Some(v)) => String::from_utf8_lossy(&v)
@@ -148,7 +170,7 @@ impl AuthorizationServer {
     pub fn sessions_ended(self: &Arc<Self>, handles: &[String]) {
         let handles = handles.to_vec();
         let server = Arc::clone(self);
-        tokio::spawn(async move {
+        self.deliveries.spawn(async move {
             let mut sids = Vec::new();
             for h in &handles {
                 sids.push(op_sid(h));
@@ -165,7 +187,7 @@ impl AuthorizationServer {
     pub fn client_deauthorized(self: &Arc<Self>, user_id: &str, client_id: &str) {
         let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
         let server = Arc::clone(self);
-        tokio::spawn(async move {
+        self.deliveries.spawn(async move {
             match server
                 .repo
                 .logout_targets_of_user(&user_id, &client_id)
@@ -184,8 +206,20 @@ impl AuthorizationServer {
                 continue;
             }
             let server = Arc::clone(self);
-            tokio::spawn(async move { server.deliver(target).await });
+            self.deliveries
+                .spawn(async move { server.deliver(target).await });
         }
+    }
+
+    /// Waits, up to `limit`, for the logout tokens under way to be delivered or given up
+    /// (a stopping server, the `sessions end` command). Whether they all were.
+    pub async fn deliveries_done(&self, limit: Duration) -> bool {
+        self.deliveries.close();
+        let done = tokio::time::timeout(limit, self.deliveries.wait())
+            .await
+            .is_ok();
+        self.deliveries.reopen();
+        done
     }
 
     /// The logout token of §2.4: `iss`, `aud`, `iat`, `exp`, `jti`, `sub`, `sid` when
@@ -251,6 +285,28 @@ impl AuthorizationServer {
             }
         }
         tracing::warn!(client = %t.client_id, "back-channel logout given up");
+    }
+}
+
+impl OAuthRepo {
+    /// Front-Channel Logout: `(frontchannel_logout_uri, sid)` of the clients these OP
+    /// sessions signed into.
+    async fn frontchannel_targets(&self, sids: &[String]) -> AppResult<Vec<(String, String)>> {
+        // A browser session carries a handful of OP sessions, never hundreds.
+        let sids = &sids[..sids.len().min(100)];
+        let marks: Vec<String> = (1..=sids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT DISTINCT c.frontchannel_logout_uri, g.sid \
+             FROM oauth_grants g JOIN oauth_clients c ON c.client_id = g.client_id \
+             WHERE g.sid IN ({}) AND c.frontchannel_logout_uri IS NOT NULL \
+             ORDER BY c.frontchannel_logout_uri, g.sid",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query_as(&sql);
+        for sid in sids {
+            q = q.bind(sid);
+        }
+        Ok(q.fetch_all(&self.pool).await?)
     }
 }
 

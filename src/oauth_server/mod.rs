@@ -68,6 +68,8 @@ pub struct AuthorizationServer {
     http: ProviderHttp,
     /// Pushed authorization requests, until used.
     store: Store,
+    /// Back-channel logout deliveries under way (waited for at shutdown).
+    deliveries: tokio_util::task::TaskTracker,
 }
 
 /// How long the signing keys are used before being read again.
@@ -110,6 +112,7 @@ impl AuthorizationServer {
             clock,
             http,
             store,
+            deliveries: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -286,6 +289,8 @@ impl AuthorizationServer {
             "request_uri_parameter_supported": false,
             "backchannel_logout_supported": true,
             "backchannel_logout_session_supported": true,
+            "frontchannel_logout_supported": true,
+            "frontchannel_logout_session_supported": true,
         })
     }
 }

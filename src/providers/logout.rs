@@ -75,6 +75,20 @@ impl OAuthProvider {
         Ok(LogoutClaims { sub, sid, jti })
     }
 
+    /// Front-Channel Logout 1.0 §3: the request's `iss` is this provider's issuer (the
+    /// `sid` it names is then looked up among this provider's sessions only).
+    pub async fn frontchannel_issuer(&self, http: &ProviderHttp, iss: &str) -> Result<(), String> {
+        let oidc = self
+            .oidc
+            .as_ref()
+            .ok_or("this provider is not an OpenID provider")?;
+        let discovery = oidc.discovery(http).await.map_err(|e| e.to_string())?;
+        if discovery.issuer != iss {
+            return Err("iss is not this provider's issuer".into());
+        }
+        Ok(())
+    }
+
     /// OpenID RP-Initiated Logout §2: where the browser continues its sign-out — the
     /// provider's `end_session_endpoint` with `id_token_hint` (when kept), `client_id`,
     /// `post_logout_redirect_uri` and `state`. `None` when the provider has none, is

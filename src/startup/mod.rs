@@ -23,6 +23,7 @@ use crate::state::AppState;
 use crate::telemetry::metrics::Metrics;
 use crate::users::UserRepo;
 
+pub mod admin;
 mod dependencies;
 mod secrets;
 
@@ -334,6 +335,11 @@ impl Application {
             }
         };
         let (public, operators) = tokio::join!(public, operators);
+        if let Some(server) = &self.state.oauth {
+            if !server.deliveries_done(s.shutdown_grace).await {
+                tracing::warn!("back-channel logouts still under way at shutdown were dropped");
+            }
+        }
         public.context("server failed")?;
         operators.context("metrics server failed")
     }

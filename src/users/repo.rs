@@ -108,6 +108,18 @@ impl UserRepo {
         })
     }
 
+    /// Revokes every API sign-in (refresh family) of the user; how many were live.
+    pub async fn revoke_families_of(&self, user_id: &str) -> AppResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// The user whose username or email (lower-cased) is `key`, with the password hash.
     pub async fn find_for_login(&self, key: &str) -> AppResult<Option<(User, String)>> {
         #[derive(FromRow)]

@@ -13,7 +13,7 @@ use crate::idp::{StandInIdp, CLIENT_ID, CLIENT_SECRET};
 
 const PATH: &str = "/api/auth/backchannel-logout/acme";
 
-fn acme(s: &mut sessiongate::config::Settings, idp: &StandInIdp) {
+pub fn acme(s: &mut sessiongate::config::Settings, idp: &StandInIdp) {
     let table = [
         ("type", "oidc"),
         ("name", "Acme ID"),
@@ -28,7 +28,7 @@ fn acme(s: &mut sessiongate::config::Settings, idp: &StandInIdp) {
 }
 
 /// Signs `b` in with the stand-in in its current OP session.
-async fn sign_in_acme(b: &mut Browser, idp: &StandInIdp) {
+pub async fn sign_in_acme(b: &mut Browser, idp: &StandInIdp) {
     let csrf = b.csrf().await;
     let started = b
         .request(
@@ -55,7 +55,7 @@ async fn post_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response
 }
 
 /// Whether the browser's session is still live (its own sessions list answers).
-async fn signed_in(b: &mut Browser) -> bool {
+pub async fn signed_in(b: &mut Browser) -> bool {
     let seen = b.sessions().await;
     match seen.status {
         StatusCode::OK => true,

@@ -103,6 +103,12 @@ fn clients_add_list_remove_and_signing_key_rotation() {
             "https://rp.example/bc#frag",
             "backchannel_logout_uri",
         ),
+        // Front-Channel Logout §2: on the origin of one of the redirect URIs.
+        (
+            "--frontchannel-logout-uri",
+            "https://elsewhere.example/fc",
+            "frontchannel_logout_uri `https://elsewhere.example/fc` must have the scheme",
+        ),
     ] {
         let (code, _, err) = run(&[
             "clients",

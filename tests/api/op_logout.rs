@@ -15,12 +15,12 @@ use crate::browser::Browser;
 use crate::helpers::{spawn_app_with, Backend, TestApp, PUBLIC_URL};
 use crate::oauth_flow::*;
 
-const BYE: &str = "http://127.0.0.1:5000/bye";
+pub const BYE: &str = "http://127.0.0.1:5000/bye";
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// An app's back-channel logout endpoint, recording each POST: `/bc/ok` answers 200,
 /// `/bc/flaky` 500 twice then 200, `/bc/hang` never answers, `/bc/refuse` 400.
-struct Receiver {
+pub struct Receiver {
     base: String,
     seen: Arc<Mutex<Vec<(String, String)>>>,
 }
@@ -46,7 +46,7 @@ async fn receive(Path(name): Path<String>, seen: Data<&Seen>, body: String) -> R
 }
 
 impl Receiver {
-    async fn spawn() -> Self {
+    pub async fn spawn() -> Self {
         let seen: Seen = Arc::default();
         let app = Route::new()
             .at("/bc/:name", poem::post(receive))
@@ -63,11 +63,11 @@ impl Receiver {
         }
     }
 
-    fn uri(&self, name: &str) -> String {
+    pub fn uri(&self, name: &str) -> String {
         format!("{}/bc/{name}", self.base)
     }
 
-    fn bodies(&self, name: &str) -> Vec<String> {
+    pub fn bodies(&self, name: &str) -> Vec<String> {
         let s = self.seen.lock().unwrap();
         s.iter()
             .filter(|(n, _)| n == name)
@@ -76,7 +76,7 @@ impl Receiver {
     }
 
     /// Waits (polling; a delivery is asynchronous by design) until `name` got `n` posts.
-    async fn wait_for(&self, name: &str, n: usize) -> Vec<String> {
+    pub async fn wait_for(&self, name: &str, n: usize) -> Vec<String> {
         for _ in 0..200 {
             let got = self.bodies(name);
             if got.len() >= n {
@@ -90,7 +90,7 @@ impl Receiver {
 
 /// The test clients, the confidential one with a logout redirect and a back-channel
 /// endpoint `CLIENT` → `main_bc`, `other_app` → `other_bc`.
-async fn provider(main_bc: Option<String>, other_bc: Option<String>) -> TestApp {
+pub async fn provider(main_bc: Option<String>, other_bc: Option<String>) -> TestApp {
     spawn_app_with(Backend::Sqlite, move |s| {
         clients(s);
         s.oauth.clients[0].post_logout_redirect_uris = vec![BYE.into()];
@@ -101,7 +101,7 @@ async fn provider(main_bc: Option<String>, other_bc: Option<String>) -> TestApp 
     .await
 }
 
-fn openid(client: &str) -> String {
+pub fn openid(client: &str) -> String {
     authorize_path(&[
         ("response_type", "code"),
         ("client_id", client),
@@ -112,7 +112,7 @@ fn openid(client: &str) -> String {
 }
 
 /// Signs `b` in to `client` (consent, code, tokens): the id_token.
-async fn signed_into(app: &TestApp, b: &mut Browser, client: &str, secret: &str) -> String {
+pub async fn signed_into(app: &TestApp, b: &mut Browser, client: &str, secret: &str) -> String {
     let code = consent_code(b, &openid(client)).await;
     let resp = token_basic(
         app,
@@ -129,11 +129,11 @@ async fn signed_into(app: &TestApp, b: &mut Browser, client: &str, secret: &str)
     tokens["id_token"].as_str().unwrap().to_owned()
 }
 
-fn logout_path(pairs: &[(&str, &str)]) -> String {
+pub fn logout_path(pairs: &[(&str, &str)]) -> String {
     authorize_path(pairs).replace("/oauth/authorize", "/oauth/logout")
 }
 
-async fn silent_sign_in_works(b: &mut Browser) -> bool {
+pub async fn silent_sign_in_works(b: &mut Browser) -> bool {
     let path = format!("{}&prompt=none", openid(CLIENT));
     let location = b.get(&path).await.location().unwrap();
     query(&location).contains_key("code")
@@ -142,7 +142,7 @@ async fn silent_sign_in_works(b: &mut Browser) -> bool {
 /// A logout token, checked as Back-Channel Logout §2.6 asks of its receiver: signature
 /// against the JWKS, `iss`, `aud`, `iat`/`exp`, `jti`, the event, no `nonce`; typed
 /// `logout+jwt` (§2.4).
-async fn logout_claims(app: &TestApp, body: &str, audience: &str) -> Value {
+pub async fn logout_claims(app: &TestApp, body: &str, audience: &str) -> Value {
     let token = oauth2::url::form_urlencoded::parse(body.as_bytes())
         .find(|(k, _)| k == "logout_token")
         .map(|(_, v)| v.into_owned())

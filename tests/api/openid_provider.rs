@@ -303,6 +303,28 @@ async fn request_objects_are_refused_and_unknown_parameters_ignored() {
     assert!(q.contains_key("code"), "{q:?}");
 }
 
+/// OIDC Core §5.5: "Support for the claims parameter is OPTIONAL. Should an OP not
+/// support this parameter and an RP uses it, the OP SHOULD return a set of Claims to the
+/// RP that it believes would be useful": the request is served as its scopes ask, never
+/// refused, whatever the parameter holds; discovery says `claims_parameter_supported:
+/// false` (Discovery §3).
+#[tokio::test]
+async fn the_claims_parameter_is_ignored_as_core_5_5_allows() {
+    let app = server(Backend::Sqlite).await;
+    let alice = app.create_user().await;
+    let mut b = Browser::new(&app, "Claims");
+    sign_in(&mut b, &alice, "/").await;
+    consent_code(&mut b, &openid_request(&[])).await;
+    for claims in [
+        r#"{"userinfo":{"name":{"essential":true}},"id_token":{"email":null}}"#,
+        "not json at all",
+    ] {
+        let q = back_at_client(&mut b, &openid_request(&[("claims", claims)])).await;
+        assert!(q.contains_key("code"), "{claims}: {q:?}");
+        assert_eq!(q["state"], "st-1");
+    }
+}
+
 /// RFC 6749 §4.1.3: an OAuth request that named no `redirect_uri` gets a code whose
 /// token request needs none, whether the consent page was shown or not; an OpenID one
 /// must name it (OIDC Core §3.1.2.1).

@@ -6,7 +6,7 @@
 //   node e2e.mjs --screenshots   also write docs/spa-*.png (desktop and phone)
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -26,9 +26,11 @@ const freePort = () => new Promise((ok) => {
   s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
 });
 
-async function startSessiongate(fortyTwo) {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
+// One sessiongate process with the 42 stand-in; `host` (its public URL's), `port`, more
+// `env` and a config file's `toml` for the second instance of the logout scenario.
+async function startSessiongate(fortyTwo, { host = "127.0.0.1", port, env: more = {}, toml } = {}) {
+  port ||= await freePort();
+  const base = `http://${host}:${port}`;
   const dir = mkdtempSync(join(tmpdir(), "sessiongate-e2e-"));
   const env = {
     ...process.env,
@@ -47,12 +49,18 @@ async function startSessiongate(fortyTwo) {
     SESSIONGATE_PROVIDERS__FORTYTWO__TOKEN_URL: `${fortyTwo.base}/oauth/token`,
     SESSIONGATE_PROVIDERS__FORTYTWO__PROFILE_URL: `${fortyTwo.base}/v2/me`,
     SESSIONGATE_LOG__LEVEL: "warn",
+    ...more,
   };
-  const child = spawn(BINARY, ["serve"], { env, stdio: ["ignore", "inherit", "inherit"] });
+  const args = ["serve"];
+  if (toml) {
+    writeFileSync(join(dir, "sessiongate.toml"), toml);
+    args.unshift("--config", join(dir, "sessiongate.toml"));
+  }
+  const child = spawn(BINARY, args, { env, stdio: ["ignore", "inherit", "inherit"] });
   for (let i = 0; i < 100; i += 1) {
     try {
-      if ((await fetch(`${base}/healthz`)).ok) {
-        return { base, stop: () => { child.kill("SIGTERM"); rmSync(dir, { recursive: true, force: true }); } };
+      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) {
+        return { base, local: `http://127.0.0.1:${port}`, stop: () => { child.kill("SIGTERM"); rmSync(dir, { recursive: true, force: true }); } };
       }
     } catch { /* not up yet */ }
     await new Promise((r) => setTimeout(r, 100));
@@ -67,7 +75,19 @@ const browser = await chromium.launch({
          "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 const fortyTwo = await startFortyTwo();
-const server = await startSessiongate(fortyTwo);
+// The OpenID provider "op" of the logout scenario: another sessiongate, started there, at
+// http://localhost:<opPort> (another site than this one's 127.0.0.1).
+const opPort = await freePort();
+const opSecret = randomBytes(24).toString("hex");
+const server = await startSessiongate(fortyTwo, {
+  env: {
+    SESSIONGATE_PROVIDERS__OP__TYPE: "oidc",
+    SESSIONGATE_PROVIDERS__OP__NAME: "Our OP",
+    SESSIONGATE_PROVIDERS__OP__ISSUER: `http://localhost:${opPort}`,
+    SESSIONGATE_PROVIDERS__OP__CLIENT_ID: "demo-bff",
+    SESSIONGATE_PROVIDERS__OP__CLIENT_SECRET: opSecret,
+  },
+});
 const results = [];
 
 async function scenario(name, body) {
@@ -182,6 +202,89 @@ await scenario("SPA: register, proxied call, 42, revoke the other session, sign 
   await page.getByRole("heading", { name: "You are signed in" }).waitFor();
   assert.equal(await page.textContent("#me-provider"), "sessiongate");
   assert.equal(await page.textContent("#me-name"), "Ada Lovelace");
+});
+
+await scenario("Logout across sites: the SPA follows the provider's logout; the provider's sign-out reaches the SPA", async (page, context) => {
+  // A second sessiongate at http://localhost:<opPort> is the OpenID provider "op" of this
+  // one (another site: its cookie is its own). It knows this BFF as a client that hears
+  // of logouts through the browser (front-channel: an iframe on its signed-out page).
+  const op = `http://localhost:${opPort}`;
+  const bff = server.base;
+  const provider = await startSessiongate(fortyTwo, {
+    host: "localhost",
+    port: opPort,
+    env: { SESSIONGATE_SERVER__STATIC_DIR: "", SESSIONGATE_OAUTH__SELF_PROVIDER: "false" },
+    toml: `[[oauth.clients]]
+client_id = "demo-bff"
+client_secret = "${opSecret}"
+name = "The demo BFF"
+redirect_uris = ["${bff}/api/auth/callback/op"]
+post_logout_redirect_uris = ["${bff}/api/auth/signout/callback"]
+frontchannel_logout_uri = "${bff}/api/auth/frontchannel-logout/op"
+scopes = "openid profile email"
+`,
+  });
+  try {
+    const name = `op${randomBytes(3).toString("hex")}`;
+    const reg = await fetch(`${provider.local}/v1/auth/register`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: name, email: `${name}@example.com`, password: PASSWORD,
+                             first_name: "Grace", last_name: "Hopper" }),
+    });
+    assert.equal(reg.status, 201, await reg.text());
+    const signInAtOp = async () => {
+      await page.goto("/");
+      await page.click('button[data-provider="op"]');
+      await page.waitForURL((u) => u.origin === op && u.pathname === "/api/auth/signin");
+      await page.fill("#username", name);
+      await page.fill("#password", PASSWORD);
+      await page.click("form button[type=submit] >> nth=0");
+      const allow = page.getByRole("button", { name: "Allow" });
+      // Consent is asked once, then remembered.
+      await Promise.race([
+        allow.waitFor().then(() => allow.click()),
+        page.waitForURL((u) => u.origin === bff),
+      ]);
+      await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+      assert.equal(await page.textContent("#me-provider"), "op");
+      assert.equal(await page.textContent("#me-name"), "Grace Hopper");
+    };
+
+    // 1. Signed out at the provider (its own page, in another tab): its signed-out page
+    //    loads our front-channel logout URL, the session here ends, and the SPA says who.
+    await signInAtOp();
+    const opTab = await context.newPage();
+    const frontChannel = opTab.waitForResponse((r) => r.url().startsWith(`${bff}/api/auth/frontchannel-logout/op?`));
+    await opTab.goto(`${op}/oauth/logout`);
+    await opTab.getByRole("button", { name: "Sign out" }).click();
+    await opTab.getByRole("heading", { name: "You are signed out" }).waitFor();
+    const answered = await frontChannel;
+    assert.equal(answered.status(), 200);
+    const sent = new URL(answered.url());
+    assert.equal(sent.searchParams.get("iss"), op);
+    assert.ok(sent.searchParams.get("sid"), "the OP session is named");
+    await opTab.close();
+    await page.reload();
+    await page.getByText("You were signed out by Our OP.").waitFor();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+
+    // 2. Signed out here: the SPA follows the provider's end-session URL (with our
+    //    id_token as the hint), which ends the session there too and comes back.
+    await signInAtOp();
+    const visited = [];
+    page.on("request", (r) => { if (r.isNavigationRequest()) visited.push(new URL(r.url())); });
+    await page.click("#signout");
+    await page.waitForURL((u) => u.origin === bff && u.pathname === "/");
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    const atOp = visited.find((u) => u.origin === op && u.pathname === "/oauth/logout");
+    assert.ok(atOp, `went through the provider's logout: ${visited.map(String)}`);
+    assert.ok(atOp.searchParams.get("id_token_hint"), "with the id_token as the hint");
+    assert.ok(visited.some((u) => u.origin === bff && u.pathname === "/api/auth/signout/callback"));
+    const opSession = await context.request.get(`${op}/api/auth/session`);
+    assert.deepEqual(await opSession.json(), {}, "signed out at the provider too");
+  } finally {
+    provider.stop();
+  }
 });
 
 await scenario("SPA footer: the NextAuth page is linked only once it is built", async (page, context) => {
