@@ -164,9 +164,10 @@ function when(iso) {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
 }
 
-async function renderSessions() {
+// The session list; `r` is its answer when render() already asked.
+async function renderSessions(r) {
   const list = $("sessions");
-  const r = await call("GET", "/api/auth/sessions");
+  r ||= await call("GET", "/api/auth/sessions");
   list.replaceChildren();
   if (!r.ok) {
     list.append(Object.assign(document.createElement("li"), { textContent: explain(r.body) }));
@@ -220,6 +221,14 @@ async function renderProviders() {
 }
 
 async function render() {
+  // The session list is asked first: a cookie whose session its provider ended hears who
+  // did there, once (any answer about an ended session clears the cookie, so asking
+  // /api/auth/session first would leave nothing to tell).
+  const list = await call("GET", "/api/auth/sessions");
+  if (list.status === 401 && list.body?.code === "session_expired") {
+    const text = explain(list.body);
+    if (text.startsWith("You were signed out by")) notice(text);
+  }
   const r = await call("GET", "/api/auth/session");
   if (r.status === 0) return notice(MESSAGES.network);
   const session = r.body || {};
@@ -229,12 +238,6 @@ async function render() {
   $("who").hidden = !user;
   if (!user) {
     await renderProviders();
-    // A cookie whose session its provider ended says so once (then it is cleared).
-    const gone = await call("GET", "/api/auth/sessions");
-    if (gone.status === 401 && gone.body?.code === "session_expired") {
-      const text = explain(gone.body);
-      if (text.startsWith("You were signed out by")) notice(text);
-    }
     return;
   }
   $("who").textContent = user.name || user.email || user.id;
@@ -243,7 +246,7 @@ async function render() {
   $("me-provider").textContent = session.provider;
   $("me-expires").textContent = when(session.expires);
   $("api-result").hidden = true;
-  await renderSessions();
+  await renderSessions(list);
 }
 
 // A provider sign-in that failed comes back with ?error=…

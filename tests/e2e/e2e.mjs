@@ -213,7 +213,8 @@ await scenario("Logout across sites: the SPA follows the provider's logout; the 
   const provider = await startSessiongate(fortyTwo, {
     host: "localhost",
     port: opPort,
-    env: { SESSIONGATE_SERVER__STATIC_DIR: "", SESSIONGATE_OAUTH__SELF_PROVIDER: "false" },
+    env: { SESSIONGATE_SERVER__STATIC_DIR: "", SESSIONGATE_OAUTH__SELF_PROVIDER: "false",
+           SESSIONGATE_SERVER__METRICS_LISTEN: "" },
     toml: `[[oauth.clients]]
 client_id = "demo-bff"
 client_secret = "${opSecret}"
