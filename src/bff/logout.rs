@@ -133,10 +133,12 @@ impl LogoutApi {
     ///
     /// OpenID Front-Channel Logout 1.0: the provider's signed-out page loads this URL
     /// in an iframe, with `iss` (its issuer) and `sid` (the OP session that ended).
-    /// Both are required here (a request naming no session could only end all of them).
-    /// Valid: every session of that `sid` with `{provider}` ends at once, on every
-    /// instance, and 200 (`no-cache, no-store`). Otherwise 400 `invalid_request`, and
-    /// no session touched.
+    /// Both are required here (a request naming no session could only end all of them),
+    /// and the provider must be configured with `frontchannel_logout = true` (the request
+    /// carries no signature). Valid: every session of that `sid` with `{provider}` ends
+    /// at once, on every instance, and 200 (`no-cache, no-store`). Otherwise 400
+    /// `invalid_request` (503 when the provider's discovery cannot be had), and no
+    /// session touched.
     #[oai(
         path = "/frontchannel-logout/:provider",
         method = "get",
@@ -155,15 +157,26 @@ impl LogoutApi {
         ) else {
             return Err(invalid("iss and sid are required.").into());
         };
-        let Some(p) = state.providers.oauth(&provider.0) else {
-            return Err(invalid("Unknown provider.").into());
+        let Some(p) = state
+            .providers
+            .oauth(&provider.0)
+            .filter(|p| p.config.frontchannel_logout)
+        else {
+            return Err(
+                invalid("No provider takes front-channel logouts here by that name.").into(),
+            );
         };
-        p.frontchannel_issuer(&state.providers.http, &iss)
-            .await
-            .map_err(|why| {
-                tracing::warn!(provider = %provider.0, why = %why, "front-channel logout refused");
-                invalid("iss is not this provider's issuer.")
-            })?;
+        match p.is_issuer(&state.providers.http, &iss).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(provider = %provider.0, "front-channel logout with another issuer refused");
+                return Err(invalid("iss is not this provider's issuer.").into());
+            }
+            Err(why) => {
+                tracing::warn!(provider = %provider.0, why = %why, "front-channel logout: the provider's discovery is unavailable");
+                return Err(AppError::Unavailable("identity provider").into());
+            }
+        }
         let name = p.config.name.clone();
         let ended = state
             .sessions

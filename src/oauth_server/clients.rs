@@ -40,6 +40,20 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
 fn check_frontchannel_uri(uri: &str, redirect_uris: &[String]) -> Result<(), String> {
     check_redirect_uri(uri).map_err(|e| format!("frontchannel_logout_uri: {e}"))?;
     let origin = url_origin(uri)?;
+    // The signed-out page frames it under `frame-src <origin>`, where a host is letters,
+    // digits, dots and dashes (CSP §2.3.1): an IPv6 literal would be dropped silently.
+    let host = origin.split_once("://").map_or("", |(_, h)| h);
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(format!(
+            "frontchannel_logout_uri `{uri}`: its host must be a name or an IPv4 address \
+             (a browser cannot be allowed to frame anything else)"
+        ));
+    }
     if !redirect_uris
         .iter()
         .any(|r| url_origin(r).is_ok_and(|o| o == origin))

@@ -29,6 +29,9 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(300), Duration::from_
 /// How long a client's back-channel endpoint may take to answer.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many earlier OP sessions a browser session carries (their apps hear of its end).
+const MAX_CARRIED: usize = 20;
+
 /// How long a logout token is valid (§2.4: "short").
 const LOGOUT_TOKEN_TTL: i64 = 120;
 
@@ -127,8 +130,9 @@ impl AuthorizationServer {
     /// `handle` loads, one per client and session it signed into, each with `iss` and
     /// `sid` (this OP always sends both: `frontchannel_logout_session_supported`).
     pub async fn frontchannel_logout_urls(&self, handle: &str) -> AppResult<Vec<String>> {
-        let mut sids = self.carried(handle).await;
-        sids.push(op_sid(handle));
+        // The session's own first: it is never cut by the query's bound.
+        let mut sids = vec![op_sid(handle)];
+        sids.extend(self.carried(handle).await);
         let mut urls = Vec::new();
         for (uri, sid) in self.repo.frontchannel_targets(&sids).await? {
             let Ok(mut url) = oauth2::url::Url::parse(&uri) else {
@@ -158,6 +162,17 @@ impl AuthorizationServer {
     pub async fn carry_over(&self, old: &str, new: &str) -> AppResult<()> {
         let mut sids = self.carried(old).await;
         sids.push(op_sid(old));
+        // Each once, newest last, and a bounded list: a browser that signs in again and
+        // again carries only its latest sessions' apps.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<String> = sids
+            .into_iter()
+            .rev()
+            .filter(|s| seen.insert(s.clone()))
+            .take(MAX_CARRIED)
+            .collect();
+        unique.reverse();
+        let sids = unique;
         let ttl = self.settings.session.absolute_timeout;
         self.store
             .put(&self.carried_key(new), sids.join("\n").as_bytes(), ttl)
@@ -211,15 +226,14 @@ impl AuthorizationServer {
         }
     }
 
-    /// Waits, up to `limit`, for the logout tokens under way to be delivered or given up
-    /// (a stopping server, the `sessions end` command). Whether they all were.
-    pub async fn deliveries_done(&self, limit: Duration) -> bool {
+    /// At the end of the process's life (a stopping server, the `sessions end` command):
+    /// waits, up to `limit`, for the logout tokens under way to be delivered or given
+    /// up. Whether they all were. Logouts after this are still sent, but not waited for.
+    pub async fn finish_deliveries(&self, limit: Duration) -> bool {
         self.deliveries.close();
-        let done = tokio::time::timeout(limit, self.deliveries.wait())
+        tokio::time::timeout(limit, self.deliveries.wait())
             .await
-            .is_ok();
-        self.deliveries.reopen();
-        done
+            .is_ok()
     }
 
     /// The logout token of §2.4: `iss`, `aud`, `iat`, `exp`, `jti`, `sub`, `sid` when

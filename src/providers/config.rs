@@ -41,6 +41,8 @@ pub struct ProviderConfig {
     pub accounts: bool,
     /// OIDC: sign-out continues at the provider's `end_session_endpoint` when it has one.
     pub end_session: bool,
+    /// OIDC: `/api/auth/frontchannel-logout/<id>` ends sessions (Front-Channel Logout).
+    pub frontchannel_logout: bool,
 }
 
 /// The id a table gets in URLs and sessions.
@@ -216,6 +218,7 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
         leeway,
         accounts: false,
         end_session: raw.end_session.unwrap_or(true),
+        frontchannel_logout: raw.frontchannel_logout.unwrap_or(false),
         profile: {
             let defaults = base.profile.unwrap_or_else(|| default_mapping(kind));
             let own = raw.profile.unwrap_or_default();

@@ -75,18 +75,15 @@ impl OAuthProvider {
         Ok(LogoutClaims { sub, sid, jti })
     }
 
-    /// Front-Channel Logout 1.0 §3: the request's `iss` is this provider's issuer (the
-    /// `sid` it names is then looked up among this provider's sessions only).
-    pub async fn frontchannel_issuer(&self, http: &ProviderHttp, iss: &str) -> Result<(), String> {
-        let oidc = self
-            .oidc
-            .as_ref()
-            .ok_or("this provider is not an OpenID provider")?;
+    /// Front-Channel Logout 1.0 §3: whether the request's `iss` is this provider's issuer
+    /// (the `sid` it names is then looked up among this provider's sessions only). An
+    /// error when the provider's discovery cannot be had right now.
+    pub async fn is_issuer(&self, http: &ProviderHttp, iss: &str) -> Result<bool, String> {
+        let Some(oidc) = self.oidc.as_ref() else {
+            return Ok(false);
+        };
         let discovery = oidc.discovery(http).await.map_err(|e| e.to_string())?;
-        if discovery.issuer != iss {
-            return Err("iss is not this provider's issuer".into());
-        }
-        Ok(())
+        Ok(discovery.issuer == iss)
     }
 
     /// OpenID RP-Initiated Logout §2: where the browser continues its sign-out — the

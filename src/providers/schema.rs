@@ -60,6 +60,9 @@ pub(super) struct RawProvider {
     /// OIDC: send the browser to the provider's `end_session_endpoint` at sign-out
     /// (default: when discovery has one).
     pub(super) end_session: Option<bool>,
+    /// OIDC: take front-channel logouts (`/api/auth/frontchannel-logout/<id>`); off by
+    /// default, since that request carries no signature.
+    pub(super) frontchannel_logout: Option<bool>,
     pub(super) profile: Option<ProfileMapping>,
 }
 

@@ -80,19 +80,22 @@ impl SessionManager {
         self.revoke_index_except(index, None).await
     }
 
-    /// Ends every session listed in `index` but `keep`.
+    /// Ends every session listed in `index` but `keep`; how many were still live (the
+    /// index's stale entries go too, as their expiry noticed).
     async fn revoke_index_except(&self, index: &str, keep: Option<&str>) -> AppResult<usize> {
         let index = index.to_owned();
-        let handles: Vec<String> = self
+        let entries: Vec<(String, bool)> = self
             .store
             .index_entries(&index, |h| self.key_of_handle(h))
             .await?
             .into_iter()
-            .map(|(h, _, _)| h)
-            .filter(|h| Some(h.as_str()) != keep)
+            .map(|(h, _, alive)| (h, alive))
+            .filter(|(h, _)| Some(h.as_str()) != keep)
             .collect();
+        let live = entries.iter().filter(|(_, alive)| *alive).count();
+        let handles: Vec<String> = entries.into_iter().map(|(h, _)| h).collect();
         let keys: Vec<String> = handles.iter().map(|h| self.key_of_handle(h)).collect();
         self.delete(&keys, Some((&index, &handles))).await?;
-        Ok(keys.len())
+        Ok(live)
     }
 }

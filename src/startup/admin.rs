@@ -33,6 +33,12 @@ pub async fn end_user_sessions(mut settings: Settings, who: &str) -> anyhow::Res
     settings.oauth.clients.clear();
     settings.oauth.self_provider = false;
     let state = super::build_state(settings, Clock::system()).await?;
+    if !state.store.is_shared() {
+        anyhow::bail!(
+            "redis.url is empty: the server's sessions live in its own memory, out of this \
+             command's reach (set redis.url as the server has it)"
+        );
+    }
     let repo = &state.accounts.repo;
     let user = match repo.find_by_id(who).await? {
         Some(user) => user,
@@ -49,7 +55,7 @@ pub async fn end_user_sessions(mut settings: Settings, who: &str) -> anyhow::Res
     let mut apps_told = true;
     if let Some(server) = &state.oauth {
         server.repo.revoke_user(&user.id).await?;
-        apps_told = server.deliveries_done(DELIVERY_WAIT).await;
+        apps_told = server.finish_deliveries(DELIVERY_WAIT).await;
     }
     tracing::info!(user = %user.id, sessions, api_sign_ins, "every sign-in of the account ended by an administrator");
     Ok(Ended {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -208,6 +209,8 @@ fn self_provider(
         leeway: crate::providers::config::DEFAULT_LEEWAY,
         accounts: true,
         end_session: true,
+        // Its own logouts reach it by back-channel, signed.
+        frontchannel_logout: false,
         profile: crate::providers::config::default_mapping(Kind::Oidc),
     };
     Ok((client, provider))
@@ -305,6 +308,9 @@ impl Application {
             shutdown_grace: s.shutdown_grace,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        // When the signal came: the grace covers the requests and then the logouts.
+        let signalled = Arc::new(std::sync::OnceLock::new());
+        let signalled_at = Arc::clone(&signalled);
         let metrics = Arc::clone(&self.state.metrics);
         let public = crate::http::server::serve(
             self.listener,
@@ -313,6 +319,7 @@ impl Application {
             Some(metrics),
             async move {
                 shutdown.await;
+                let _ = signalled_at.set(std::time::Instant::now());
                 stop.send_replace(true);
             },
         );
@@ -336,7 +343,9 @@ impl Application {
         };
         let (public, operators) = tokio::join!(public, operators);
         if let Some(server) = &self.state.oauth {
-            if !server.deliveries_done(s.shutdown_grace).await {
+            let spent = signalled.get().map_or(Duration::ZERO, |at| at.elapsed());
+            let left = s.shutdown_grace.saturating_sub(spent);
+            if !server.finish_deliveries(left).await {
                 tracing::warn!("back-channel logouts still under way at shutdown were dropped");
             }
         }

@@ -124,6 +124,20 @@ fn clients_add_list_remove_and_signing_key_rotation() {
         assert!(err.contains(says), "{flag}: {err}");
     }
 
+    // Framed under `frame-src`, whose hosts are names or IPv4 addresses (CSP §2.3.1).
+    let (code, _, err) = run(&[
+        "clients",
+        "add",
+        "--name",
+        "Six",
+        "--redirect-uri",
+        "http://[::1]:5000/cb",
+        "--frontchannel-logout-uri",
+        "http://[::1]:5000/fc",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("must be a name or an IPv4 address"), "{err}");
+
     let (_, first, _) = run(&["rotate-signing-key"]);
     let (_, second, _) = run(&["rotate-signing-key"]);
     // Both algorithms' keys rotate together: one new kid of each per rotation.

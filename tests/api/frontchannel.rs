@@ -119,15 +119,25 @@ fn front_path(provider: &str, iss: &str, sid: &str) -> String {
     )
 }
 
+/// The provider `acme`, taking front-channel logouts.
+fn acme_front(s: &mut sessiongate::config::Settings, idp: &StandInIdp) {
+    acme(s, idp);
+    s.providers.others.get_mut("acme").unwrap().insert(
+        "frontchannel_logout".into(),
+        figment::value::Value::from(true),
+    );
+}
+
 /// Front-Channel Logout §3 at the RP: `iss` must be the provider's issuer and `sid` names
 /// the OP session whose sessions end (others of the same user go on); the answer is not
 /// cached (`Cache-Control: no-cache, no-store`, `Pragma: no-cache`). A request that is
-/// not one (no `iss` or `sid`, a foreign issuer, an unknown provider) is 400
-/// `invalid_request` and ends nothing.
+/// not one (no `iss` or `sid`, a foreign issuer, an unknown provider, a provider not
+/// configured with `frontchannel_logout = true`) is 400 `invalid_request` and ends
+/// nothing.
 #[tokio::test]
 async fn a_front_channel_logout_ends_that_op_sessions_sessions_and_nothing_else() {
     let idp = StandInIdp::spawn(true).await;
-    let app = spawn_app_with(Backend::Sqlite, |s| acme(s, &idp)).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| acme_front(s, &idp)).await;
     idp.with(|s| s.sid = "op-session-one".into());
     let mut first = Browser::new(&app, "First");
     sign_in_acme(&mut first, &idp).await;
@@ -170,4 +180,32 @@ async fn a_front_channel_logout_ends_that_op_sessions_sessions_and_nothing_else(
     assert_eq!(gone.json()["code"], "session_expired");
     assert_eq!(gone.json()["message"], "You were signed out by Acme ID.");
     assert!(signed_in(&mut first).await, "another OP session goes on");
+
+    // Off unless configured: the request carries no signature, only a sid.
+    let off = spawn_app_with(Backend::Sqlite, |s| acme(s, &idp)).await;
+    let mut third = Browser::new(&off, "Third");
+    sign_in_acme(&mut third, &idp).await;
+    let resp = off.get(&front_path("acme", &base, "op-session-two")).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(signed_in(&mut third).await);
+}
+
+/// An unreachable provider is not a wrong issuer: 503, and nothing ended.
+#[tokio::test]
+async fn a_front_channel_logout_waits_for_a_provider_it_cannot_check() {
+    let idp = StandInIdp::spawn(true).await;
+    let base = idp.base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        acme_front(s, &idp);
+        // An issuer nothing answers at (a port just freed): discovery fails.
+        let gone = format!("http://127.0.0.1:{}", crate::helpers::free_port());
+        s.providers
+            .others
+            .get_mut("acme")
+            .unwrap()
+            .insert("issuer".into(), figment::value::Value::from(gone.as_str()));
+    })
+    .await;
+    let resp = app.get(&front_path("acme", &base, "op-session-one")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

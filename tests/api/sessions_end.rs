@@ -64,6 +64,17 @@ async fn an_administrator_ends_every_sign_in_of_an_account_and_its_apps_hear_of_
     sign_in(&mut other, &bob, "/").await;
     assert_eq!(b.sessions().await.status, StatusCode::OK);
 
+    // A store of the command's own would end nothing of the server's: refused.
+    let mut cmd = sessiongate();
+    cmd.env("SESSIONGATE_DATABASE__URL", &app.database_url)
+        .env("SESSIONGATE_REDIS__URL", "")
+        .args(["sessions", "end", "--user", &alice.username]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("redis.url is empty"));
+
     let (code, out, err) = end_sessions(&app, "nobody-at-all").await;
     assert_eq!(code, Some(1), "{out}");
     assert!(err.contains("no account `nobody-at-all`"), "{err}");

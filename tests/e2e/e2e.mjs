@@ -86,6 +86,7 @@ const server = await startSessiongate(fortyTwo, {
     SESSIONGATE_PROVIDERS__OP__ISSUER: `http://localhost:${opPort}`,
     SESSIONGATE_PROVIDERS__OP__CLIENT_ID: "demo-bff",
     SESSIONGATE_PROVIDERS__OP__CLIENT_SECRET: opSecret,
+    SESSIONGATE_PROVIDERS__OP__FRONTCHANNEL_LOGOUT: "true",
   },
 });
 const results = [];
