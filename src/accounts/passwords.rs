@@ -128,7 +128,7 @@ impl AccountService {
         self.consume("reset_email", &email.key(), limits.reset_per_email)
             .await?;
         let this = Arc::clone(self);
-        tokio::spawn(
+        self.background.spawn(
             async move {
                 if let Err(e) = this.send_reset(&email).await {
                     tracing::error!(error = ?e, "password reset mail not sent");

@@ -63,6 +63,8 @@ pub struct AccountService {
     pub(crate) settings: Arc<Settings>,
     pub(crate) limiter: RateLimiter,
     pub(crate) mailer: Mailer,
+    /// Where reset mails are sent from: after their request has been answered.
+    pub(crate) background: crate::background::Background,
 }
 
 const BAD_TOKEN: &str = "The token is invalid or has expired.";
@@ -86,6 +88,7 @@ impl AccountService {
             settings,
             limiter,
             mailer,
+            background: crate::background::Background::current(),
         })
     }
 

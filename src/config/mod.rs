@@ -156,6 +156,15 @@ impl Settings {
         }
     }
 
+    /// How many threads serve the public listener: `server.workers`, or one per CPU the
+    /// process may use.
+    pub fn workers(&self) -> usize {
+        match self.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> &str {
         self.server.public_url.trim_end_matches('/')

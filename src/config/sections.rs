@@ -141,6 +141,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// Most connections open at once; the excess is answered 503 and closed at once.
     pub max_connections: usize,
+    /// Threads serving the public listener, each with its own runtime; 0: one per CPU.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

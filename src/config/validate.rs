@@ -80,6 +80,9 @@ impl Settings {
         if self.server.max_connections == 0 || self.server.max_connections > 1_000_000 {
             problems.push("server.max_connections: between 1 and 1000000".into());
         }
+        if self.server.workers > 256 {
+            problems.push("server.workers: at most 256 (0: one per CPU, the usual choice)".into());
+        }
         if self.server.body_limit < 1024 {
             problems.push("server.body_limit: must be at least 1024 bytes".into());
         }

@@ -8,6 +8,10 @@
 //! - JSON answers of `/api/auth`, `/v1` and `/oauth`, which carry session or token state:
 //!   `Cache-Control: no-store`.
 //!
+//! - a 413 over HTTP/1: `Connection: close`. The body it refused was not read, so the
+//!   connection cannot carry another request, and a client must not reuse it
+//!   (RFC 9112 §9.6).
+//!
 //! What a handler sets itself is left as it is. Proxied answers keep the upstream's
 //! caching headers (`/api/**` outside `/api/auth`).
 
@@ -88,8 +92,13 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let family = family(req.uri().path());
+        let http1 = req.version() < poem::http::Version::HTTP_2;
         let mut resp = self.inner.call(req).await?.into_response();
         apply(family, &mut resp);
+        if http1 && resp.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         Ok(resp)
     }
 }

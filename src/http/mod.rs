@@ -4,6 +4,7 @@
 pub mod api_error;
 pub mod body_limit;
 pub mod client_ip;
+mod connection;
 pub mod cors;
 pub mod forms;
 pub mod headers;

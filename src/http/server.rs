@@ -1,5 +1,6 @@
 //! The HTTP server: our own accept loop over hyper (HTTP/1.1 and h2c), so that every
-//! connection is bounded.
+//! connection is bounded, run by one worker thread per CPU, each with its own
+//! single-threaded runtime ([`serve_workers`]).
 //!
 //! - At most `server.max_connections` are open at once; the excess is answered with a
 //!   one-line 503 and closed at once, so a flood of idle sockets cannot starve the
@@ -12,26 +13,26 @@
 //!   `[::]` listener is `127.0.0.2`, not `::ffff:127.0.0.2`, for rate limits, trusted
 //!   proxies and logs alike.
 //! - On shutdown, connections finish their requests (up to `server.shutdown_grace`).
+//! - A connection closed before its client finished sending half-closes and reads on
+//!   for a moment (RFC 9112 §9.6; `connection.rs`), so the client sees our answer.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, EndpointExt, IntoEndpoint, Request, Response};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
+use super::connection::{Activity, InFlight, Tracked, Watched};
 use crate::telemetry::metrics::Metrics;
 
 /// How connections are bounded (from `[server]`).
@@ -57,10 +58,11 @@ fn busy() -> &'static [u8] {
     })
 }
 
-type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+pub(super) type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// Serves `endpoint` on `listener` until `shutdown` resolves, then lets open requests
-/// finish for at most `limits.shutdown_grace`.
+/// finish for at most `limits.shutdown_grace`. On the caller's runtime (the operators'
+/// listener); the public one is [`serve_workers`].
 pub async fn serve(
     listener: TcpListener,
     endpoint: impl IntoEndpoint<Endpoint: 'static>,
@@ -68,10 +70,93 @@ pub async fn serve(
     metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    accept_loop(listener, endpoint, limits, metrics, slots, shutdown).await
+}
+
+/// Serves on `workers` threads, each running a single-threaded runtime with an endpoint
+/// of its own (`make` builds one per worker, with its own upstream connection pool), all
+/// taking connections from the one listening socket — as nginx's workers do. A
+/// connection, its requests and the upstream connections they use then stay on one
+/// thread: no task moves between threads and no wake-up crosses them (on the proxy's
+/// path that was a fifth of its CPU time; see docs/perf/README.md). The workers share
+/// `limits.max_connections`. Returns once `shutdown` has resolved and every worker has
+/// finished its requests (or the grace ran out); dropping the future stops them too.
+pub async fn serve_workers<E, F>(
+    listener: TcpListener,
+    workers: usize,
+    make: F,
+    limits: Limits,
+    metrics: Option<Arc<Metrics>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    E: IntoEndpoint<Endpoint: 'static>,
+    F: Fn() -> E + Send + Sync + 'static,
+{
+    let socket = listener.into_std()?;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let make = Arc::new(make);
+    let stop = StopOnDrop(watch::channel(false).0);
+    let mut done = Vec::with_capacity(workers);
+    for n in 0..workers.max(1) {
+        let socket = socket.try_clone()?;
+        let (slots, make, metrics) = (Arc::clone(&slots), Arc::clone(&make), metrics.clone());
+        let mut stopped = stop.0.subscribe();
+        let (finished, finished_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("sessiongate-worker-{n}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(socket)?;
+                            let stopping = async move {
+                                let _ = stopped.wait_for(|s| *s).await;
+                            };
+                            accept_loop(listener, make(), limits, metrics, slots, stopping).await
+                        })
+                    });
+                let _ = finished.send(result);
+            })?;
+        done.push(finished_rx);
+    }
+    shutdown.await;
+    stop.0.send_replace(true);
+    for worker in done {
+        // A worker that died says so through its closed channel.
+        worker
+            .await
+            .map_err(|_| std::io::Error::other("a server worker stopped unexpectedly"))??;
+    }
+    Ok(())
+}
+
+/// Tells the workers to stop when dropped (a caller that stops waiting stops them).
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Takes connections until `shutdown` resolves, each counted against `slots`, then lets
+/// the open ones finish for at most `limits.shutdown_grace`.
+async fn accept_loop(
+    listener: TcpListener,
+    endpoint: impl IntoEndpoint<Endpoint: 'static>,
+    limits: Limits,
+    metrics: Option<Arc<Metrics>>,
+    slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let endpoint: Arc<BoxEndpoint<'static>> =
         Arc::new(endpoint.into_endpoint().map_to_response().boxed());
     let local = listener.local_addr()?;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = tokio_util::task::TaskTracker::new();
     // `true` once shutdown starts (connections stop taking requests); `force` after the
     // grace period (connections are dropped).
     let (stopping, _) = watch::channel(false);
@@ -105,17 +190,20 @@ pub async fn serve(
             limits,
         };
         let (stopping, force) = (stopping.subscribe(), force.subscribe());
-        tokio::spawn(async move {
+        open.spawn(async move {
             connection.run(socket, stopping, force).await;
             drop(slot);
         });
     }
     stopping.send_replace(true);
-    let all = limits.max_connections as u32;
-    let drained = tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await;
-    if drained.is_err() {
+    open.close();
+    if tokio::time::timeout(limits.shutdown_grace, open.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace over: closing the connections still open");
         force.send_replace(true);
+        open.wait().await;
     }
     Ok(())
 }
@@ -137,8 +225,9 @@ impl Connection {
     ) {
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Watched {
-            inner: socket,
+            inner: Some(socket),
             activity: Arc::clone(&activity),
+            eof: false,
         });
         let (endpoint, local, peer) = (self.endpoint, self.local, self.peer);
         let tracked = Arc::clone(&activity);
@@ -181,190 +270,5 @@ impl Connection {
             _ = conn.as_mut() => {}
             _ = force.wait_for(|f| *f) => {}
         }
-    }
-}
-
-/// What the connection is doing, as seen by its reads and its requests.
-struct Activity {
-    started: Instant,
-    in_flight: AtomicU32,
-    /// Milliseconds (since `started`) plus one when the first byte of a request head
-    /// arrived; 0 while none is pending.
-    head_since: AtomicU64,
-    /// Milliseconds since `started` of the last read or finished answer.
-    last_active: AtomicU64,
-    /// Whether anything was read yet (the first read tells HTTP/2).
-    seen: AtomicBool,
-    /// HTTP/2 (the preface was read): frames flow between requests, only idleness counts.
-    h2: AtomicBool,
-    upgraded: AtomicBool,
-    changed: Notify,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            in_flight: AtomicU32::new(0),
-            // A new connection owes its first request head at once: silence counts.
-            head_since: AtomicU64::new(1),
-            last_active: AtomicU64::new(0),
-            seen: AtomicBool::new(false),
-            h2: AtomicBool::new(false),
-            upgraded: AtomicBool::new(false),
-            changed: Notify::new(),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    /// Bytes arrived from the client.
-    fn on_read(&self, first_bytes: &[u8]) {
-        // The first read of the connection tells HTTP/2 (RFC 9113 §3.4: the preface).
-        if !self.seen.swap(true, Ordering::Relaxed) && first_bytes.starts_with(b"PRI * HTTP/2.0") {
-            self.h2.store(true, Ordering::Relaxed);
-        }
-        let now = self.now_ms();
-        self.last_active.store(now, Ordering::Relaxed);
-        if self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_since.load(Ordering::Relaxed) == 0
-        {
-            self.head_since.store(now + 1, Ordering::Relaxed);
-            self.changed.notify_one();
-        }
-    }
-
-    /// Resolves when a limit is over: `"header"` (a request head took too long) or
-    /// `"idle"` (no request for `idle_timeout`).
-    async fn expired(&self, limits: Limits) -> &'static str {
-        let header = limits.header_timeout.as_millis() as u64;
-        let idle = limits.idle_timeout.as_millis() as u64;
-        loop {
-            let now = self.now_ms();
-            let (deadline, reason) = if self.upgraded.load(Ordering::Relaxed)
-                || self.in_flight.load(Ordering::Relaxed) > 0
-            {
-                (now + idle, "")
-            } else {
-                match self.head_since.load(Ordering::Relaxed) {
-                    since if since > 0 && !self.h2.load(Ordering::Relaxed) => {
-                        (since - 1 + header, "header")
-                    }
-                    _ => (self.last_active.load(Ordering::Relaxed) + idle, "idle"),
-                }
-            };
-            if now >= deadline && !reason.is_empty() {
-                return reason;
-            }
-            let wait = Duration::from_millis(deadline.saturating_sub(now).max(1));
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.changed.notified() => {}
-            }
-        }
-    }
-}
-
-/// Counts one request from its head until its answer has been sent (or dropped).
-struct InFlight {
-    activity: Arc<Activity>,
-}
-
-impl InFlight {
-    fn start(activity: Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.head_since.store(0, Ordering::Relaxed);
-        Self { activity }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let a = &self.activity;
-        a.last_active.store(a.now_ms(), Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
-        a.changed.notify_one();
-    }
-}
-
-/// An answer body that ends its request's [`InFlight`] when it is done.
-struct Tracked {
-    body: BoxBody,
-    #[allow(dead_code)] // held for its Drop
-    guard: InFlight,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// The socket, with its reads reported to the connection's [`Activity`].
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            if buf.filled().len() > before {
-                self.activity.on_read(&buf.filled()[before..]);
-            }
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

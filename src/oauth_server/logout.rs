@@ -185,7 +185,7 @@ impl AuthorizationServer {
     pub fn sessions_ended(self: &Arc<Self>, handles: &[String]) {
         let handles = handles.to_vec();
         let server = Arc::clone(self);
-        self.deliveries.spawn(async move {
+        self.background.spawn_tracked(&self.deliveries, async move {
             let mut sids = Vec::new();
             for h in &handles {
                 sids.push(op_sid(h));
@@ -202,7 +202,7 @@ impl AuthorizationServer {
     pub fn client_deauthorized(self: &Arc<Self>, user_id: &str, client_id: &str) {
         let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
         let server = Arc::clone(self);
-        self.deliveries.spawn(async move {
+        self.background.spawn_tracked(&self.deliveries, async move {
             match server
                 .repo
                 .logout_targets_of_user(&user_id, &client_id)
@@ -221,8 +221,10 @@ impl AuthorizationServer {
                 continue;
             }
             let server = Arc::clone(self);
-            self.deliveries
-                .spawn(async move { server.deliver(target).await });
+            self.background.spawn_tracked(
+                &self.deliveries,
+                async move { server.deliver(target).await },
+            );
         }
     }
 

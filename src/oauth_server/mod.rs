@@ -70,6 +70,8 @@ pub struct AuthorizationServer {
     store: Store,
     /// Back-channel logout deliveries under way (waited for at shutdown).
     deliveries: tokio_util::task::TaskTracker,
+    /// Where they run: not on the worker whose request ended a session.
+    background: crate::background::Background,
 }
 
 /// How long the signing keys are used before being read again.
@@ -113,6 +115,7 @@ impl AuthorizationServer {
             http,
             store,
             deliveries: tokio_util::task::TaskTracker::new(),
+            background: crate::background::Background::current(),
         })
     }
 

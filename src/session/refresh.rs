@@ -77,6 +77,8 @@ pub struct Refresher {
     /// Longest a refresh may hold the session's lock (`proxy.lock_timeout`).
     lock_ttl: Duration,
     clock: Clock,
+    /// Where a refresh runs: it must finish even when its request's worker stops.
+    background: crate::background::Background,
 }
 
 impl Refresher {
@@ -96,6 +98,7 @@ impl Refresher {
             skew,
             lock_ttl,
             clock,
+            background: crate::background::Background::current(),
         }
     }
 
@@ -142,7 +145,9 @@ impl Refresher {
         // regardless.
         let budget = self.lock_ttl / 2;
         let (this, id) = (Arc::clone(self), id.clone());
-        let task = tokio::spawn(async move { this.single_flight(&id, &needs).await });
+        let task = self
+            .background
+            .spawn(async move { this.single_flight(&id, &needs).await });
         match tokio::time::timeout(budget, task).await {
             Ok(joined) => joined
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?,

@@ -312,9 +312,11 @@ impl Application {
         let signalled = Arc::new(std::sync::OnceLock::new());
         let signalled_at = Arc::clone(&signalled);
         let metrics = Arc::clone(&self.state.metrics);
-        let public = crate::http::server::serve(
+        let routes_state = self.state.clone();
+        let public = crate::http::server::serve_workers(
             self.listener,
-            crate::routes::build(self.state.clone()),
+            self.state.settings.workers(),
+            move || crate::routes::build(routes_state.clone()),
             limits,
             Some(metrics),
             async move {

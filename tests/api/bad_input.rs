@@ -81,6 +81,8 @@ async fn oversized_bodies(backend: Backend) {
     let resp = app
         .post_raw("/v1/auth/login", "application/json", body)
         .await;
+    // RFC 9112 §9.6: the refused body was not read; the connection is not reused.
+    assert_eq!(resp.headers()["connection"], "close");
     assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 
     // a long password that fits the body limit is refused by the policy, not hashed

@@ -211,11 +211,12 @@ fn config_file_errors_name_each_key() {
 
     std::fs::write(
         &file,
-        "[auth]\njwt_secret = \"short\"\n[server]\npublic_url = \"ftp://x\"\n",
+        "[auth]\njwt_secret = \"short\"\n[server]\npublic_url = \"ftp://x\"\nworkers = 1000\n",
     )
     .unwrap();
     let out = sessiongate().arg("--config").arg(&file).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.workers: at most 256"), "{stderr}");
     assert!(
         stderr.contains("auth.jwt_secret: must be at least 32 characters"),
         "{stderr}"
