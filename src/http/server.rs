@@ -18,7 +18,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use poem::http::StatusCode;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, EndpointExt, IntoEndpoint, Request, Response};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{Activity, InFlight, Tracked, Watched};
 use crate::telemetry::metrics::Metrics;
@@ -60,9 +60,9 @@ fn busy() -> &'static [u8] {
 
 pub(super) type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-/// Serves `endpoint` on `listener` until `shutdown` resolves, then lets open requests
-/// finish for at most `limits.shutdown_grace`. On the caller's runtime (the operators'
-/// listener); the public one is [`serve_workers`].
+/// Serves `endpoint` on `listener`, on the caller's runtime, until `shutdown` resolves,
+/// then lets open requests finish for at most `limits.shutdown_grace` (the operators'
+/// listener; the public one is [`serve_workers`]).
 pub async fn serve(
     listener: TcpListener,
     endpoint: impl IntoEndpoint<Endpoint: 'static>,
@@ -71,17 +71,30 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    accept_loop(listener, endpoint, limits, metrics, slots, shutdown).await
+    let open = Connections::new(endpoint, listener.local_addr()?, limits, None);
+    accept(
+        &listener,
+        &slots,
+        metrics.as_deref(),
+        shutdown,
+        |socket, peer, slot| {
+            open.start(socket, peer, slot);
+        },
+    )
+    .await;
+    open.drain().await;
+    Ok(())
 }
 
 /// Serves on `workers` threads, each running a single-threaded runtime with an endpoint
-/// of its own (`make` builds one per worker, with its own upstream connection pool), all
-/// taking connections from the one listening socket — as nginx's workers do. A
-/// connection, its requests and the upstream connections they use then stay on one
-/// thread: no task moves between threads and no wake-up crosses them (on the proxy's
-/// path that was a fifth of its CPU time; see docs/perf/README.md). The workers share
-/// `limits.max_connections`. Returns once `shutdown` has resolved and every worker has
-/// finished its requests (or the grace ran out); dropping the future stops them too.
+/// of its own (`make` builds one per worker, with its own upstream connection pool), as
+/// nginx's workers do. The caller's runtime accepts and hands each connection to the
+/// worker with the fewest open; the connection, its requests and the upstream
+/// connections they use then stay on that thread: no task moves between threads and no
+/// wake-up crosses them (on the proxy's path that was a fifth of its CPU time; see
+/// docs/perf/README.md). At most `limits.max_connections` are open in all. Returns once
+/// `shutdown` has resolved and every worker has finished its requests (or the grace ran
+/// out); dropping the future stops the workers too.
 pub async fn serve_workers<E, F>(
     listener: TcpListener,
     workers: usize,
@@ -94,15 +107,15 @@ where
     E: IntoEndpoint<Endpoint: 'static>,
     F: Fn() -> E + Send + Sync + 'static,
 {
-    let socket = listener.into_std()?;
+    let local = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let make = Arc::new(make);
-    let stop = StopOnDrop(watch::channel(false).0);
+    let mut lanes = Vec::with_capacity(workers);
     let mut done = Vec::with_capacity(workers);
     for n in 0..workers.max(1) {
-        let socket = socket.try_clone()?;
-        let (slots, make, metrics) = (Arc::clone(&slots), Arc::clone(&make), metrics.clone());
-        let mut stopped = stop.0.subscribe();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Handoff>();
+        let load = Arc::new(AtomicUsize::new(0));
+        let (make, worker_load) = (Arc::clone(&make), Arc::clone(&load));
         let (finished, finished_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("sessiongate-worker-{n}"))
@@ -110,21 +123,49 @@ where
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .and_then(|runtime| {
+                    .map(|runtime| {
                         runtime.block_on(async move {
-                            let listener = TcpListener::from_std(socket)?;
-                            let stopping = async move {
-                                let _ = stopped.wait_for(|s| *s).await;
-                            };
-                            accept_loop(listener, make(), limits, metrics, slots, stopping).await
+                            let open = Connections::new(make(), local, limits, Some(worker_load));
+                            // Until the acceptor stops (it drops its end).
+                            while let Some(h) = rx.recv().await {
+                                match TcpStream::from_std(h.socket) {
+                                    Ok(socket) => open.start(socket, h.peer, h.slot),
+                                    Err(e) => tracing::warn!(error = %e, "connection not taken"),
+                                }
+                            }
+                            open.drain().await;
                         })
                     });
                 let _ = finished.send(result);
             })?;
+        lanes.push((tx, load));
         done.push(finished_rx);
     }
-    shutdown.await;
-    stop.0.send_replace(true);
+    accept(
+        &listener,
+        &slots,
+        metrics.as_deref(),
+        shutdown,
+        |socket, peer, slot| {
+            let Some((lane, load)) = lanes
+                .iter()
+                .min_by_key(|(_, load)| load.load(Ordering::Relaxed))
+            else {
+                return;
+            };
+            match socket.into_std() {
+                Ok(socket) => {
+                    load.fetch_add(1, Ordering::Relaxed);
+                    if lane.send(Handoff { socket, peer, slot }).is_err() {
+                        load.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "connection not handed over"),
+            }
+        },
+    )
+    .await;
+    drop(lanes);
     for worker in done {
         // A worker that died says so through its closed channel.
         worker
@@ -134,37 +175,26 @@ where
     Ok(())
 }
 
-/// Tells the workers to stop when dropped (a caller that stops waiting stops them).
-struct StopOnDrop(watch::Sender<bool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.send_replace(true);
-    }
+/// An accepted connection on its way to a worker, with its slot.
+struct Handoff {
+    socket: std::net::TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
 }
 
-/// Takes connections until `shutdown` resolves, each counted against `slots`, then lets
-/// the open ones finish for at most `limits.shutdown_grace`.
-async fn accept_loop(
-    listener: TcpListener,
-    endpoint: impl IntoEndpoint<Endpoint: 'static>,
-    limits: Limits,
-    metrics: Option<Arc<Metrics>>,
-    slots: Arc<Semaphore>,
+/// Takes connections until `shutdown` resolves, each counted against `slots` (over
+/// them: the one-line 503, and closed), and hands each to `take` with its slot.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    metrics: Option<&Metrics>,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let endpoint: Arc<BoxEndpoint<'static>> =
-        Arc::new(endpoint.into_endpoint().map_to_response().boxed());
-    let local = listener.local_addr()?;
-    let open = tokio_util::task::TaskTracker::new();
-    // `true` once shutdown starts (connections stop taking requests); `force` after the
-    // grace period (connections are dropped).
-    let (stopping, _) = watch::channel(false);
-    let (force, _) = watch::channel(false);
+    mut take: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
+) {
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -175,37 +205,87 @@ async fn accept_loop(
                 }
             },
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let Ok(slot) = Arc::clone(slots).try_acquire_owned() else {
             let _ = socket.try_write(busy());
-            if let Some(m) = &metrics {
+            if let Some(m) = metrics {
                 m.count("sessiongate_connections_refused_total", String::new());
             }
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let connection = Connection {
-            endpoint: Arc::clone(&endpoint),
+        take(
+            socket,
+            SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+            slot,
+        );
+    }
+}
+
+/// The connections one runtime serves: started one by one, then drained together.
+struct Connections {
+    endpoint: Arc<BoxEndpoint<'static>>,
+    local: SocketAddr,
+    limits: Limits,
+    /// How many are open (the acceptor reads it to pick a worker).
+    load: Option<Arc<AtomicUsize>>,
+    tasks: tokio_util::task::TaskTracker,
+    /// `true` once shutdown starts (connections stop taking requests).
+    stopping: watch::Sender<bool>,
+    /// `true` after the grace period (connections are dropped).
+    force: watch::Sender<bool>,
+}
+
+impl Connections {
+    fn new(
+        endpoint: impl IntoEndpoint<Endpoint: 'static>,
+        local: SocketAddr,
+        limits: Limits,
+        load: Option<Arc<AtomicUsize>>,
+    ) -> Self {
+        Self {
+            endpoint: Arc::new(endpoint.into_endpoint().map_to_response().boxed()),
             local,
-            peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
             limits,
+            load,
+            tasks: tokio_util::task::TaskTracker::new(),
+            stopping: watch::channel(false).0,
+            force: watch::channel(false).0,
+        }
+    }
+
+    fn start(&self, socket: TcpStream, peer: SocketAddr, slot: OwnedSemaphorePermit) {
+        let connection = Connection {
+            endpoint: Arc::clone(&self.endpoint),
+            local: self.local,
+            peer,
+            limits: self.limits,
         };
-        let (stopping, force) = (stopping.subscribe(), force.subscribe());
-        open.spawn(async move {
+        let (stopping, force) = (self.stopping.subscribe(), self.force.subscribe());
+        let load = self.load.clone();
+        self.tasks.spawn(async move {
             connection.run(socket, stopping, force).await;
             drop(slot);
+            if let Some(load) = load {
+                load.fetch_sub(1, Ordering::Relaxed);
+            }
         });
     }
-    stopping.send_replace(true);
-    open.close();
-    if tokio::time::timeout(limits.shutdown_grace, open.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace over: closing the connections still open");
-        force.send_replace(true);
-        open.wait().await;
+
+    /// Lets the open connections finish their requests (up to the grace), then drops
+    /// what is left.
+    async fn drain(self) {
+        self.stopping.send_replace(true);
+        self.tasks.close();
+        let grace = self.limits.shutdown_grace;
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace over: closing the connections still open");
+            self.force.send_replace(true);
+            self.tasks.wait().await;
+        }
     }
-    Ok(())
 }
 
 /// One accepted connection.
