@@ -29,12 +29,7 @@ async fn the_signed_out_page_loads_each_apps_front_channel_logout_page() {
         s.oauth.clients[0].frontchannel_logout_uri = Some(FRONT.into());
     })
     .await;
-    let discovery: Value = app
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let discovery = discovery(&app).await;
     assert_eq!(discovery["frontchannel_logout_supported"], true);
     assert_eq!(discovery["frontchannel_logout_session_supported"], true);
 

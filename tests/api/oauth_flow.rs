@@ -61,6 +61,15 @@ pub fn query(url: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// The authorization server's OpenID discovery document.
+pub async fn discovery(app: &TestApp) -> Value {
+    app.get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 pub fn encode(s: &str) -> String {
     oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -375,12 +375,7 @@ async fn a_code_asked_without_redirect_uri_is_redeemed_without_one_after_consent
 #[tokio::test]
 async fn authorization_server_metadata_is_served_as_rfc_8414_asks() {
     let app = server(Backend::Sqlite).await;
-    let oidc: Value = app
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let oidc = discovery(&app).await;
     let resp = app.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let rfc8414: Value = resp.json().await.unwrap();
@@ -453,12 +448,7 @@ async fn id_tokens_are_signed_with_rs256_or_the_clients_registered_es256() {
     let alice = app.create_user().await;
     let mut b = Browser::new(&app, "Algs");
     sign_in(&mut b, &alice, "/").await;
-    let discovery: Value = app
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let discovery = discovery(&app).await;
     assert_eq!(
         discovery["id_token_signing_alg_values_supported"],
         serde_json::json!(["RS256", "ES256"])

@@ -54,12 +54,7 @@ fn by_reference(client: &str, uri: &str) -> String {
 async fn a_pushed_request_signs_in_once_by_reference() {
     let app = server(Backend::Sqlite).await;
     let alice = app.create_user().await;
-    let d: Value = app
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let d = discovery(&app).await;
     assert_eq!(
         d["pushed_authorization_request_endpoint"],
         format!("{PUBLIC_URL}/oauth/par")
