@@ -333,6 +333,24 @@ impl SessionManager {
     /// id, unknown or expired session, a blob that does not open — is `None`, with a
     /// warning and the bad blob deleted; never an error but a store outage.
     pub async fn load(&self, cookie: &str) -> AppResult<Option<(SessionId, Session)>> {
+        // The usual case (cached, live, no touch due) needs no await; the store path's
+        // state (kilobytes) is boxed, so every request's future stays small to move.
+        if let Some(hit) = self.cached(cookie) {
+            return Ok(Some(hit));
+        }
+        Box::pin(self.load_through_store(cookie)).await
+    }
+
+    /// `load` from the read cache alone: a live session that needs no write, or `None`.
+    fn cached(&self, cookie: &str) -> Option<(SessionId, Session)> {
+        let id = SessionId::parse(cookie)?;
+        let (session, current_key) = self.cache.get(&self.key(&id))?;
+        let at = self.clock.now();
+        let due = at >= self.ends_at(&session) || at - session.last_seen >= TOUCH_EVERY_SECS;
+        (current_key && !due).then_some((id, session))
+    }
+
+    async fn load_through_store(&self, cookie: &str) -> AppResult<Option<(SessionId, Session)>> {
         let Some(id) = SessionId::parse(cookie) else {
             tracing::warn!(len = cookie.len(), "malformed session cookie ignored");
             return Ok(None);
