@@ -19,6 +19,7 @@ use super::signin::{self, CallbackParams};
 use crate::error::AppError;
 use crate::http::api_error::CodedError;
 use crate::http::client_ip::ClientIp;
+use crate::http::fast_json::FastJson;
 use crate::http::forms::is_true;
 use crate::http::session::BrowserSession;
 use crate::http::tags::ApiTags;
@@ -73,7 +74,7 @@ impl NextAuthApi {
         let view = found
             .live()
             .map(|(_, s)| SessionView::of(&s, state.sessions.expires_at(&s)));
-        SessionResult::Ok(Json(view.unwrap_or_default()), clear)
+        SessionResult::Ok(FastJson(view.unwrap_or_default()), clear)
     }
 
     /// Refresh the session's profile
@@ -94,7 +95,7 @@ impl NextAuthApi {
             .check(req.headers(), body.csrf_token.as_deref())?;
         let clear = found.ended().then(|| state.cookies.clear_session());
         let Some((id, session)) = found.live() else {
-            return Ok(SessionResult::Ok(Json(SessionView::default()), clear));
+            return Ok(SessionResult::Ok(FastJson(SessionView::default()), clear));
         };
         let provider = state.providers.get(&session.provider);
         let profile = match provider {
@@ -103,14 +104,14 @@ impl NextAuthApi {
         };
         let Some(profile) = profile else {
             let view = SessionView::of(&session, state.sessions.expires_at(&session));
-            return Ok(SessionResult::Ok(Json(view), None));
+            return Ok(SessionResult::Ok(FastJson(view), None));
         };
         let updated = state
             .sessions
             .update(&id, |s| s.user = profile.clone())
             .await?;
         let view = updated.map(|s| SessionView::of(&s, state.sessions.expires_at(&s)));
-        Ok(SessionResult::Ok(Json(view.unwrap_or_default()), None))
+        Ok(SessionResult::Ok(FastJson(view.unwrap_or_default()), None))
     }
 
     /// Sign in with username and password

@@ -6,6 +6,7 @@ pub mod body_limit;
 pub mod client_ip;
 mod connection;
 pub mod cors;
+pub mod fast_json;
 pub mod forms;
 pub mod headers;
 pub mod html;
