@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::server::{BoxBody, Limits};
 
@@ -162,6 +162,9 @@ pub(super) struct Watched {
     pub(super) activity: Arc<Activity>,
     /// The client closed its side.
     pub(super) eof: bool,
+    /// The connection's place under `server.max_connections`, held until the socket is
+    /// closed: a lingering socket still counts.
+    pub(super) slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Watched {
@@ -182,8 +185,12 @@ impl Drop for Watched {
         let (Some(stream), false) = (self.inner.take(), self.eof) else {
             return;
         };
+        let slot = self.slot.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(stream));
+            runtime.spawn(async move {
+                linger(stream).await;
+                drop(slot);
+            });
         }
     }
 }

@@ -263,8 +263,7 @@ impl Connections {
         let (stopping, force) = (self.stopping.subscribe(), self.force.subscribe());
         let load = self.load.clone();
         self.tasks.spawn(async move {
-            connection.run(socket, stopping, force).await;
-            drop(slot);
+            connection.run(socket, slot, stopping, force).await;
             if let Some(load) = load {
                 load.fetch_sub(1, Ordering::Relaxed);
             }
@@ -297,9 +296,12 @@ struct Connection {
 }
 
 impl Connection {
+    /// Serves the connection; `slot` is given back once its socket is closed (after any
+    /// lingering close).
     async fn run(
         self,
         socket: TcpStream,
+        slot: OwnedSemaphorePermit,
         mut stopping: watch::Receiver<bool>,
         mut force: watch::Receiver<bool>,
     ) {
@@ -308,6 +310,7 @@ impl Connection {
             inner: Some(socket),
             activity: Arc::clone(&activity),
             eof: false,
+            slot: Some(slot),
         });
         let (endpoint, local, peer) = (self.endpoint, self.local, self.peer);
         let tracked = Arc::clone(&activity);

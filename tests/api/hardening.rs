@@ -195,6 +195,68 @@ async fn connections_over_the_cap_are_refused_at_once() {
     assert!(served, "closed connections give their slots back");
 }
 
+/// RFC 9112 §9.6: an upload refused before its body was read gets its answer (saying
+/// `Connection: close`), then a FIN, never a reset that could destroy the answer; the
+/// server reads on what the client still sends, and while it does the connection counts
+/// under `server.max_connections`; its slot comes back once the client closes.
+#[tokio::test]
+async fn a_refused_upload_gets_its_answer_and_lingers_within_the_cap() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.max_connections = 1).await;
+    let mut upload = raw(&app).await;
+    upload
+        .write_all(
+            b"POST /v1/auth/register HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 10000000\r\n\r\n{\"password\":\"",
+        )
+        .await
+        .unwrap();
+    upload.write_all(&[b'p'; 65536]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), upload.read(&mut answer))
+        .await
+        .expect("the answer comes while the body is still due")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    // The server's side is closed with a FIN, not a reset, and the client may still send.
+    let mut rest = vec![0u8; 4096];
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match upload.read(&mut rest).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the server closes its side");
+    assert!(end.is_ok(), "a FIN, not a reset: {end:?}");
+    upload.write_all(&[b'p'; 1024]).await.unwrap();
+
+    // Still open on the server's side, it holds the one slot: another connection is
+    // refused at once.
+    let mut other = raw(&app).await;
+    let mut refused = String::new();
+    other.read_to_string(&mut refused).await.unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+
+    // The client closes: the slot comes back.
+    drop(upload);
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(r) = reqwest::Client::new().get(app.url("/healthz")).send().await {
+            served = r.status() == StatusCode::OK;
+            if served {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "the slot is given back once the client closed");
+}
+
 /// A client whose connections come from `ip` (a loopback address of its own).
 fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()
