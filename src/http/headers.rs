@@ -6,8 +6,7 @@
 //!   policy the page still works under), `X-Frame-Options: DENY`, and `Referrer-Policy:
 //!   no-referrer` (authorization codes travel in URLs and must not leak through Referer);
 //! - JSON answers of `/api/auth`, `/v1` and `/oauth`, which carry session or token state:
-//!   `Cache-Control: no-store`.
-//!
+//!   `Cache-Control: no-store`;
 //! - a 413 over HTTP/1: `Connection: close`. The body it refused was not read, so the
 //!   connection cannot carry another request, and a client must not reuse it
 //!   (RFC 9112 §9.6).

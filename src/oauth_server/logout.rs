@@ -310,19 +310,14 @@ impl OAuthRepo {
     async fn frontchannel_targets(&self, sids: &[String]) -> AppResult<Vec<(String, String)>> {
         // A browser session carries a handful of OP sessions, never hundreds.
         let sids = &sids[..sids.len().min(100)];
-        let marks: Vec<String> = (1..=sids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
+        self.rows_of_sessions(
             "SELECT DISTINCT c.frontchannel_logout_uri, g.sid \
              FROM oauth_grants g JOIN oauth_clients c ON c.client_id = g.client_id \
-             WHERE g.sid IN ({}) AND c.frontchannel_logout_uri IS NOT NULL \
+             WHERE g.sid IN ({sids}) AND c.frontchannel_logout_uri IS NOT NULL \
              ORDER BY c.frontchannel_logout_uri, g.sid",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query_as(&sql);
-        for sid in sids {
-            q = q.bind(sid);
-        }
-        Ok(q.fetch_all(&self.pool).await?)
+            sids,
+        )
+        .await
     }
 }
 

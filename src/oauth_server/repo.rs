@@ -328,17 +328,31 @@ impl OAuthRepo {
         &self,
         sids: &[String],
     ) -> AppResult<Vec<super::logout::LogoutTarget>> {
+        self.rows_of_sessions(
+            "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
+             c.backchannel_logout_session_required, c.id_token_signed_response_alg \
+             FROM oauth_grants g JOIN oauth_clients c ON c.client_id = g.client_id \
+             WHERE g.sid IN ({sids}) AND c.backchannel_logout_uri IS NOT NULL",
+            sids,
+        )
+        .await
+    }
+
+    /// The rows of `select`, whose `{sids}` stands for the OP sessions `sids` (an `IN`
+    /// list), asked 500 sessions at a time: well under every database's limit on bound
+    /// parameters.
+    pub(super) async fn rows_of_sessions<T>(
+        &self,
+        select: &str,
+        sids: &[String],
+    ) -> AppResult<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
         let mut out = Vec::new();
-        // Well under every database's limit on bound parameters.
         for chunk in sids.chunks(500) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT DISTINCT g.client_id, g.user_id, g.sid, c.backchannel_logout_uri, \
-                 c.backchannel_logout_session_required, c.id_token_signed_response_alg \
-                 FROM oauth_grants g JOIN oauth_clients c ON c.client_id = g.client_id \
-                 WHERE g.sid IN ({}) AND c.backchannel_logout_uri IS NOT NULL",
-                marks.join(", ")
-            );
+            let sql = select.replace("{sids}", &marks.join(", "));
             let mut q = sqlx::query_as(&sql);
             for sid in chunk {
                 q = q.bind(sid);

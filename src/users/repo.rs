@@ -65,6 +65,11 @@ fn conflict_or(err: sqlx::Error) -> AppError {
     }
 }
 
+/// Revokes every live API sign-in of user `$1` at time `$2` (a password reset, an
+/// administrator's `sessions end`).
+const REVOKE_USER_FAMILIES: &str =
+    "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+
 /// Access to the users database.
 #[derive(Clone)]
 pub struct UserRepo {
@@ -110,14 +115,12 @@ impl UserRepo {
 
     /// Revokes every API sign-in (refresh family) of the user; how many were live.
     pub async fn revoke_families_of(&self, user_id: &str) -> AppResult<u64> {
-        Ok(sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(now())
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        Ok(sqlx::query(REVOKE_USER_FAMILIES)
+            .bind(user_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// The user whose username or email (lower-cased) is `key`, with the password hash.
@@ -406,14 +409,11 @@ impl UserRepo {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "UPDATE refresh_families SET revoked_at = $2 \
-                 WHERE user_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(user_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(REVOKE_USER_FAMILIES)
+                .bind(user_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
             Ok((tx, ()))
         })
         .await?;
