@@ -5,7 +5,7 @@ use std::sync::Arc;
 use poem::endpoint::{make, make_sync, BoxEndpoint, StaticFilesEndpoint};
 use poem::http::Method;
 use poem::middleware::CatchPanic;
-use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 
 use crate::error::{AppError, ErrorStyle};
 use crate::health;
@@ -92,6 +92,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     };
     // Each route group renders its errors in its own envelope style, chosen here once.
     let group = |style| Arc::clone(&api).with(Errors(style));
+    let session_api = Arc::new(group(ErrorStyle::Code));
 
     Route::new()
         .nest("/docs", docs)
@@ -103,6 +104,24 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .at("/readyz", get(health::readyz))
         // /api/auth/** is the session API; the rest of /api/** is the proxy. Only these
         // two answer cross-origin (CORS), and only to `server.cors_origins`.
+        // The session every page load asks for, on a short path (same answer as the
+        // documented `getSession`); its other methods go to the API group.
+        .at(
+            "/api/auth/session",
+            cross_origin(
+                make(move |req: Request| {
+                    let api = Arc::clone(&session_api);
+                    async move {
+                        if req.method() == Method::GET {
+                            crate::bff::current::handle(req).await
+                        } else {
+                            api.get_response(req).await
+                        }
+                    }
+                }),
+                cors.as_ref(),
+            ),
+        )
         .nest_no_strip(
             "/api/auth",
             cross_origin(group(ErrorStyle::Code), cors.as_ref()),

@@ -69,12 +69,10 @@ impl NextAuthApi {
     /// `{}` when signed out.
     #[oai(path = "/session", method = "get", operation_id = "getSession")]
     async fn session(&self, state: Data<&AppState>, browser: BrowserSession) -> SessionResult {
-        let found = browser.0;
-        let clear = found.ended().then(|| state.cookies.clear_session());
-        let view = found
-            .live()
-            .map(|(_, s)| SessionView::of(&s, state.sessions.expires_at(&s)));
-        SessionResult::Ok(FastJson(view.unwrap_or_default()), clear)
+        // `GET` reaches `current::handle` in the route table; this is what the spec and
+        // the in-process calls see, with the same answer.
+        let (view, clear) = super::current::answer(&state, browser.0);
+        SessionResult::Ok(FastJson(view), clear)
     }
 
     /// Refresh the session's profile

@@ -2,6 +2,7 @@
 //! `next-auth/react` works unchanged) plus our additions (register, my sessions,
 //! sign out everywhere).
 
+pub mod current;
 pub mod endpoints;
 pub mod logout;
 pub mod models;

@@ -16,7 +16,7 @@ fn state(req: &Request) -> poem::Result<&AppState> {
 }
 
 /// The browser-facing refusal of `err`: a `session_expired` clears the cookie.
-fn refusal(err: AppError, state: &AppState) -> CodedError {
+pub fn refusal(err: AppError, state: &AppState) -> CodedError {
     let expired = matches!(err, AppError::SessionExpired | AppError::SignedOutBy(_));
     let coded = CodedError::from(err);
     if expired {
