@@ -67,9 +67,10 @@ fn main() {
         settings.proxy.routes.push(ProxyRoute {
             prefix: "/api/up".into(),
             upstream: up.clone(),
-            provider: "credentials".into(),
+            provider: Some("credentials".into()),
             strip_prefix: true,
             timeout: None,
+            ..Default::default()
         });
         let app = Application::build(settings).await.unwrap();
         let base = format!("http://{}", app.addr());

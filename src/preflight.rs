@@ -46,16 +46,20 @@ pub fn check(settings: &Settings) -> Vec<String> {
     let (known, mut problems) = configured_ids(settings);
     let tables = &settings.providers.others;
     for (i, route) in settings.proxy.routes.iter().enumerate() {
-        // A route naming a broken table is reported with the table, not twice.
-        let broken =
-            !problems.is_empty() && tables.keys().any(|t| provider_id(t) == route.provider);
-        if !known.contains(&route.provider) && !broken {
-            problems.push(format!(
-                "proxy.routes[{i}].provider: no provider `{}` is configured{} (configured: {})",
-                route.provider,
-                provider_hint(settings, &route.provider),
-                known.join(", ")
-            ));
+        let key = match route.provider {
+            Some(_) => "provider",
+            None => "require.providers",
+        };
+        for provider in route.providers() {
+            // A route naming a broken table is reported with the table, not twice.
+            let broken = !problems.is_empty() && tables.keys().any(|t| provider_id(t) == provider);
+            if !known.iter().any(|k| k == provider) && !broken {
+                problems.push(format!(
+                    "proxy.routes[{i}].{key}: no provider `{provider}` is configured{} (configured: {})",
+                    provider_hint(settings, provider),
+                    known.join(", ")
+                ));
+            }
         }
     }
     for (i, c) in settings.oauth.clients.iter().enumerate() {

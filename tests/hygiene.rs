@@ -100,9 +100,10 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         s.proxy.routes.push(ProxyRoute {
             prefix: "/api/42".into(),
             upstream: eb,
-            provider: "42".into(),
+            provider: Some("42".into()),
             strip_prefix: true,
             timeout: None,
+            ..Default::default()
         });
         s.oauth.clients = vec![OAuthClientSettings {
             client_id: "rp".into(),

@@ -13,11 +13,13 @@ use serde::Deserialize;
 
 mod limit;
 mod report;
+mod routes;
 mod sections;
 mod validate;
 
 pub use limit::Limit;
 pub use report::what_is_wrong;
+pub use routes::METHODS;
 pub use sections::*;
 pub use validate::{is_loopback_origin, location_of, url_origin};
 

@@ -234,31 +234,68 @@ pub struct ProxySettings {
     pub bundled_route: bool,
 }
 
-/// `[[proxy.routes]]`: requests under `prefix` go to `upstream` with `provider`'s token.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[proxy.routes]]`: requests under `prefix` go to `upstream` with the session's token,
+/// under the route's policy (`methods`, `public`, `require`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyRoute {
     /// Path prefix under `/api`, e.g. `/api/42`.
     pub prefix: String,
     /// Upstream base URL, or `bundled` for this server's own `/v1` API.
     pub upstream: String,
-    /// Provider whose access token is sent (`credentials`, `42`, …).
-    #[serde(default = "default_provider")]
-    pub provider: String,
+    /// The one provider whose sessions may call this route, and whose access token is
+    /// sent (`credentials` when neither this nor `require.providers` is set); a session
+    /// of another provider gets 401.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// Replace the prefix by the upstream URL (default) or append the full path.
     #[serde(default = "default_true")]
     pub strip_prefix: bool,
     /// Total time of one request on this route (default: `proxy.timeout`).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// The methods this route takes (HEAD wherever GET); others get 405 with `Allow`.
+    /// Unset: every method.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// No session needed and no token sent (the browser's cookie is still not forwarded).
+    #[serde(default)]
+    pub public: bool,
+    /// Conditions on the signed-in user; every one given must hold.
+    #[serde(default)]
+    pub require: Option<Require>,
+}
+
+impl ProxyRoute {
+    /// The providers whose sessions may call this route: `require.providers`, or the
+    /// one `provider` (default `credentials`).
+    pub fn providers(&self) -> Vec<&str> {
+        match self.require.as_ref().and_then(|r| r.providers.as_ref()) {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => vec![self.provider.as_deref().unwrap_or(DEFAULT_ROUTE_PROVIDER)],
+        }
+    }
+}
+
+/// `require = { … }` of a route: each condition given must hold, and any entry of its
+/// list is enough. A failed one answers 403 `forbidden`, naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Require {
+    /// Domains of the user's email (only an email the provider vouches for).
+    pub email_domains: Option<Vec<String>>,
+    /// Users: an email (vouched for), or `provider:id` / `provider:login`.
+    pub users: Option<Vec<String>>,
+    /// Groups from the provider's claims (`profile.groups` pointer).
+    pub groups: Option<Vec<String>>,
+    /// Roles from the provider's claims (`profile.roles` pointer).
+    pub roles: Option<Vec<String>>,
+    /// Sessions of any of these providers; each sends its own token.
+    pub providers: Option<Vec<String>>,
 }
 
 /// The provider of a route that names none (username/password sign-in).
 pub const DEFAULT_ROUTE_PROVIDER: &str = "credentials";
-
-fn default_provider() -> String {
-    DEFAULT_ROUTE_PROVIDER.into()
-}
 
 fn default_true() -> bool {
     true

@@ -133,6 +133,7 @@ impl Settings {
             problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
         }
         for (i, route) in self.proxy.routes.iter().enumerate() {
+            problems.extend(super::routes::problems(i, route));
             let p = &route.prefix;
             let under_api = p == "/api" || p.starts_with("/api/");
             if !under_api

@@ -228,6 +228,8 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
                 email: pick(own.email, defaults.email),
                 image: pick(own.image, defaults.image),
                 login: pick(own.login, defaults.login),
+                groups: pick(own.groups, defaults.groups),
+                roles: pick(own.roles, defaults.roles),
             }
         },
     };

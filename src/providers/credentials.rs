@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::config::CredentialsSettings;
 use crate::error::{AppError, AppResult};
 use crate::session::refresh::RefreshError;
-use crate::session::{SessionUser, TokenSet};
+use crate::session::{Access, SessionUser, TokenSet};
 
 use super::SignedIn;
 use crate::users::User;
@@ -56,6 +56,8 @@ fn bundled_user(u: &User) -> SessionUser {
         email: Some(u.email.clone()),
         image: None,
         login: Some(u.username.clone()),
+        // Registration does not prove the address: no route policy trusts it.
+        access: Access::default(),
     }
 }
 
@@ -227,6 +229,12 @@ fn profile_of(body: &Value) -> Option<SessionUser> {
         email: text(u, &["email"]),
         image: text(u, &["image", "avatar", "picture"]),
         login,
+        // The backend is the application's own: its email counts unless it says otherwise.
+        access: Access {
+            email_verified: u.get("email_verified").and_then(Value::as_bool) != Some(false),
+            groups: Access::claims(u, "/groups"),
+            roles: Access::claims(u, "/roles | /role"),
+        },
     })
 }
 

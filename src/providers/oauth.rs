@@ -24,7 +24,7 @@ use super::oidc;
 use super::{OidcSignIn, SignedIn};
 use crate::clock::Clock;
 use crate::session::refresh::RefreshError;
-use crate::session::{SessionUser, TokenSet};
+use crate::session::{Access, SessionUser, TokenSet};
 
 /// Why talking to a provider failed. The text is for the log, never for the browser.
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +256,7 @@ impl OAuthProvider {
                 _ => fetched,
             };
         }
-        let user = map_profile(&profile, &self.config.profile)
+        let user = map_profile(&profile, &self.config.profile, self.config.kind)
             .ok_or_else(|| Failure::Garbage("the profile has no user id".into()))?;
         Ok(SignedIn {
             user,
@@ -418,8 +418,10 @@ fn field(v: &Value, pointers: &str, max: usize) -> Option<String> {
 }
 
 /// The session's user from a profile document, by the provider's mapping. Only the
-/// mapped fields are kept: 42's profile alone is tens of kilobytes.
-pub fn map_profile(v: &Value, m: &ProfileMapping) -> Option<SessionUser> {
+/// mapped fields are kept: 42's profile alone is tens of kilobytes. An OpenID provider
+/// vouches for the email only with `email_verified: true` (OpenID Connect Core §5.1); an
+/// OAuth2 profile (42, GitHub: their addresses are verified) unless it says `false`.
+pub fn map_profile(v: &Value, m: &ProfileMapping, kind: Kind) -> Option<SessionUser> {
     let id = field(v, &m.id, 128)?;
     let login = field(v, &m.login, 64);
     let parts = ["/first_name | /given_name", "/last_name | /family_name"]
@@ -432,12 +434,21 @@ pub fn map_profile(v: &Value, m: &ProfileMapping) -> Option<SessionUser> {
         .or_else(|| login.clone());
     let image =
         field(v, &m.image, 512).filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let verified = v.pointer("/email_verified").and_then(Value::as_bool);
     Some(SessionUser {
         id,
         name,
         email: field(v, &m.email, 254).filter(|e| e.contains('@')),
         image,
         login,
+        access: Access {
+            email_verified: match kind {
+                Kind::Oidc => verified == Some(true),
+                Kind::OAuth2 => verified != Some(false),
+            },
+            groups: Access::claims(v, &m.groups),
+            roles: Access::claims(v, &m.roles),
+        },
     })
 }
 
@@ -463,7 +474,7 @@ mod tests {
             "image": {"link": "https://cdn.intra.42.fr/users/jdoe.jpg", "versions": {}},
             "staff?": false, "active?": true, "cursus_users": [{"level": 4.2}]
         });
-        let user = map_profile(&me, &mapping).unwrap();
+        let user = map_profile(&me, &mapping, Kind::OAuth2).unwrap();
         assert_eq!(user.id, "90210");
         assert_eq!(user.name.as_deref(), Some("Jane Doe"));
         assert_eq!(user.login.as_deref(), Some("jdoe"));
@@ -471,6 +482,37 @@ mod tests {
             user.image.as_deref(),
             Some("https://cdn.intra.42.fr/users/jdoe.jpg")
         );
-        assert!(map_profile(&serde_json::json!({"login": "x"}), &mapping).is_none());
+        assert!(map_profile(&serde_json::json!({"login": "x"}), &mapping, Kind::OAuth2).is_none());
+        assert!(
+            user.access.email_verified,
+            "42's addresses are the school's own"
+        );
+    }
+
+    /// OpenID Connect Core 1.0 §5.1: `email_verified` true means the provider took steps
+    /// to ensure the address belonged to the user; without it, nothing is vouched for.
+    #[test]
+    fn an_openid_email_counts_only_with_email_verified_true() {
+        let mapping = crate::providers::presets::default_mapping(Kind::Oidc);
+        let claims = |verified: serde_json::Value| {
+            serde_json::json!({"sub": "s-1", "email": "ada@example.com",
+                "email_verified": verified, "groups": ["staff"], "roles": "admin"})
+        };
+        let user = map_profile(&claims(true.into()), &mapping, Kind::Oidc).unwrap();
+        assert!(user.access.email_verified);
+        assert_eq!(user.access.groups, ["staff"]);
+        assert_eq!(user.access.roles, ["admin"]);
+        for unproven in [false.into(), serde_json::Value::Null, "true".into()] {
+            let user = map_profile(&claims(unproven), &mapping, Kind::Oidc).unwrap();
+            assert!(!user.access.email_verified);
+        }
+        let github = crate::providers::presets::default_mapping(Kind::OAuth2);
+        let said_no = serde_json::json!({"id": 1, "email": "a@b.c", "email_verified": false});
+        assert!(
+            !map_profile(&said_no, &github, Kind::OAuth2)
+                .unwrap()
+                .access
+                .email_verified
+        );
     }
 }

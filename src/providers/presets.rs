@@ -15,6 +15,8 @@ pub(super) fn preset(table: &str) -> Option<RawProvider> {
         email: s(email),
         image: s(image),
         login: s(login),
+        groups: s("/groups"),
+        roles: s("/roles"),
     };
     match table {
         "fortytwo" => Some(RawProvider {
@@ -66,6 +68,8 @@ pub fn default_mapping(kind: Kind) -> ProfileMapping {
             email: s("/email"),
             image: s("/picture"),
             login: s("/preferred_username | /nickname"),
+            groups: s("/groups"),
+            roles: s("/roles"),
         },
         Kind::OAuth2 => ProfileMapping {
             id: s("/id | /sub"),
@@ -73,6 +77,8 @@ pub fn default_mapping(kind: Kind) -> ProfileMapping {
             email: s("/email"),
             image: s("/picture | /avatar_url | /image"),
             login: s("/login | /username | /preferred_username"),
+            groups: s("/groups"),
+            roles: s("/roles"),
         },
     }
 }

@@ -34,6 +34,10 @@ pub struct ProfileMapping {
     pub email: String,
     pub image: String,
     pub login: String,
+    /// The user's groups (an array of strings, or one string), for route policies.
+    pub groups: String,
+    /// The user's roles, likewise (Keycloak: `/realm_access/roles`).
+    pub roles: String,
 }
 
 /// A provider table as written (every key optional; presets fill the gaps).

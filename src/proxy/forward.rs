@@ -13,8 +13,9 @@ use poem::{Addr, Body, FromRequest, IntoResponse, Request, RequestParts, Respons
 
 use crate::error::{AppError, AppResult, ErrorStyle};
 use crate::http::client_ip::ClientIp;
+use crate::proxy::policy::Denied;
 use crate::proxy::{client, path, Proxy, Target, Upstream};
-use crate::session::cookie;
+use crate::session::{cookie, Session, SessionId};
 use crate::state::AppState;
 
 /// Largest total size of a proxied request's headers (431 above).
@@ -117,8 +118,8 @@ struct Outbound<'a> {
     target: &'a str,
     ip: ClientIp,
     /// The browser session making the request (the bundled API keeps it when a password
-    /// change ends the account's other sessions).
-    session: String,
+    /// change ends the account's other sessions); none on a public route.
+    session: Option<String>,
 }
 
 async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResult<Response> {
@@ -143,33 +144,18 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
             AppError::NoRoute(development.then(|| proxy.routes.prefixes().join(", ")))
         })?;
 
-    let Some(cookie_value) =
-        cookie::read(req.headers(), state.cookies.session_name()).map(str::to_owned)
-    else {
-        return Err(AppError::Unauthenticated("Sign in first."));
-    };
-    // A cookie that names no live session (signed out, revoked, expired): say so, and
-    // clear it, however many requests still carry it.
-    let Some((id, session)) = state.sessions.load(&cookie_value).await? else {
-        return Err(match state.sessions.ended_by(&cookie_value).await {
-            Some(by) => AppError::SignedOutBy(by),
-            None => AppError::SessionExpired,
-        });
-    };
-    if session.provider != route.provider {
-        return Err(AppError::Unauthenticated(
-            "This API needs a sign-in with another provider.",
-        ));
+    if let Err(allow) = route.policy.method(req.method()) {
+        state.metrics.count_denial(&route.prefix, "methods");
+        let mut resp = AppError::MethodNotAllowed.to_response(ErrorStyle::Code);
+        resp.headers_mut().insert(header::ALLOW, allow);
+        return Ok(resp);
     }
-    let csrf = &state.settings.proxy.csrf_header;
-    if is_unsafe(req.method())
-        && req
-            .headers()
-            .get(csrf.as_str())
-            .is_none_or(|v| v.is_empty())
-    {
-        return Err(AppError::CsrfHeader(csrf.clone()));
-    }
+    // A public route takes no session: nothing of the browser's is sent on its behalf.
+    let signed_in = if route.policy.public {
+        None
+    } else {
+        Some(admitted(state, req, &route).await?)
+    };
     let header_bytes: usize = req
         .headers()
         .iter()
@@ -198,27 +184,30 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         .await
         .map_err(AppError::from_poem)?;
 
-    let session = state.refresher.fresh(&id, session, None).await?;
     // HTTP/2 bodies may come without Content-Length: any unsafe method carries its body.
     let has_body = declared.is_some_and(|n| n > 0)
         || req.headers().contains_key(header::TRANSFER_ENCODING)
         || (declared.is_none() && is_unsafe(req.method()));
+    let Some((id, session)) = signed_in else {
+        let out = Outbound {
+            route: &route,
+            target: &target,
+            ip,
+            session: None,
+        };
+        let resp = send(state, proxy, req, &out, None, has_body).await?;
+        return Ok(answer(state, &route, resp));
+    };
+    let session = state.refresher.fresh(&id, session, None).await?;
     let retryable = matches!(*req.method(), Method::GET | Method::HEAD);
     let out = Outbound {
         route: &route,
         target: &target,
         ip,
-        session: id.handle(),
+        session: Some(id.handle()),
     };
-    let resp = send(
-        state,
-        proxy,
-        req,
-        &out,
-        &session.tokens.access_token,
-        has_body,
-    )
-    .await?;
+    let token = Some(session.tokens.access_token.as_str());
+    let resp = send(state, proxy, req, &out, token, has_body).await?;
 
     // An upstream that calls the token invalid gets one refresh and one retry (safe
     // methods only: their request has no body to replay).
@@ -226,10 +215,48 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
     {
         let used = session.tokens.access_token.clone();
         let session = state.refresher.fresh(&id, session, Some(&used)).await?;
-        let retry = send(state, proxy, req, &out, &session.tokens.access_token, false).await?;
+        let token = Some(session.tokens.access_token.as_str());
+        let retry = send(state, proxy, req, &out, token, false).await?;
         return Ok(answer(state, &route, retry));
     }
     Ok(answer(state, &route, resp))
+}
+
+/// The live session of the request, if the route's policy admits it and, for an unsafe
+/// method, the anti-CSRF header is there.
+async fn admitted(
+    state: &AppState,
+    req: &Request,
+    route: &Upstream,
+) -> AppResult<(SessionId, Session)> {
+    let Some(cookie_value) = cookie::read(req.headers(), state.cookies.session_name()) else {
+        return Err(AppError::Unauthenticated("Sign in first."));
+    };
+    // A cookie that names no live session (signed out, revoked, expired): say so, and
+    // clear it, however many requests still carry it.
+    let Some((id, session)) = state.sessions.load(cookie_value).await? else {
+        return Err(match state.sessions.ended_by(cookie_value).await {
+            Some(by) => AppError::SignedOutBy(by),
+            None => AppError::SessionExpired,
+        });
+    };
+    if let Err(denied) = route.policy.admits(&session) {
+        state.metrics.count_denial(&route.prefix, denied.name());
+        return Err(match denied {
+            Denied::Provider => AppError::Unauthenticated(denied.message()),
+            Denied::Condition(_) => AppError::Forbidden(denied.message()),
+        });
+    }
+    let csrf = &state.settings.proxy.csrf_header;
+    if is_unsafe(req.method())
+        && req
+            .headers()
+            .get(csrf.as_str())
+            .is_none_or(|v| v.is_empty())
+    {
+        return Err(AppError::CsrfHeader(csrf.clone()));
+    }
+    Ok((id, session))
 }
 
 fn says_invalid_token(headers: &HeaderMap) -> bool {
@@ -249,15 +276,17 @@ async fn send(
     proxy: &Proxy,
     req: &mut Request,
     out: &Outbound<'_>,
-    token: &str,
+    token: Option<&str>,
     has_body: bool,
 ) -> AppResult<Response> {
     let mut headers = copy_headers(req.headers(), NEVER_FORWARDED);
-    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-        tracing::warn!("the provider's access token is not a valid header value");
-        AppError::BadGateway
-    })?;
-    headers.insert(header::AUTHORIZATION, bearer);
+    if let Some(token) = token {
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            tracing::warn!("the provider's access token is not a valid header value");
+            AppError::BadGateway
+        })?;
+        headers.insert(header::AUTHORIZATION, bearer);
+    }
     if !has_body {
         // No body goes with this request (a retry replays none): no stale framing either.
         headers.remove(header::CONTENT_LENGTH);
@@ -366,7 +395,9 @@ fn bundled_request(
     ));
     let body = body.map_or_else(Body::empty, Body::from_bytes_stream);
     let mut inner = Request::from_parts(parts, body);
-    inner.set_data(crate::session::CallingSession(out.session.clone()));
+    if let Some(session) = &out.session {
+        inner.set_data(crate::session::CallingSession(session.clone()));
+    }
     Ok(inner)
 }
 

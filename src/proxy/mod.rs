@@ -4,6 +4,7 @@
 pub mod client;
 pub mod forward;
 pub mod path;
+pub mod policy;
 pub mod routes;
 
 use std::sync::Arc;

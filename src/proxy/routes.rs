@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use poem::http::HeaderValue;
 
+use super::policy::Policy;
 use crate::config::{ProxyRoute, Settings};
 
 /// Where a route's requests go.
@@ -21,7 +22,8 @@ pub enum Target {
 pub struct Upstream {
     pub prefix: String,
     pub target: Target,
-    pub provider: String,
+    /// Who may call it, with which methods.
+    pub policy: Policy,
     pub strip_prefix: bool,
     pub timeout: Duration,
 }
@@ -48,9 +50,8 @@ impl ProxyRoutes {
         let bundled = ProxyRoute {
             prefix: "/api".into(),
             upstream: "bundled".into(),
-            provider: crate::config::DEFAULT_ROUTE_PROVIDER.into(),
             strip_prefix: true,
-            timeout: None,
+            ..ProxyRoute::default()
         };
         let takes_api = settings
             .proxy
@@ -74,7 +75,7 @@ impl ProxyRoutes {
                 } else {
                     Target::Url(r.upstream.trim_end_matches('/').to_owned())
                 },
-                provider: r.provider.clone(),
+                policy: Policy::of(r),
                 strip_prefix: r.strip_prefix,
                 timeout: r.timeout.unwrap_or(settings.proxy.timeout),
             })
@@ -107,7 +108,7 @@ impl ProxyRoutes {
                     Target::Bundled => "the bundled /v1 API".to_owned(),
                     Target::Url(u) => u.clone(),
                 };
-                format!("{} -> {to} (token of `{}`)", r.prefix, r.provider)
+                format!("{} -> {to} ({})", r.prefix, r.policy.describe())
             })
             .collect()
     }
@@ -154,20 +155,20 @@ mod tests {
         s.proxy.routes.push(ProxyRoute {
             prefix: "/api/42".into(),
             upstream: "https://api.intra.42.fr/v2".into(),
-            provider: "42".into(),
+            provider: Some("42".into()),
             strip_prefix: true,
-            timeout: None,
+            ..ProxyRoute::default()
         });
         let routes = ProxyRoutes::new(&s);
         let (r, url) = routes.resolve("/api/42/me", Some("a=1")).unwrap();
         assert_eq!(
-            (r.provider.as_str(), url.as_str()),
-            ("42", "https://api.intra.42.fr/v2/me?a=1")
+            (r.prefix.as_str(), url.as_str()),
+            ("/api/42", "https://api.intra.42.fr/v2/me?a=1")
         );
         let (r, url) = routes.resolve("/api/users/me", None).unwrap();
         assert_eq!(
-            (r.provider.as_str(), url.as_str()),
-            ("credentials", "/v1/users/me")
+            (r.target.clone(), url.as_str()),
+            (Target::Bundled, "/v1/users/me")
         );
         let (_, url) = routes.resolve("/api/420/x", None).unwrap();
         assert_eq!(url, "/v1/420/x", "/api/420 is not under /api/42");

@@ -28,4 +28,4 @@ pub struct CallingSession(pub String);
 pub use id::SessionId;
 pub use lookup::Lookup;
 pub use manager::SessionManager;
-pub use model::{DeviceMeta, Session, SessionUser, TokenSet};
+pub use model::{Access, DeviceMeta, Session, SessionUser, TokenSet};

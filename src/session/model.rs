@@ -18,6 +18,51 @@ pub struct SessionUser {
     pub image: Option<String>,
     #[serde(rename = "l")]
     pub login: Option<String>,
+    /// What route policies check. Sealed after the session (see [`Session::encode`]), so
+    /// sessions written before it existed still open.
+    #[serde(skip)]
+    pub access: Access,
+}
+
+/// The user's claims that route policies (`require`) check, from the provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// The provider vouches for `email` (OIDC `email_verified: true`; an OAuth2 or
+    /// credentials backend profile unless it says `email_verified: false`).
+    #[serde(rename = "v")]
+    pub email_verified: bool,
+    #[serde(rename = "g")]
+    pub groups: Vec<String>,
+    #[serde(rename = "r")]
+    pub roles: Vec<String>,
+}
+
+/// At most this many groups (and as many roles) are kept; each at most 128 characters.
+pub const MAX_CLAIMS: usize = 64;
+
+impl Access {
+    /// The strings at the first present `|`-separated JSON pointer of `v`: an array of
+    /// strings, or one string. Bounded by [`MAX_CLAIMS`].
+    pub fn claims(v: &serde_json::Value, pointers: &str) -> Vec<String> {
+        let found = pointers
+            .split('|')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .find_map(|p| v.pointer(p));
+        let text = |v: &serde_json::Value| {
+            v.as_str()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.chars().count() <= 128)
+                .map(str::to_owned)
+        };
+        match found {
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(text).take(MAX_CLAIMS).collect()
+            }
+            Some(one) => text(one).into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// Upstream tokens. Never serialized anywhere but into the sealed blob; `Debug` redacts.
@@ -71,14 +116,23 @@ pub struct Session {
 }
 
 impl Session {
-    /// The plaintext that gets sealed (postcard).
+    /// The plaintext that gets sealed (postcard): the session, then the user's
+    /// [`Access`] (left out when empty, as sessions were before it existed).
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_allocvec(self)
+        let plain = postcard::to_allocvec(self)?;
+        if self.user.access == Access::default() {
+            return Ok(plain);
+        }
+        postcard::to_extend(&self.user.access, plain)
     }
 
     /// The inverse of [`Session::encode`]; `None` for anything else.
     pub fn decode(plain: &[u8]) -> Option<Self> {
-        postcard::from_bytes(plain).ok()
+        let (mut session, rest): (Self, _) = postcard::take_from_bytes(plain).ok()?;
+        if !rest.is_empty() {
+            session.user.access = postcard::from_bytes(rest).ok()?;
+        }
+        Some(session)
     }
 }
 
@@ -100,4 +154,68 @@ pub struct DeviceMeta {
     pub last_seen: i64,
     #[serde(rename = "p")]
     pub provider: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(access: Access) -> Session {
+        Session {
+            version: 3,
+            user: SessionUser {
+                id: "7".into(),
+                email: Some("ada@example.com".into()),
+                access,
+                ..SessionUser::default()
+            },
+            provider: "oidc".into(),
+            tokens: TokenSet::default(),
+            created_at: 1,
+            last_seen: 2,
+        }
+    }
+
+    #[test]
+    fn access_is_sealed_after_the_session_and_old_blobs_still_open() {
+        let access = Access {
+            email_verified: true,
+            groups: vec!["staff".into()],
+            roles: vec!["admin".into()],
+        };
+        let new = session(access.clone());
+        let plain = new.encode().unwrap();
+        assert_eq!(Session::decode(&plain), Some(new.clone()));
+        // A blob written before `Access` existed is exactly the session: no claims.
+        let legacy = postcard::to_allocvec(&session(Access::default())).unwrap();
+        assert_eq!(session(Access::default()).encode().unwrap(), legacy);
+        assert_eq!(
+            Session::decode(&legacy).unwrap().user.access,
+            Access::default()
+        );
+        // An instance of the previous release (plain `from_bytes`) reads the new blob.
+        let old_reader: Session = postcard::from_bytes(&plain).unwrap();
+        assert_eq!(old_reader.user.id, "7");
+        // A damaged tail is no session at all, not one without its claims.
+        let mut bad = plain.clone();
+        bad.push(0xff);
+        bad[legacy.len()] = 0xff;
+        assert_eq!(Session::decode(&bad), None);
+    }
+
+    #[test]
+    fn claims_are_strings_at_the_first_present_pointer_and_bounded() {
+        let v = serde_json::json!({
+            "realm_access": {"roles": ["admin", 7, "", "user"]},
+            "group": "staff",
+            "many": (0..100).map(|i| format!("g{i}")).collect::<Vec<_>>(),
+        });
+        assert_eq!(
+            Access::claims(&v, "/groups | /realm_access/roles"),
+            ["admin", "user"]
+        );
+        assert_eq!(Access::claims(&v, "/group"), ["staff"]);
+        assert_eq!(Access::claims(&v, "/many").len(), MAX_CLAIMS);
+        assert!(Access::claims(&v, "/nothing").is_empty());
+    }
 }

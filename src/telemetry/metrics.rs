@@ -122,6 +122,14 @@ impl Metrics {
         }
     }
 
+    /// Counts one request a route's policy refused, by the condition it failed.
+    pub fn count_denial(&self, route: &str, condition: &str) {
+        self.count(
+            "sessiongate_route_denials_total",
+            format!("route=\"{}\",condition=\"{condition}\"", escape(route)),
+        );
+    }
+
     /// Records the upstream time of one proxied request (each attempt).
     pub fn observe_upstream(&self, route: &str, took: Duration) {
         update(&self.proxied, route, |route| route.latency.add(took));

@@ -452,9 +452,10 @@ async fn slow_and_resetting_upstreams_leave_the_session_alone() {
             s.proxy.routes.push(sessiongate::config::ProxyRoute {
                 prefix: prefix.into(),
                 upstream: upstream.clone(),
-                provider: "credentials".into(),
+                provider: Some("credentials".into()),
                 strip_prefix: true,
                 timeout: Some(Duration::from_millis(500)),
+                ..Default::default()
             });
         }
     })

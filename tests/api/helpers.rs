@@ -538,8 +538,9 @@ pub fn proxy_route(
     sessiongate::config::ProxyRoute {
         prefix: prefix.into(),
         upstream: upstream.into(),
-        provider: provider.into(),
+        provider: Some(provider.into()),
         strip_prefix: true,
         timeout: None,
+        ..Default::default()
     }
 }

@@ -25,6 +25,7 @@ mod passwords;
 mod providers;
 mod proxy;
 mod rate_limits;
+mod route_policy;
 mod sessions_end;
 pub mod stand_ins;
 mod store_contract;

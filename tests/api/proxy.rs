@@ -16,9 +16,10 @@ fn route(prefix: &str, upstream: &str, timeout: Option<Duration>) -> ProxyRoute 
     ProxyRoute {
         prefix: prefix.into(),
         upstream: upstream.into(),
-        provider: "credentials".into(),
+        provider: Some("credentials".into()),
         strip_prefix: true,
         timeout,
+        ..Default::default()
     }
 }
 

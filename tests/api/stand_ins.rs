@@ -231,7 +231,8 @@ async fn tb_login(state: Data<&Arc<Mutex<TokenState>>>) -> Json<serde_json::Valu
     s.generation = 1;
     Json(
         json!({"access_token": "at-1", "refresh_token": "rt-1", "token_type": "bearer",
-        "expires_in": s.login_expires_in, "user": {"id": "u-77", "username": "racer", "email": "racer@example.com"}}),
+        "expires_in": s.login_expires_in, "user": {"id": "u-77", "username": "racer", "email": "racer@example.com",
+            "groups": ["staff", "beta"], "roles": "reader"}}),
     )
 }
 
