@@ -218,6 +218,9 @@ pub struct ProxySettings {
     pub csrf_header: String,
     /// Largest proxied request body, in bytes (streamed, never buffered).
     pub body_limit: u64,
+    /// Largest WebSocket frame or message through the proxy, in bytes (above: the socket
+    /// is closed with 1009).
+    pub websocket_max_frame: usize,
     /// Time to connect to an upstream.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -236,7 +239,7 @@ pub struct ProxySettings {
 
 /// `[[proxy.routes]]`: requests under `prefix` go to `upstream` with the session's token,
 /// under the route's policy (`methods`, `public`, `require`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyRoute {
     /// Path prefix under `/api`, e.g. `/api/42`.
@@ -264,6 +267,25 @@ pub struct ProxyRoute {
     /// Conditions on the signed-in user; every one given must hold.
     #[serde(default)]
     pub require: Option<Require>,
+    /// WebSocket upgrades are proxied (default); `false` refuses them with 403.
+    #[serde(default = "default_true")]
+    pub websocket: bool,
+}
+
+impl Default for ProxyRoute {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            upstream: String::new(),
+            provider: None,
+            strip_prefix: true,
+            timeout: None,
+            methods: None,
+            public: false,
+            require: None,
+            websocket: true,
+        }
+    }
 }
 
 impl ProxyRoute {

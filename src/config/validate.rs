@@ -83,6 +83,10 @@ impl Settings {
         if self.server.workers > 256 {
             problems.push("server.workers: at most 256 (0: one per CPU, the usual choice)".into());
         }
+        if !(125..=64 * 1024 * 1024).contains(&self.proxy.websocket_max_frame) {
+            problems
+                .push("proxy.websocket_max_frame: between 125 bytes and 64 MiB (67108864)".into());
+        }
         if self.server.body_limit < 1024 {
             problems.push("server.body_limit: must be at least 1024 bytes".into());
         }

@@ -12,6 +12,7 @@ pub mod logout;
 pub mod oauth;
 pub mod oidc;
 pub mod presets;
+pub mod profile;
 pub mod schema;
 
 use std::future::Future;

@@ -6,83 +6,21 @@
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use poem::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use poem::http::header::{self, HeaderMap, HeaderValue};
 use poem::http::{Method, StatusCode, Version};
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::{Addr, Body, FromRequest, IntoResponse, Request, RequestParts, Response};
+use poem::{Addr, Body, FromRequest, Request, RequestParts, Response};
 
 use crate::error::{AppError, AppResult, ErrorStyle};
 use crate::http::client_ip::ClientIp;
 use crate::proxy::policy::Denied;
-use crate::proxy::{client, path, Proxy, Target, Upstream};
+use crate::proxy::wire::{answer, from_upstream, outbound_headers, upstream_error, BodyOverLimit};
+use crate::proxy::{client, path, websocket, Proxy, Target, Upstream};
 use crate::session::{cookie, Session, SessionId};
 use crate::state::AppState;
 
 /// Largest total size of a proxied request's headers (431 above).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), what the proxy replaces, and what a client must
-/// not be able to tell the upstream about itself (its address, the "original" URL).
-const NEVER_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "cookie",
-    "authorization",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-port",
-    "x-original-url",
-    "x-rewrite-url",
-    "true-client-ip",
-];
-
-/// Hop-by-hop headers of the answer, and cookies the upstream tries to set.
-const NEVER_RETURNED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "set-cookie",
-];
-
-/// Headers named in `Connection` are hop-by-hop too.
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-fn copy_headers(from: &HeaderMap, skip: &[&str]) -> HeaderMap {
-    let listed = connection_listed(from);
-    let mut out = HeaderMap::with_capacity(from.len());
-    for (name, value) in from {
-        let n = name.as_str();
-        if !skip.contains(&n) && !listed.iter().any(|l| l == n) {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
 
 fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -150,6 +88,16 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         resp.headers_mut().insert(header::ALLOW, allow);
         return Ok(resp);
     }
+    let upgrade = websocket::is_upgrade(req);
+    if upgrade {
+        if !route.policy.websocket {
+            state.metrics.count_denial(&route.prefix, "websocket");
+            return Err(AppError::Forbidden(
+                "This route takes no WebSocket upgrades (websocket = false).",
+            ));
+        }
+        websocket::check_origin(state, req)?;
+    }
     // A public route takes no session: nothing of the browser's is sent on its behalf.
     let signed_in = if route.policy.public {
         None
@@ -184,6 +132,9 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         .await
         .map_err(AppError::from_poem)?;
 
+    if upgrade {
+        return open_socket(state, proxy, req, &route, &target, ip, signed_in).await;
+    }
     // HTTP/2 bodies may come without Content-Length: any unsafe method carries its body.
     let has_body = declared.is_some_and(|n| n > 0)
         || req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -259,6 +210,69 @@ async fn admitted(
     Ok((id, session))
 }
 
+/// A WebSocket upgrade: the upstream's handshake first (its refusal or silence answered
+/// before the browser's socket is upgraded), then the browser's 101 and the relay.
+async fn open_socket(
+    state: &AppState,
+    proxy: &Proxy,
+    req: &Request,
+    route: &Upstream,
+    target: &str,
+    ip: ClientIp,
+    signed_in: Option<(SessionId, Session)>,
+) -> AppResult<Response> {
+    let browser_key = websocket::browser_key(req)?;
+    if route.target == Target::Bundled {
+        return Err(AppError::BadRequest(
+            "The bundled API takes no WebSocket upgrades.".into(),
+        ));
+    }
+    let (token, watched) = match signed_in {
+        Some((id, session)) => {
+            let session = state.refresher.fresh(&id, session, None).await?;
+            let cookie = cookie::read(req.headers(), state.cookies.session_name())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                Some(session.tokens.access_token),
+                Some(websocket::Watched { cookie, id }),
+            )
+        }
+        None => (None, None),
+    };
+    let forwarding = proxy.routes.forwarding();
+    let mut headers = outbound_headers(req.headers(), &ip, forwarding, token.as_deref())?;
+    headers.remove(header::CONTENT_LENGTH);
+    let sent_key = websocket::upstream_headers(&mut headers, req.headers());
+    let uri: poem::http::Uri = target
+        .parse()
+        .map_err(|_| AppError::BadRequest("This path is not allowed through the proxy.".into()))?;
+    let mut upstream = hyper::Request::new(client::empty());
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = headers;
+    let started = Instant::now();
+    let waited = tokio::time::timeout(route.timeout, proxy.client.send(upstream)).await;
+    state
+        .metrics
+        .observe_upstream(&route.prefix, started.elapsed());
+    let resp = match waited {
+        Ok(resp) => resp.map_err(upstream_error(route))?,
+        Err(_) => {
+            tracing::warn!(route = %route.prefix, "upstream timed out");
+            return Err(AppError::GatewayTimeout);
+        }
+    };
+    match websocket::accept(state, req, route, &browser_key, &sent_key, resp, watched) {
+        Ok(switching) => Ok(switching),
+        // No socket upstream, so none for the browser (RFC 6455 §4.1: anything but a
+        // good 101 fails the handshake).
+        Err(refused) => {
+            tracing::warn!(route = %route.prefix, status = %refused.status(), "the upstream refused a WebSocket");
+            Err(AppError::BadGateway)
+        }
+    }
+}
+
 fn says_invalid_token(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::WWW_AUTHENTICATE)
@@ -279,31 +293,12 @@ async fn send(
     token: Option<&str>,
     has_body: bool,
 ) -> AppResult<Response> {
-    let mut headers = copy_headers(req.headers(), NEVER_FORWARDED);
-    if let Some(token) = token {
-        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            tracing::warn!("the provider's access token is not a valid header value");
-            AppError::BadGateway
-        })?;
-        headers.insert(header::AUTHORIZATION, bearer);
-    }
+    let forwarding = proxy.routes.forwarding();
+    let mut headers = outbound_headers(req.headers(), &out.ip, forwarding, token)?;
     if !has_body {
         // No body goes with this request (a retry replays none): no stale framing either.
         headers.remove(header::CONTENT_LENGTH);
     }
-    if let Ok(v) = HeaderValue::from_str(&out.ip.0.to_string()) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
-    let forwarding = proxy.routes.forwarding();
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(forwarding.proto),
-    );
-    // The host the browser was told to use, never whatever the client sent.
-    headers.insert(
-        HeaderName::from_static("x-forwarded-host"),
-        forwarding.host.clone(),
-    );
     let body = if has_body {
         let limit = state.settings.proxy.body_limit;
         let mut seen: u64 = 0;
@@ -357,16 +352,6 @@ async fn send(
     }
 }
 
-/// The upstream's answer as ours, its body streamed.
-fn from_upstream(r: hyper::Response<client::StallGuard>) -> Response {
-    let (parts, body) = r.into_parts();
-    let mut resp =
-        Body::from_bytes_stream(http_body_util::BodyDataStream::new(body)).into_response();
-    resp.set_status(parts.status);
-    *resp.headers_mut() = parts.headers;
-    resp
-}
-
 /// The bundled API's request: the `/v1` path, the filtered headers, and the client's own
 /// address as the peer (so its rate limits count the real client, not this process).
 fn bundled_request(
@@ -399,63 +384,4 @@ fn bundled_request(
         inner.set_data(crate::session::CallingSession(session.clone()));
     }
     Ok(inner)
-}
-
-fn upstream_error(route: &Upstream) -> impl Fn(hyper_util::client::legacy::Error) -> AppError + '_ {
-    move |e| {
-        if is_over_limit(&e) {
-            AppError::PayloadTooLarge
-        } else if timed_out(&e) {
-            tracing::warn!(route = %route.prefix, "upstream timed out");
-            AppError::GatewayTimeout
-        } else {
-            tracing::warn!(route = %route.prefix, error = %e, "upstream unreachable");
-            AppError::BadGateway
-        }
-    }
-}
-
-/// Marker error: the request body went over `proxy.body_limit` while streaming.
-#[derive(Debug)]
-struct BodyOverLimit;
-
-impl std::fmt::Display for BodyOverLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body over the proxy limit")
-    }
-}
-
-impl std::error::Error for BodyOverLimit {}
-
-/// Whether `e` or any error it was caused by is `what`.
-fn caused_by(
-    e: &(dyn std::error::Error + 'static),
-    what: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
-) -> bool {
-    std::iter::successors(Some(e), |s| s.source()).any(what)
-}
-
-/// Whether a connection attempt ran out of `proxy.connect_timeout`.
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    caused_by(e, |s| {
-        s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    })
-}
-
-fn is_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
-    caused_by(e, |s| {
-        s.is::<BodyOverLimit>() || s.to_string() == BodyOverLimit.to_string()
-    })
-}
-
-/// The upstream's answer, streamed back without hop-by-hop headers or cookies.
-fn answer(state: &AppState, route: &Upstream, resp: Response) -> Response {
-    let status = resp.status();
-    state.metrics.count_proxied(&route.prefix, status.as_u16());
-    let headers = copy_headers(resp.headers(), NEVER_RETURNED);
-    let mut out = resp.into_body().into_response();
-    out.set_status(status);
-    *out.headers_mut() = headers;
-    out
 }

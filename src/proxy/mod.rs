@@ -6,6 +6,8 @@ pub mod forward;
 pub mod path;
 pub mod policy;
 pub mod routes;
+pub mod websocket;
+pub mod wire;
 
 use std::sync::Arc;
 

@@ -55,6 +55,8 @@ pub struct Policy {
     methods: Option<(Vec<Method>, HeaderValue)>,
     /// No session, no token.
     pub public: bool,
+    /// WebSocket upgrades are proxied.
+    pub websocket: bool,
     /// Sessions of these providers may call (each sends its own token).
     providers: Vec<String>,
     /// The providers came from `require.providers` (a 403), not `provider` (a 401).
@@ -91,6 +93,7 @@ impl Policy {
         Self {
             methods,
             public: route.public,
+            websocket: route.websocket,
             providers: route.providers().into_iter().map(str::to_owned).collect(),
             providers_required: require.providers.is_some(),
             require: Require {

@@ -36,6 +36,8 @@ pub struct Metrics {
     proxied: Mutex<BTreeMap<String, RouteStats>>,
     /// Other counters: (metric name, rendered labels) → count.
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Open WebSockets, by route prefix.
+    sockets: Mutex<BTreeMap<String, i64>>,
 }
 
 impl Histogram {
@@ -130,6 +132,21 @@ impl Metrics {
         );
     }
 
+    /// Counts one WebSocket closed on `route`, by why.
+    pub fn count_socket_closed(&self, route: &str, reason: &str) {
+        self.count(
+            "sessiongate_websockets_closed_total",
+            format!("route=\"{}\",reason=\"{reason}\"", escape(route)),
+        );
+    }
+
+    /// One more (`1`) or one fewer (`-1`) WebSocket open on `route`.
+    pub fn add_socket(&self, route: &str, delta: i64) {
+        if let Ok(mut map) = self.sockets.lock() {
+            *map.entry(route.to_owned()).or_default() += delta;
+        }
+    }
+
     /// Records the upstream time of one proxied request (each attempt).
     pub fn observe_upstream(&self, route: &str, took: Duration) {
         update(&self.proxied, route, |route| route.latency.add(took));
@@ -190,6 +207,19 @@ impl Metrics {
                         escape(route)
                     );
                 }
+            }
+        }
+        if let Ok(map) = self.sockets.lock() {
+            if !map.is_empty() {
+                out.push_str("# HELP sessiongate_websockets_open WebSockets open through the proxy, by route.\n");
+                out.push_str("# TYPE sessiongate_websockets_open gauge\n");
+            }
+            for (route, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "sessiongate_websockets_open{{route=\"{}\"}} {n}",
+                    escape(route)
+                );
             }
         }
         if let Ok(map) = self.counters.lock() {

@@ -29,3 +29,4 @@ mod route_policy;
 mod sessions_end;
 pub mod stand_ins;
 mod store_contract;
+mod websockets;
