@@ -14,6 +14,8 @@ import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { CLIENT_ID, CLIENT_SECRET, startFortyTwo } from "./stand-in-42.mjs";
+import { createServer as createHttpServer } from "node:http";
+import { WebSocketServer } from "ws";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const ARTIFACTS = join(ROOT, "tests/e2e/artifacts");
@@ -75,11 +77,24 @@ const browser = await chromium.launch({
          "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 const fortyTwo = await startFortyTwo();
+// A WebSocket upstream (the `ws` package): echoes each message, and records the
+// Authorization of each handshake.
+const sockets = await new Promise((ok) => {
+  const http = createHttpServer();
+  const wss = new WebSocketServer({ server: http });
+  const seen = [];
+  wss.on("connection", (ws, req) => {
+    seen.push(req.headers.authorization || "");
+    ws.on("message", (data, binary) => ws.send(data, { binary }));
+  });
+  http.listen(0, "127.0.0.1", () => ok({ base: `http://127.0.0.1:${http.address().port}`, seen, close: () => http.close() }));
+});
 // The OpenID provider "op" of the logout scenario: another sessiongate, started there, at
 // http://localhost:<opPort> (another site than this one's 127.0.0.1).
 const opPort = await freePort();
 const opSecret = randomBytes(24).toString("hex");
 const server = await startSessiongate(fortyTwo, {
+  toml: `[[proxy.routes]]\nprefix = "/api/live"\nupstream = "${sockets.base}"\n`,
   env: {
     SESSIONGATE_PROVIDERS__OP__TYPE: "oidc",
     SESSIONGATE_PROVIDERS__OP__NAME: "Our OP",
@@ -289,6 +304,43 @@ scopes = "openid profile email"
   }
 });
 
+await scenario("WebSocket: the SPA's socket echoes through the proxy and closes when another browser signs out everywhere", async (page) => {
+  await page.goto("/");
+  await page.fill("#si-username", username);
+  await page.fill("#si-password", PASSWORD);
+  await page.click("#signin-form button");
+  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+
+  // The page opens a socket on its own origin: Chromium sends the cookie and the Origin.
+  const echoed = await page.evaluate(() => new Promise((ok, fail) => {
+    const ws = new WebSocket(`${location.origin.replace(/^http/, "ws")}/api/live/feed`);
+    window.liveSocket = { closed: null };
+    ws.onclose = (e) => { window.liveSocket.closed = e.code; };
+    ws.onerror = () => fail(new Error("the socket failed"));
+    ws.onopen = () => ws.send("hello through the proxy");
+    ws.onmessage = (e) => ok(e.data);
+    setTimeout(() => fail(new Error("no echo")), 5000);
+  }));
+  assert.equal(echoed, "hello through the proxy");
+  assert.match(sockets.seen.at(-1), /^Bearer ey/, "the upstream got the session's token");
+
+  // A second browser signs in as the same user and signs out everywhere.
+  const other = await browser.newContext({ baseURL: server.base });
+  const second = await other.newPage();
+  await second.goto("/");
+  await second.fill("#si-username", username);
+  await second.fill("#si-password", PASSWORD);
+  await second.click("#signin-form button");
+  await second.getByRole("heading", { name: "You are signed in" }).waitFor();
+  await second.click("#signout-all");
+  await second.getByText("You are signed out on every device.").waitFor();
+  await other.close();
+
+  // The first page's socket is closed by sessiongate, code 4401, within 2 s.
+  await page.waitForFunction(() => window.liveSocket.closed !== null, null, { timeout: 2000 });
+  assert.equal(await page.evaluate(() => window.liveSocket.closed), 4401);
+});
+
 await scenario("SPA footer: the NextAuth page is linked only once it is built", async (page, context) => {
   // Built (run.sh builds it): the link shows.
   await page.goto("/");
@@ -360,6 +412,7 @@ async function shots(page, name) {
 await browser.close();
 server.stop();
 fortyTwo.close();
+sockets.close();
 const failed = results.filter((r) => !r.ok).length;
 console.log(`\n${results.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
