@@ -25,6 +25,15 @@ pub(super) fn problems(i: usize, route: &ProxyRoute) -> Vec<String> {
             }
         }
     }
+    let takes_get = route
+        .methods
+        .as_ref()
+        .is_none_or(|m| m.iter().any(|m| m == "GET"));
+    if route.websocket == Some(true) && !takes_get {
+        problems.push(format!(
+            "{key}.websocket: an upgrade is a GET, which `methods` does not list"
+        ));
+    }
     let Some(require) = &route.require else {
         return problems;
     };

@@ -267,9 +267,10 @@ pub struct ProxyRoute {
     /// Conditions on the signed-in user; every one given must hold.
     #[serde(default)]
     pub require: Option<Require>,
-    /// WebSocket upgrades are proxied (default); `false` refuses them with 403.
-    #[serde(default = "default_true")]
-    pub websocket: bool,
+    /// Whether WebSocket upgrades are proxied (else 403). Default: yes, unless `methods`
+    /// is set (a socket carries anything once open: a read-only route stays read-only).
+    #[serde(default)]
+    pub websocket: Option<bool>,
 }
 
 impl Default for ProxyRoute {
@@ -283,7 +284,7 @@ impl Default for ProxyRoute {
             methods: None,
             public: false,
             require: None,
-            websocket: true,
+            websocket: None,
         }
     }
 }
@@ -306,7 +307,7 @@ impl ProxyRoute {
 pub struct Require {
     /// Domains of the user's email (only an email the provider vouches for).
     pub email_domains: Option<Vec<String>>,
-    /// Users: an email (vouched for), or `provider:id` / `provider:login`.
+    /// Users: an email (vouched for), or `provider:id` (the provider's user id).
     pub users: Option<Vec<String>>,
     /// Groups from the provider's claims (`profile.groups` pointer).
     pub groups: Option<Vec<String>>,

@@ -39,6 +39,9 @@ pub struct ProviderConfig {
     pub leeway: std::time::Duration,
     /// Whether its user ids are this server's own accounts ("Sign in with sessiongate").
     pub accounts: bool,
+    /// The profile's email counts unless it says `email_verified: false` (else only with
+    /// `email_verified: true`).
+    pub trust_email: bool,
     /// OIDC: sign-out continues at the provider's `end_session_endpoint` when it has one.
     pub end_session: bool,
     /// OIDC: `/api/auth/frontchannel-logout/<id>` ends sessions (Front-Channel Logout).
@@ -217,6 +220,7 @@ fn parse_one(table: &str, values: &Table) -> Result<Option<ProviderConfig>, Vec<
         client_auth,
         leeway,
         accounts: false,
+        trust_email: raw.trust_email.or(base.trust_email).unwrap_or(false),
         end_session: raw.end_session.unwrap_or(true),
         frontchannel_logout: raw.frontchannel_logout.unwrap_or(false),
         profile: {

@@ -229,9 +229,10 @@ fn profile_of(body: &Value) -> Option<SessionUser> {
         email: text(u, &["email"]),
         image: text(u, &["image", "avatar", "picture"]),
         login,
-        // The backend is the application's own: its email counts unless it says otherwise.
+        // A backend may take registrations of any address: its email counts only when it
+        // says `email_verified: true`.
         access: Access {
-            email_verified: u.get("email_verified").and_then(Value::as_bool) != Some(false),
+            email_verified: u.get("email_verified").and_then(Value::as_bool) == Some(true),
             groups: Access::claims(u, "/groups"),
             roles: Access::claims(u, "/roles | /role"),
         },

@@ -256,8 +256,9 @@ impl OAuthProvider {
                 _ => fetched,
             };
         }
-        let user = super::profile::map_profile(&profile, &self.config.profile, self.config.kind)
-            .ok_or_else(|| Failure::Garbage("the profile has no user id".into()))?;
+        let user =
+            super::profile::map_profile(&profile, &self.config.profile, self.config.trust_email)
+                .ok_or_else(|| Failure::Garbage("the profile has no user id".into()))?;
         Ok(SignedIn {
             user,
             tokens,

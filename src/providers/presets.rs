@@ -34,6 +34,7 @@ pub(super) fn preset(table: &str) -> Option<RawProvider> {
                 "/image/link | /image_url",
                 "/login",
             )),
+            trust_email: Some(true),
             ..Default::default()
         }),
         "github" => Some(RawProvider {
@@ -45,6 +46,8 @@ pub(super) fn preset(table: &str) -> Option<RawProvider> {
             scope: s("read:user user:email"),
             client_auth: s("client_secret_post"),
             profile: Some(mapping("/id", "/name", "/email", "/avatar_url", "/login")),
+            // GitHub shows only a verified address as the profile's public email.
+            trust_email: Some(true),
             ..Default::default()
         }),
         "google" => Some(RawProvider {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::config::{Kind, ProfileMapping};
+use super::config::ProfileMapping;
 use crate::session::{Access, SessionUser};
 
 /// Reads the first present field among `|`-separated JSON pointers (strings or numbers),
@@ -20,10 +20,10 @@ fn field(v: &Value, pointers: &str, max: usize) -> Option<String> {
 }
 
 /// The session's user from a profile document, by the provider's mapping. Only the
-/// mapped fields are kept: 42's profile alone is tens of kilobytes. An OpenID provider
-/// vouches for the email only with `email_verified: true` (OpenID Connect Core §5.1); an
-/// OAuth2 profile (42, GitHub: their addresses are verified) unless it says `false`.
-pub fn map_profile(v: &Value, m: &ProfileMapping, kind: Kind) -> Option<SessionUser> {
+/// mapped fields are kept: 42's profile alone is tens of kilobytes. The email counts as
+/// the user's own with `email_verified: true` (OpenID Connect Core §5.1), or, for a
+/// provider trusted with its emails (`trust_email`: 42, GitHub), unless it says `false`.
+pub fn map_profile(v: &Value, m: &ProfileMapping, trust_email: bool) -> Option<SessionUser> {
     let id = field(v, &m.id, 128)?;
     let login = field(v, &m.login, 64);
     let parts = ["/first_name | /given_name", "/last_name | /family_name"]
@@ -44,10 +44,7 @@ pub fn map_profile(v: &Value, m: &ProfileMapping, kind: Kind) -> Option<SessionU
         image,
         login,
         access: Access {
-            email_verified: match kind {
-                Kind::Oidc => verified == Some(true),
-                Kind::OAuth2 => verified != Some(false),
-            },
+            email_verified: verified == Some(true) || (trust_email && verified.is_none()),
             groups: Access::claims(v, &m.groups),
             roles: Access::claims(v, &m.roles),
         },
@@ -57,6 +54,7 @@ pub fn map_profile(v: &Value, m: &ProfileMapping, kind: Kind) -> Option<SessionU
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Kind;
 
     #[test]
     fn maps_a_42_profile_and_ignores_the_rest() {
@@ -76,7 +74,7 @@ mod tests {
             "image": {"link": "https://cdn.intra.42.fr/users/jdoe.jpg", "versions": {}},
             "staff?": false, "active?": true, "cursus_users": [{"level": 4.2}]
         });
-        let user = map_profile(&me, &mapping, Kind::OAuth2).unwrap();
+        let user = map_profile(&me, &mapping, true).unwrap();
         assert_eq!(user.id, "90210");
         assert_eq!(user.name.as_deref(), Some("Jane Doe"));
         assert_eq!(user.login.as_deref(), Some("jdoe"));
@@ -84,7 +82,7 @@ mod tests {
             user.image.as_deref(),
             Some("https://cdn.intra.42.fr/users/jdoe.jpg")
         );
-        assert!(map_profile(&serde_json::json!({"login": "x"}), &mapping, Kind::OAuth2).is_none());
+        assert!(map_profile(&serde_json::json!({"login": "x"}), &mapping, true).is_none());
         assert!(
             user.access.email_verified,
             "42's addresses are the school's own"
@@ -100,18 +98,27 @@ mod tests {
             serde_json::json!({"sub": "s-1", "email": "ada@example.com",
                 "email_verified": verified, "groups": ["staff"], "roles": "admin"})
         };
-        let user = map_profile(&claims(true.into()), &mapping, Kind::Oidc).unwrap();
+        let user = map_profile(&claims(true.into()), &mapping, false).unwrap();
         assert!(user.access.email_verified);
         assert_eq!(user.access.groups, ["staff"]);
         assert_eq!(user.access.roles, ["admin"]);
         for unproven in [false.into(), serde_json::Value::Null, "true".into()] {
-            let user = map_profile(&claims(unproven), &mapping, Kind::Oidc).unwrap();
+            let user = map_profile(&claims(unproven), &mapping, false).unwrap();
             assert!(!user.access.email_verified);
         }
-        let github = crate::providers::presets::default_mapping(Kind::OAuth2);
+        // A generic OAuth2 provider is not trusted by default; a trusted one that says
+        // `false` is believed.
+        let generic = crate::providers::presets::default_mapping(Kind::OAuth2);
+        let silent = serde_json::json!({"id": 1, "email": "a@b.c"});
+        assert!(
+            !map_profile(&silent, &generic, false)
+                .unwrap()
+                .access
+                .email_verified
+        );
         let said_no = serde_json::json!({"id": 1, "email": "a@b.c", "email_verified": false});
         assert!(
-            !map_profile(&said_no, &github, Kind::OAuth2)
+            !map_profile(&said_no, &generic, true)
                 .unwrap()
                 .access
                 .email_verified

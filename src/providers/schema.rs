@@ -68,6 +68,10 @@ pub(super) struct RawProvider {
     /// default, since that request carries no signature.
     pub(super) frontchannel_logout: Option<bool>,
     pub(super) profile: Option<ProfileMapping>,
+    /// Count the profile's email as the user's own unless the profile says
+    /// `email_verified: false` (42 and GitHub: their addresses are verified); otherwise
+    /// only `email_verified: true` counts.
+    pub(super) trust_email: Option<bool>,
 }
 
 /// Environment variables arrive typed by figment (`CLIENT_ID=12345` is a number).

@@ -22,6 +22,13 @@ use crate::state::AppState;
 /// Largest total size of a proxied request's headers (431 above).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
+/// Headers some frameworks take as the "real" method of a POST.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -87,6 +94,12 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         let mut resp = AppError::MethodNotAllowed.to_response(ErrorStyle::Code);
         resp.headers_mut().insert(header::ALLOW, allow);
         return Ok(resp);
+    }
+    if route.policy.limits_methods() {
+        // Frameworks that honour these would run another method than the one checked.
+        for name in METHOD_OVERRIDES {
+            req.headers_mut().remove(*name);
+        }
     }
     let upgrade = websocket::is_upgrade(req);
     if upgrade {
@@ -235,7 +248,11 @@ async fn open_socket(
                 .to_owned();
             (
                 Some(session.tokens.access_token),
-                Some(websocket::Watched { cookie, id }),
+                Some(websocket::Watched {
+                    cookie,
+                    id,
+                    policy: route.policy.clone(),
+                }),
             )
         }
         None => (None, None),

@@ -93,7 +93,7 @@ impl Policy {
         Self {
             methods,
             public: route.public,
-            websocket: route.websocket,
+            websocket: route.websocket.unwrap_or(route.methods.is_none()),
             providers: route.providers().into_iter().map(str::to_owned).collect(),
             providers_required: require.providers.is_some(),
             require: Require {
@@ -140,6 +140,11 @@ impl Policy {
         }
     }
 
+    /// Whether the route lists its methods.
+    pub fn limits_methods(&self) -> bool {
+        self.methods.is_some()
+    }
+
     /// `Err(Allow)` when the route does not take `method`.
     pub fn method(&self, method: &Method) -> Result<(), HeaderValue> {
         match &self.methods {
@@ -175,11 +180,10 @@ impl Policy {
             }
         }
         if let Some(users) = &r.users {
-            let names = [Some(&user.id), user.login.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|n| format!("{}:{n}", session.provider));
-            let mut who = email.into_iter().chain(names);
+            // The provider's user id only: logins and nicknames are neither unique nor
+            // stable (renamed, then registered by someone else).
+            let id = format!("{}:{}", session.provider, user.id);
+            let mut who = email.into_iter().chain(std::iter::once(id));
             if !who.any(|w| users.contains(&w)) {
                 return Err(Denied::Condition("users"));
             }
@@ -282,12 +286,22 @@ mod tests {
             users.admits(&session("oidc", "ada@example.com", true, &[])),
             Ok(())
         );
+        let by_id = Policy::of(&route(Require {
+            providers: Some(vec!["oidc".into()]),
+            users: Some(vec!["oidc:7".into()]),
+            ..Require::default()
+        }));
+        assert_eq!(by_id.admits(&unverified), Ok(()));
+        // A login is not an identity: `ada` may be renamed and registered by another.
         let by_login = Policy::of(&route(Require {
             providers: Some(vec!["oidc".into()]),
             users: Some(vec!["oidc:ada".into()]),
             ..Require::default()
         }));
-        assert_eq!(by_login.admits(&unverified), Ok(()));
+        assert_eq!(
+            by_login.admits(&unverified),
+            Err(Denied::Condition("users"))
+        );
     }
 
     #[test]

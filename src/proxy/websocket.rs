@@ -31,6 +31,12 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the browser is told when its session has ended (4000–4999: private use).
 const SESSION_ENDED: u16 = 4401;
+/// What the browser is told when the route's policy no longer admits its user.
+const NOT_ALLOWED: u16 = 4403;
+/// Longest the closing handshake may take before both sockets are dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an open socket waits before trying a failed refresh again.
+const REFRESH_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Whether `req` asks for a WebSocket (RFC 6455 §4.1: GET, `Upgrade: websocket`,
 /// `Connection: Upgrade`).
@@ -78,6 +84,8 @@ pub fn check_origin(state: &AppState, req: &Request) -> AppResult<()> {
 pub struct Watched {
     pub cookie: String,
     pub id: SessionId,
+    /// The route's policy, checked again on every look (claims change at a refresh).
+    pub policy: super::policy::Policy,
 }
 
 /// The headers of the upstream's handshake: the browser's (filtered by the caller),
@@ -165,9 +173,9 @@ pub fn accept(
         let upstream =
             WebSocketStream::from_raw_socket(TokioIo::new(upstream), Role::Client, Some(config))
                 .await;
-        state.metrics.add_socket(&prefix, 1);
+        let open = OpenSocket::count(&state, &prefix);
         let reason = relay(&state, browser, upstream, watched).await;
-        state.metrics.add_socket(&prefix, -1);
+        drop(open);
         state.metrics.count_socket_closed(&prefix, reason);
         tracing::debug!(route = %prefix, reason, "WebSocket closed");
     });
@@ -186,6 +194,28 @@ pub fn accept(
     Ok(resp)
 }
 
+/// One open socket in `sessiongate_websockets_open`, however its task ends.
+struct OpenSocket {
+    state: AppState,
+    prefix: String,
+}
+
+impl OpenSocket {
+    fn count(state: &AppState, prefix: &str) -> Self {
+        state.metrics.add_socket(prefix, 1);
+        Self {
+            state: state.clone(),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.state.metrics.add_socket(&self.prefix, -1);
+    }
+}
+
 /// Why a relay ended.
 enum End {
     /// One side closed (its close frame, passed on) or went away.
@@ -196,6 +226,8 @@ enum End {
     Stuck,
     /// The session ended (or its token can no longer be refreshed).
     SessionEnded,
+    /// The route's policy no longer admits the session's user.
+    NotAllowed,
 }
 
 #[derive(Clone, Copy)]
@@ -242,26 +274,26 @@ where
             going_away,
             "session_ended",
         ),
+        End::NotAllowed => (frame(NOT_ALLOWED, "not allowed"), going_away, "not_allowed"),
     };
-    let close = |f: Option<CloseFrame>| Message::Close(f);
-    let _ = tokio::join!(
-        async {
-            if let Some(f) = to_b {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), to_browser.send(close(Some(f))))
-                        .await;
-            }
-            let _ = to_browser.close().await;
-        },
-        async {
-            if let Some(f) = to_u {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), to_upstream.send(close(Some(f))))
-                        .await;
-            }
-            let _ = to_upstream.close().await;
-        },
-    );
+    // A peer that never finishes the closing handshake (it stopped reading) is dropped.
+    let closing = async {
+        tokio::join!(
+            async {
+                if let Some(f) = to_b {
+                    let _ = to_browser.send(Message::Close(Some(f))).await;
+                }
+                let _ = to_browser.close().await;
+            },
+            async {
+                if let Some(f) = to_u {
+                    let _ = to_upstream.send(Message::Close(Some(f))).await;
+                }
+                let _ = to_upstream.close().await;
+            },
+        )
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
     label
 }
 
@@ -300,9 +332,10 @@ where
 /// expired) or its token due for refresh could not be refreshed; never for a public
 /// route. A store that is down keeps the socket open.
 async fn watch(state: &AppState, watched: Option<Watched>) -> End {
-    let Some(Watched { cookie, id }) = watched else {
+    let Some(Watched { cookie, id, policy }) = watched else {
         return std::future::pending().await;
     };
+    let mut refresh_after = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -315,12 +348,21 @@ async fn watch(state: &AppState, watched: Option<Watched>) -> End {
                 continue;
             }
         };
+        if policy.admits(&session).is_err() {
+            return End::NotAllowed;
+        }
+        if tokio::time::Instant::now() < refresh_after {
+            continue;
+        }
         // The upstream keeps its connection; the session's token is kept fresh for the
         // next request (and the next socket).
         match state.refresher.fresh(&id, session, None).await {
             Ok(_) => {}
             Err(AppError::SessionExpired | AppError::SignedOutBy(_)) => return End::SessionEnded,
-            Err(e) => tracing::debug!(error = %e, "an open WebSocket's token refresh failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "an open WebSocket's token refresh failed");
+                refresh_after = tokio::time::Instant::now() + REFRESH_BACKOFF;
+            }
         }
     }
 }

@@ -208,6 +208,7 @@ fn self_provider(
         client_auth: ClientAuth::Basic,
         leeway: crate::providers::config::DEFAULT_LEEWAY,
         accounts: true,
+        trust_email: false,
         end_session: true,
         // Its own logouts reach it by back-channel, signed.
         frontchannel_logout: false,

@@ -52,6 +52,7 @@ async fn app_sharing(
         let require = |r: Require| Some(r);
         s.proxy.routes = vec![
             route("read", &|r| r.methods = list(&["GET"])),
+            route("write", &|r| r.methods = list(&["GET", "POST"])),
             route("open", &|r| r.public = true),
             route("staff", &|r| {
                 r.require = require(Require {
@@ -134,6 +135,23 @@ async fn methods_outside_the_list_get_405_with_allow_and_head_goes_with_get() {
         before,
         "nothing refused went upstream"
     );
+    // A POST that asks frameworks to run it as a DELETE does not take that along.
+    let seen = b
+        .request(
+            Method::POST,
+            "/api/write/items",
+            None,
+            &[
+                ("x-csrf", "1"),
+                ("x-http-method-override", "DELETE"),
+                ("x-http-method", "DELETE"),
+            ],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let headers = &seen.json()["headers"];
+    assert!(headers.get("x-http-method-override").is_none(), "{headers}");
+    assert!(headers.get("x-http-method").is_none(), "{headers}");
     let metrics = app.metrics().await;
     assert!(
         metrics.contains(

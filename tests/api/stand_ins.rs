@@ -232,7 +232,7 @@ async fn tb_login(state: Data<&Arc<Mutex<TokenState>>>) -> Json<serde_json::Valu
     Json(
         json!({"access_token": "at-1", "refresh_token": "rt-1", "token_type": "bearer",
         "expires_in": s.login_expires_in, "user": {"id": "u-77", "username": "racer", "email": "racer@example.com",
-            "groups": ["staff", "beta"], "roles": "reader"}}),
+            "email_verified": true, "groups": ["staff", "beta"], "roles": "reader"}}),
     )
 }
 

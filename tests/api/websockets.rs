@@ -135,8 +135,12 @@ async fn app_with(
                 ..route("/api/open")
             },
             ProxyRoute {
-                websocket: false,
+                websocket: Some(false),
                 ..route("/api/plain")
+            },
+            ProxyRoute {
+                methods: Some(vec!["GET".into()]),
+                ..route("/api/readonly")
             },
             ProxyRoute {
                 upstream: hang,
@@ -345,6 +349,12 @@ async fn upgrades_that_must_not_open_are_refused_before_the_upgrade() {
     // A route with `websocket = false`.
     assert_eq!(
         refused_with(open(&app, "/api/plain/feed", Some(&b), None, None).await),
+        403
+    );
+    // A route that lists its methods takes no socket unless it says `websocket = true`:
+    // once open, a socket carries anything.
+    assert_eq!(
+        refused_with(open(&app, "/api/readonly/feed", Some(&b), None, None).await),
         403
     );
     assert_eq!(echo.handshakes.lock().unwrap().len(), before);
