@@ -33,6 +33,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const SESSION_ENDED: u16 = 4401;
 /// What the browser is told when the route's policy no longer admits its user.
 const NOT_ALLOWED: u16 = 4403;
+/// Bytes read from a socket at a time.
+const READ_BUFFER: usize = 4096;
 /// Longest the closing handshake may take before both sockets are dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an open socket waits before trying a failed refresh again.
@@ -155,7 +157,11 @@ pub fn accept(
         return Err(upstream);
     };
     let max = state.settings.proxy.websocket_max_frame;
+    // tungstenite reads into a 128 KiB buffer per socket by default: with two per relay
+    // that is most of a socket's memory. 4 KiB reads cost a few more calls on large
+    // messages and keep 1,000 open sockets in tens of MiB.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_frame_size(Some(max))
         .max_message_size(Some(max))
         .write_buffer_size(0)

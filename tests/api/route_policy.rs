@@ -287,6 +287,21 @@ async fn an_address_nobody_vouched_for_opens_no_email_domain_route() {
         .contains("`email_domains`"));
 }
 
+/// What `sessiongate --config file migrate` says as it refuses to start (exit 2).
+fn refused_to_start(dir: &TempDir, file: &std::path::Path) -> String {
+    let out = sessiongate()
+        .env(
+            "SESSIONGATE_DATABASE__URL",
+            format!("sqlite://{}/policy.db", dir.0.display()),
+        )
+        .args(["--config", file.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 #[test]
 fn policies_that_cannot_work_are_refused_at_startup_each_on_its_line() {
     let dir = TempDir::new();
@@ -319,16 +334,7 @@ fn policies_that_cannot_work_are_refused_at_startup_each_on_its_line() {
     ]
     .concat();
     std::fs::write(&file, config).unwrap();
-    let out = sessiongate()
-        .env(
-            "SESSIONGATE_DATABASE__URL",
-            format!("sqlite://{}/policy.db", dir.0.display()),
-        )
-        .args(["--config", file.to_str().unwrap(), "migrate"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_to_start(&dir, &file);
     // An unknown key is a parse error, reported before (and instead of) the others.
     assert!(stderr.contains("team"), "{stderr}");
 
@@ -338,16 +344,7 @@ fn policies_that_cannot_work_are_refused_at_startup_each_on_its_line() {
         .next()
         .unwrap();
     std::fs::write(&file, without_unknown).unwrap();
-    let out = sessiongate()
-        .env(
-            "SESSIONGATE_DATABASE__URL",
-            format!("sqlite://{}/policy.db", dir.0.display()),
-        )
-        .args(["--config", file.to_str().unwrap(), "migrate"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_to_start(&dir, &file);
     for line in [
         "proxy.routes[0].methods: empty (leave it out for every method)",
         "proxy.routes[1].methods: unknown method `FETCH`",
@@ -369,16 +366,7 @@ fn policies_that_cannot_work_are_refused_at_startup_each_on_its_line() {
         ),
     )
     .unwrap();
-    let out = sessiongate()
-        .env(
-            "SESSIONGATE_DATABASE__URL",
-            format!("sqlite://{}/policy.db", dir.0.display()),
-        )
-        .args(["--config", file.to_str().unwrap(), "migrate"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_to_start(&dir, &file);
     assert!(
         stderr.contains("proxy.routes[0].require.providers: no provider `gitlab` is configured"),
         "{stderr}"
