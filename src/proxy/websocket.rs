@@ -27,8 +27,6 @@ use super::Upstream;
 
 /// How often an open socket's session is looked at (ended? token due?).
 const WATCH_EVERY: Duration = Duration::from_millis(500);
-/// Longest a peer may take to accept one message before the socket is closed.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the browser is told when its session has ended (4000–4999: private use).
 const SESSION_ENDED: u16 = 4401;
 /// What the browser is told when the route's policy no longer admits its user.
@@ -166,7 +164,8 @@ pub fn accept(
         .max_message_size(Some(max))
         .write_buffer_size(0)
         .max_write_buffer_size(max.saturating_mul(2).max(128 * 1024));
-    let (state, prefix) = (state.clone(), route.prefix.clone());
+    // A peer that does not take a message within the route's timeout has stopped reading.
+    let (state, prefix, send_timeout) = (state.clone(), route.prefix.clone(), route.timeout);
     tokio::spawn(async move {
         let (browser, upstream) = match (browser_io.await, upstream_io.await) {
             (Ok(b), Ok(u)) => (b, u),
@@ -180,7 +179,7 @@ pub fn accept(
             WebSocketStream::from_raw_socket(TokioIo::new(upstream), Role::Client, Some(config))
                 .await;
         let open = OpenSocket::count(&state, &prefix);
-        let reason = relay(&state, browser, upstream, watched).await;
+        let reason = relay(&state, browser, upstream, watched, send_timeout).await;
         drop(open);
         state.metrics.count_socket_closed(&prefix, reason);
         tracing::debug!(route = %prefix, reason, "WebSocket closed");
@@ -228,7 +227,7 @@ enum End {
     Closed(Side, Option<CloseFrame>),
     /// A frame or message over the limit.
     TooBig,
-    /// A peer did not take a message within [`SEND_TIMEOUT`].
+    /// A peer did not take a message within the route's timeout.
     Stuck,
     /// The session ended (or its token can no longer be refreshed).
     SessionEnded,
@@ -251,6 +250,7 @@ async fn relay<B, U>(
     browser: Socket<B>,
     upstream: Socket<U>,
     watched: Option<Watched>,
+    send_timeout: Duration,
 ) -> &'static str
 where
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -259,8 +259,8 @@ where
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_upstream, mut from_upstream) = upstream.split();
     let end = tokio::select! {
-        end = pump(&mut from_browser, &mut to_upstream, Side::Browser) => end,
-        end = pump(&mut from_upstream, &mut to_browser, Side::Upstream) => end,
+        end = pump(&mut from_browser, &mut to_upstream, Side::Browser, send_timeout) => end,
+        end = pump(&mut from_upstream, &mut to_browser, Side::Upstream, send_timeout) => end,
         end = watch(state, watched) => end,
     };
     let frame = |code: u16, reason: &'static str| {
@@ -305,7 +305,7 @@ where
 
 /// Passes messages from one side to the other until that side closes or fails.
 /// Ping and pong stay on their hop (each side's library answers its own pings).
-async fn pump<R, W>(from: &mut R, to: &mut W, side: Side) -> End
+async fn pump<R, W>(from: &mut R, to: &mut W, side: Side, send_timeout: Duration) -> End
 where
     R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     W: futures_util::Sink<Message, Error = WsError> + Unpin,
@@ -318,7 +318,7 @@ where
             Err(WsError::Capacity(_)) => return End::TooBig,
             Err(_) => return End::Closed(side, None),
         };
-        match tokio::time::timeout(SEND_TIMEOUT, to.send(message)).await {
+        match tokio::time::timeout(send_timeout, to.send(message)).await {
             Ok(Ok(())) => {}
             Ok(Err(WsError::Capacity(_))) => return End::TooBig,
             Ok(Err(_)) => {

@@ -69,6 +69,19 @@ impl EchoSockets {
                         return;
                     };
                     while let Some(Ok(m)) = ws.next().await {
+                        if m.to_text().is_ok_and(|t| t == "flood") {
+                            // Far more than any buffer holds: 2,000 × 64 KiB.
+                            for _ in 0..2000 {
+                                if ws
+                                    .send(Message::binary(vec![9u8; 64 * 1024]))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
                         if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
                             return;
                         }
@@ -442,4 +455,46 @@ async fn a_long_lived_socket_keeps_the_token_fresh_and_closes_when_refresh_is_re
     app.clock.advance(Duration::from_secs(3600));
     let closed = next(&mut ws, Duration::from_secs(2)).await;
     assert_eq!(close_code(closed), Some(4401));
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_is_closed_with_1008_and_others_go_on() {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoSockets::spawn().await);
+    let app = app(&tokens, &echo).await;
+    let b = signed_in(&app).await;
+    let (mut stuck, _) = open(&app, "/api/live/a", Some(&b), None, None)
+        .await
+        .unwrap();
+    let (mut other, _) = open(&app, "/api/live/b", Some(&b), None, None)
+        .await
+        .unwrap();
+
+    // The upstream sends 125 MiB; this browser reads nothing for 1.5 s (the route's
+    // timeout is 500 ms), so sessiongate stops waiting on it instead of buffering.
+    stuck.send(Message::text("flood")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    other.send(Message::text("unaffected")).await.unwrap();
+    assert_eq!(
+        next(&mut other, Duration::from_secs(2)).await,
+        Some(Message::text("unaffected"))
+    );
+    let mut received = 0usize;
+    let code = loop {
+        match next(&mut stuck, Duration::from_secs(5)).await {
+            Some(Message::Binary(data)) => received += data.len(),
+            other => break close_code(other),
+        }
+    };
+    assert_eq!(code, Some(1008), "closed as not reading");
+    assert!(
+        received < 64 << 20,
+        "it did not all go through: {received} bytes"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .contains(r#"sessiongate_websockets_closed_total{route="/api/live",reason="stuck"} 1"#),
+        "{metrics}"
+    );
 }
