@@ -172,7 +172,7 @@ async fn app(tokens: &TokenBackend, echo: &EchoSockets) -> TestApp {
 type Socket = WebSocketStream<TcpStream>;
 
 /// The origin of the site the browser is on (`server.public_url`, the default's).
-const SITE: &str = "http://127.0.0.1:8080";
+const SITE: &str = crate::helpers::PUBLIC_URL;
 
 /// Opens `path` on `app` as a browser would: its cookies, `origin` (default: the site's).
 async fn open(
@@ -497,4 +497,56 @@ async fn a_browser_that_stops_reading_is_closed_with_1008_and_others_go_on() {
             .contains(r#"sessiongate_websockets_closed_total{route="/api/live",reason="stuck"} 1"#),
         "{metrics}"
     );
+}
+
+/// OpenID Back-Channel Logout 1.0 §2.7: the provider's logout ends the RP's sessions of
+/// that OP session, and with the session its sockets.
+#[tokio::test]
+async fn a_back_channel_logout_closes_the_sessions_sockets() {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoSockets::spawn().await);
+    let idp = crate::idp::StandInIdp::spawn(true).await;
+    let eb = echo.base.clone();
+    let app = app_with(&tokens, &echo, None, {
+        let idp_base = idp.base.clone();
+        move |s| {
+            let table = [
+                ("type", "oidc"),
+                ("issuer", idp_base.as_str()),
+                ("client_id", crate::idp::CLIENT_ID),
+                ("client_secret", crate::idp::CLIENT_SECRET),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), figment::value::Value::from(v)))
+            .collect();
+            s.providers.others.insert("acme".into(), table);
+            s.proxy.routes.push(ProxyRoute {
+                prefix: "/api/acme".into(),
+                upstream: eb,
+                provider: Some("acme".into()),
+                ..ProxyRoute::default()
+            });
+        }
+    })
+    .await;
+    let mut b = Browser::new(&app, "SPA");
+    crate::bff_logout::sign_in_acme(&mut b, &idp).await;
+    let (mut ws, _) = open(&app, "/api/acme/feed", Some(&b), None, None)
+        .await
+        .unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(2)).await,
+        Some(Message::text("hi"))
+    );
+
+    let resp = app
+        .client
+        .post(app.url("/api/auth/backchannel-logout/acme"))
+        .form(&[("logout_token", idp.logout_token(|_| {}))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let closed = next(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!(close_code(closed), Some(4401));
 }
