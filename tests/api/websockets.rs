@@ -24,7 +24,8 @@ use crate::stand_ins::TokenBackend;
 /// Each handshake's headers, in order.
 type Handshakes = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
-/// A WebSocket echo server. It records each handshake's headers; `/refuse` answers 403.
+/// A WebSocket echo server. It records each handshake's headers; `/refuse` answers 403,
+/// `/sink` never reads, and the message `flood` is answered with 125 MiB.
 /// `hang` is an address that takes connections and never answers.
 struct EchoSockets {
     base: String,
@@ -45,8 +46,13 @@ impl EchoSockets {
                 };
                 let seen = Arc::clone(&seen);
                 tokio::spawn(async move {
+                    let sink = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let is_sink = Arc::clone(&sink);
                     #[allow(clippy::result_large_err)] // tungstenite's callback type
-                    let callback = |req: &Request, mut resp: Response| {
+                    let callback = move |req: &Request, mut resp: Response| {
+                        if req.uri().path().ends_with("/sink") {
+                            is_sink.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                         let headers = req
                             .headers()
                             .iter()
@@ -68,6 +74,11 @@ impl EchoSockets {
                     else {
                         return;
                     };
+                    if sink.load(std::sync::atomic::Ordering::Relaxed) {
+                        // `/sink` takes the socket and never reads from it.
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
                     while let Some(Ok(m)) = ws.next().await {
                         if m.to_text().is_ok_and(|t| t == "flood") {
                             // Far more than any buffer holds: 2,000 × 64 KiB.
@@ -549,4 +560,49 @@ async fn a_back_channel_logout_closes_the_sessions_sockets() {
     assert_eq!(resp.status(), StatusCode::OK);
     let closed = next(&mut ws, Duration::from_secs(2)).await;
     assert_eq!(close_code(closed), Some(4401));
+}
+
+#[tokio::test]
+async fn a_browser_flooding_an_upstream_that_does_not_read_is_closed_not_buffered() {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoSockets::spawn().await);
+    let app = app(&tokens, &echo).await;
+    let b = signed_in(&app).await;
+    let (flooder, _) = open(&app, "/api/live/sink", Some(&b), None, None)
+        .await
+        .unwrap();
+    let (mut other, _) = open(&app, "/api/live/b", Some(&b), None, None)
+        .await
+        .unwrap();
+
+    let (mut tx, mut rx) = flooder.split();
+    let flood = tokio::spawn(async move {
+        for _ in 0..2000 {
+            if tx
+                .send(Message::binary(vec![5u8; 64 * 1024]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match rx.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    flood.abort();
+    // The upstream took nothing for longer than the route's timeout: the socket is
+    // closed as stuck, and nothing piled up in between.
+    assert_eq!(closed, Ok(Some(1008)));
+    other.send(Message::text("unaffected")).await.unwrap();
+    assert_eq!(
+        next(&mut other, Duration::from_secs(2)).await,
+        Some(Message::text("unaffected"))
+    );
 }
