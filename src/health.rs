@@ -51,8 +51,27 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
             checks.insert("redis".into(), json!("not configured (memory stores)"));
         }
     }
+    // A proxied API's document that could not be taken degrades, never fails, readiness:
+    // the proxy does not need it.
+    let mut degraded = false;
+    let specs = state.specs.health();
+    if !specs.is_empty() {
+        let docs: serde_json::Map<String, serde_json::Value> = specs
+            .into_iter()
+            .map(|(name, problem)| {
+                degraded |= problem.is_some();
+                let said = match problem {
+                    None => "ok".to_owned(),
+                    Some(_) => "stale or missing (see the log)".to_owned(),
+                };
+                (name, json!(said))
+            })
+            .collect();
+        checks.insert("openapi".into(), serde_json::Value::Object(docs));
+    }
     if failing.is_empty() {
-        Json(json!({ "status": "ready", "checks": checks })).into_response()
+        let status = if degraded { "degraded" } else { "ready" };
+        Json(json!({ "status": status, "checks": checks })).into_response()
     } else {
         Json(json!({
             "status": "unavailable",

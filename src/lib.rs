@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod accounts;
+pub mod apispecs;
 pub mod background;
 pub mod bff;
 pub mod clock;

@@ -126,6 +126,15 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
             "/api/auth",
             cross_origin(group(ErrorStyle::Code), cors.as_ref()),
         )
+        // The proxied APIs' OpenAPI documents: sessiongate's, never proxied.
+        .at(
+            "/api/openapi.json",
+            cross_origin(get(crate::proxy::specs::combined), cors.as_ref()),
+        )
+        .at(
+            "/api/openapi/:file",
+            cross_origin(get(crate::proxy::specs::one), cors.as_ref()),
+        )
         .nest_no_strip(
             "/api",
             cross_origin(make(crate::proxy::forward::handle), cors.as_ref()),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::accounts::AccountService;
+use crate::apispecs::ApiSpecs;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub oauth: Option<Arc<AuthorizationServer>>,
     /// The time services decide by (a test's own, in tests).
     pub clock: Clock,
+    /// The proxied upstreams' OpenAPI documents, rewritten for the session cookie.
+    pub specs: Arc<ApiSpecs>,
 }
 
 impl AppState {

@@ -34,6 +34,37 @@ pub(super) fn problems(i: usize, route: &ProxyRoute) -> Vec<String> {
             "{key}.websocket: an upgrade is a GET, which `methods` does not list"
         ));
     }
+    if let Some(name) = &route.name {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            problems.push(format!(
+                "{key}.name: lowercase letters, digits, - and _ (at most 64)"
+            ));
+        }
+    }
+    if let Some(openapi) = &route.openapi {
+        if route.upstream == "bundled" {
+            problems.push(format!(
+                "{key}.openapi: the bundled API's document is sessiongate's own /openapi.json"
+            ));
+        }
+        // A path on the upstream stays on its origin: no other host, no way up.
+        let escapes = openapi.starts_with('/')
+            && (openapi.starts_with("//")
+                || openapi.contains("..")
+                || openapi.contains('\\')
+                || openapi.contains('@')
+                || openapi.contains("://"));
+        if openapi.is_empty() || escapes {
+            problems.push(format!(
+                "{key}.openapi: `{openapi}` must be a path on the upstream (`/openapi.json`) or a file (`file:api.yaml`)"
+            ));
+        }
+    }
     let Some(require) = &route.require else {
         return problems;
     };

@@ -221,6 +221,9 @@ pub struct ProxySettings {
     /// Largest WebSocket frame or message through the proxy, in bytes (above: the socket
     /// is closed with 1009).
     pub websocket_max_frame: usize,
+    /// How often the routes' OpenAPI documents (`openapi`) are fetched again.
+    #[serde(with = "humantime_serde")]
+    pub openapi_refresh: Duration,
     /// Time to connect to an upstream.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -244,6 +247,14 @@ pub struct ProxySettings {
 pub struct ProxyRoute {
     /// Path prefix under `/api`, e.g. `/api/42`.
     pub prefix: String,
+    /// The route's name (its OpenAPI document is `/api/openapi/<name>.json`); default:
+    /// the prefix's last segment.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The upstream's OpenAPI document: a path on the upstream (`/openapi.json`) or a file
+    /// (`file:specs/api.yaml`, or any path not starting with `/`).
+    #[serde(default)]
+    pub openapi: Option<String>,
     /// Upstream base URL, or `bundled` for this server's own `/v1` API.
     pub upstream: String,
     /// The one provider whose sessions may call this route, and whose access token is
@@ -277,6 +288,8 @@ impl Default for ProxyRoute {
     fn default() -> Self {
         Self {
             prefix: String::new(),
+            name: None,
+            openapi: None,
             upstream: String::new(),
             provider: None,
             strip_prefix: true,
@@ -290,6 +303,14 @@ impl Default for ProxyRoute {
 }
 
 impl ProxyRoute {
+    /// The route's name: `name`, or its prefix's last segment.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let prefix = self.prefix.trim_end_matches('/');
+            prefix.rsplit('/').next().unwrap_or_default().to_owned()
+        })
+    }
+
     /// The providers whose sessions may call this route: `require.providers`, or the
     /// one `provider` (default `credentials`).
     pub fn providers(&self) -> Vec<&str> {

@@ -136,8 +136,17 @@ impl Settings {
         if self.auth.refresh_token_ttl <= self.auth.access_token_ttl {
             problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
         }
+        let mut documented = std::collections::BTreeSet::new();
         for (i, route) in self.proxy.routes.iter().enumerate() {
             problems.extend(super::routes::problems(i, route));
+            if route.openapi.is_some() {
+                let name = route.name();
+                if !documented.insert(name.clone()) {
+                    problems.push(format!(
+                        "proxy.routes[{i}].name: `{name}` names another route's OpenAPI document too (set `name`)"
+                    ));
+                }
+            }
             let p = &route.prefix;
             let under_api = p == "/api" || p.starts_with("/api/");
             if !under_api

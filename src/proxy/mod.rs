@@ -6,6 +6,7 @@ pub mod forward;
 pub mod path;
 pub mod policy;
 pub mod routes;
+pub mod specs;
 pub mod websocket;
 pub mod wire;
 

@@ -58,6 +58,12 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")?;
+    let specs = Arc::new(crate::apispecs::ApiSpecs::new(
+        &settings,
+        cookies.session_name(),
+        http.clone(),
+    ));
+    specs.keep_fresh(&crate::background::Background::current());
     let settings = Arc::new(settings);
     let accounts = AccountService::new(
         UserRepo::new(db.pool.clone()),
@@ -164,6 +170,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         csrf: Csrf::new(keyring.derive(b"csrf"), cookies.clone()),
         cookies,
         clock,
+        specs,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The integration suite: real servers on 127.0.0.1, real SQLite/PostgreSQL and Redis.
 
+mod api_docs;
 mod architecture;
 mod auth_flow;
 mod bad_input;
