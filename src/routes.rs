@@ -74,7 +74,19 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let cors = (!server.cors_origins.is_empty())
         .then(|| Cors::new(&server.cors_origins, &state.settings.proxy.csrf_header));
 
-    let docs = api.swagger_ui();
+    let documented: Vec<String> = state
+        .settings
+        .proxy
+        .routes
+        .iter()
+        .filter(|r| r.openapi.is_some())
+        .map(|r| r.name())
+        .collect();
+    let docs = crate::openapi::docs(
+        api.swagger_ui(),
+        &documented,
+        &state.settings.proxy.csrf_header,
+    );
     // One API endpoint (routes built once), mounted under each of its prefixes, and
     // called in process by the proxy for `upstream = "bundled"`.
     let api = Arc::new(api.with(BodyLimit(body_limit)));

@@ -55,12 +55,22 @@ fn garbage() -> &'static str {
     "<html>not a spec</html>"
 }
 
+/// Over the 4 MiB a document may have.
+#[handler]
+fn huge() -> String {
+    format!(
+        "{{\"openapi\": \"3.1.0\", \"x\": \"{}\"}}",
+        "a".repeat(5 << 20)
+    )
+}
+
 /// An upstream serving its document at `/openapi.json` (answering 500 while `down`).
 async fn upstream() -> (String, Arc<AtomicBool>) {
     let down = Arc::new(AtomicBool::new(false));
     let app = Route::new()
         .at("/openapi.json", spec)
         .at("/garbage.json", garbage)
+        .at("/huge.json", huge)
         .data(Arc::clone(&down));
     let acceptor = TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
@@ -113,6 +123,7 @@ async fn each_routes_document_is_served_rewritten_and_the_last_good_copy_is_kept
                 ..route("/api/storage", &format!("file:{yaml}"))
             },
             route("/api/broken", "/garbage.json"),
+            route("/api/huge", "/huge.json"),
         ];
     })
     .await;
@@ -175,6 +186,14 @@ async fn each_routes_document_is_served_rewritten_and_the_last_good_copy_is_kept
     assert_eq!(ready["status"], "degraded");
     assert_eq!(ready["checks"]["openapi"]["shop"], "ok");
     assert_ne!(ready["checks"]["openapi"]["broken"], "ok");
+    assert_ne!(
+        ready["checks"]["openapi"]["huge"], "ok",
+        "over 4 MiB is refused"
+    );
+    assert_eq!(
+        app.get("/api/openapi/huge.json").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // The upstream's document goes away: the last good copy is still served.
     down.store(true, Ordering::Relaxed);

@@ -4,9 +4,9 @@
 //
 //   node e2e.mjs                 run the tests (a failing step saves a screenshot)
 //   node e2e.mjs --screenshots   also write docs/spa-*.png (desktop and phone)
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -93,8 +93,19 @@ const sockets = await new Promise((ok) => {
 // http://localhost:<opPort> (another site than this one's 127.0.0.1).
 const opPort = await freePort();
 const opSecret = randomBytes(24).toString("hex");
+// The API behind the proxy: a real FastAPI application (tests/e2e/fastapi_app.py).
+const PYTHON = process.env.E2E_PYTHON || "python3";
+const itemsPort = await freePort();
+const fastapi = spawn(PYTHON, ["-m", "uvicorn", "fastapi_app:app", "--app-dir", join(ROOT, "tests/e2e"),
+  "--host", "127.0.0.1", "--port", String(itemsPort), "--log-level", "warning"], { stdio: ["ignore", "inherit", "inherit"] });
+const items = `http://127.0.0.1:${itemsPort}`;
+for (let i = 0; i < 100; i += 1) {
+  try { if ((await fetch(`${items}/health`)).ok) break; } catch { /* not up yet */ }
+  await new Promise((r) => setTimeout(r, 100));
+}
 const server = await startSessiongate(fortyTwo, {
-  toml: `[[proxy.routes]]\nprefix = "/api/live"\nupstream = "${sockets.base}"\n`,
+  toml: `[[proxy.routes]]\nprefix = "/api/live"\nupstream = "${sockets.base}"\n`
+    + `[[proxy.routes]]\nprefix = "/api/shop"\nupstream = "${items}"\nopenapi = "/openapi.json"\nname = "items"\n`,
   env: {
     SESSIONGATE_PROVIDERS__OP__TYPE: "oidc",
     SESSIONGATE_PROVIDERS__OP__NAME: "Our OP",
@@ -400,6 +411,90 @@ await scenario("Swagger UI: Authorize (password flow), then Try it out on GET /v
   assert.equal((await status.textContent()).trim(), "200");
 });
 
+await scenario("Swagger UI on the proxied FastAPI: the served spec validates, Try it out works with the cookie", async (page) => {
+  // The document sessiongate serves for the FastAPI upstream is valid OpenAPI
+  // (openapi-spec-validator, PyPI) and says what works through the BFF.
+  const served = await (await fetch(`${server.local}/api/openapi/items.json`)).json();
+  const file = join(mkdtempSync(join(tmpdir(), "sessiongate-spec-")), "items.json");
+  writeFileSync(file, JSON.stringify(served));
+  const check = spawnSync(PYTHON, ["-m", "openapi_spec_validator", file], { encoding: "utf8" });
+  assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  assert.deepEqual(served.paths["/api/shop/items"].get.security, [{ sessionCookie: [] }]);
+  assert.ok(served.paths["/api/shop/items"].post.parameters.some((p) => p.name === "X-CSRF" && p.in === "header" && p.required));
+  assert.equal(served.paths["/api/shop/health"].get.security, undefined, "/health stays public");
+  assert.equal(served.components.securitySchemes.sessionCookie.in, "cookie");
+  // The generated client (clients/typescript) is built from this document, as served
+  // (with the site's usual address): it must not drift.
+  const kept = join(ROOT, "clients/typescript/items.openapi.json");
+  const normal = `${JSON.stringify({ ...served, servers: [{ url: "http://127.0.0.1:8080" }] }, null, 2)}\n`;
+  if (process.env.E2E_UPDATE_SPECS) writeFileSync(kept, normal);
+  assert.equal(readFileSync(kept, "utf8"), normal, "clients/typescript/items.openapi.json is stale: run the e2e tests with E2E_UPDATE_SPECS=1");
+
+  await page.goto("/");
+  await page.fill("#si-username", username);
+  await page.fill("#si-password", PASSWORD);
+  await page.click("#signin-form button");
+  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+
+  await page.goto("/docs");
+  await page.selectOption("#sg-api", "/api/openapi/items.json");
+  const list = page.locator("#operations-default-list_items_items_get");
+  await list.locator(".opblock-summary").click();
+  await list.getByRole("button", { name: "Try it out" }).click();
+  await list.getByRole("button", { name: "Execute" }).click();
+  const listed = list.locator(".live-responses-table .response .response-col_status").first();
+  await listed.waitFor();
+  assert.equal((await listed.textContent()).trim(), "200");
+
+  // POST: the interceptor sends the anti-CSRF header; FastAPI answers 201.
+  const create = page.locator("#operations-default-create_item_items_post");
+  await create.locator(".opblock-summary").click();
+  await create.getByRole("button", { name: "Try it out" }).click();
+  await create.locator("textarea.body-param__text").fill('{"name": "from Swagger UI"}');
+  await create.getByRole("button", { name: "Execute" }).click();
+  const created = create.locator(".live-responses-table .response .response-col_status").first();
+  await created.waitFor();
+  assert.equal((await created.textContent()).trim(), "201");
+
+  // FastAPI saw sessiongate's Bearer token, never the cookie.
+  const { tokens } = await (await fetch(`${items}/seen-tokens`)).json();
+  assert.equal(tokens.length, 2);
+  assert.ok(tokens.every((t) => t.startsWith("ey")), tokens.join(", "));
+  if (SCREENSHOTS) {
+    // The API selector, then the POST's curl (with the anti-CSRF header) and its 201.
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const top = await page.locator("#sg-apis").boundingBox();
+    const answer = await create.locator(".live-responses-table").boundingBox();
+    const path = (n) => join(ROOT, `docs/swagger-proxied-api-${n}.png`);
+    await page.screenshot({ path: path("selector"), fullPage: true, clip: { x: 0, y: top.y, width: 1280, height: 360 } });
+    await page.screenshot({ path: path("post"), fullPage: true, clip: { x: 0, y: answer.y - 230, width: 1280, height: 560 } });
+  }
+});
+
+await scenario("Generated client for the proxied API: creates and lists items through the BFF", async () => {
+  const built = spawnSync("npm", ["run", "--silent", "bundle"], { cwd: join(ROOT, "clients/typescript"), encoding: "utf8" });
+  assert.equal(built.status, 0, `${built.stdout}${built.stderr}`);
+  // The SPA's CSP admits scripts of its own origin only; the test injects the bundle.
+  const context = await browser.newContext({ baseURL: server.base, bypassCSP: true });
+  try {
+    const page = await context.newPage();
+    await page.goto("/");
+    await page.fill("#si-username", username);
+    await page.fill("#si-password", PASSWORD);
+    await page.click("#signin-form button");
+    await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+    await page.addScriptTag({ path: join(ROOT, "clients/typescript/dist/items.js") });
+    const listed = await page.evaluate(async () => {
+      const api = window.itemsClient.items(location.origin);
+      await api.create("from the generated client");
+      return api.list();
+    });
+    assert.ok(listed.some((i) => i.name === "from the generated client"), JSON.stringify(listed));
+  } finally {
+    await context.close();
+  }
+});
+
 async function shots(page, name) {
   mkdirSync(join(ROOT, "docs"), { recursive: true });
   await page.screenshot({ path: join(ROOT, `docs/spa-${name}-desktop.png`), fullPage: true });
@@ -413,6 +508,7 @@ await browser.close();
 server.stop();
 fortyTwo.close();
 sockets.close();
+fastapi.kill("SIGTERM");
 const failed = results.filter((r) => !r.ok).length;
 console.log(`\n${results.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

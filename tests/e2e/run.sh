@@ -15,7 +15,16 @@ fi
 
 echo "== npm packages"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
 (cd web/nextauth-compat && npm ci --no-audit --no-fund --loglevel=error --legacy-peer-deps && npm run --silent build)
+
+venv=target/e2e-venv
+if [ ! -x "$venv/bin/uvicorn" ]; then
+  echo "== Python packages (FastAPI upstream, OpenAPI validator)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+fi
+export E2E_PYTHON="$PWD/$venv/bin/python"
 
 echo "== server"
 cargo build --quiet --bin sessiongate
