@@ -62,7 +62,7 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
                 degraded |= problem.is_some();
                 let said = match problem {
                     None => "ok".to_owned(),
-                    Some(_) => "stale or missing (see the log)".to_owned(),
+                    Some(why) => format!("degraded: {why}"),
                 };
                 (name, json!(said))
             })

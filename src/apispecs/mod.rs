@@ -138,8 +138,13 @@ impl ApiSpecs {
                     doc.problem = None;
                 }
                 Err(problem) => {
+                    let from = match &entry.source {
+                        Source::Upstream(url) => url.clone(),
+                        Source::File(path) => path.display().to_string(),
+                    };
                     tracing::warn!(
                         route = %entry.prefix,
+                        from,
                         "the OpenAPI document of `{}` could not be taken ({problem}); {}",
                         entry.name,
                         if doc.spec.is_some() { "the last good copy is served" } else { "none is served yet" }
@@ -155,7 +160,7 @@ impl ApiSpecs {
             Source::File(path) => {
                 let bytes = tokio::fs::read(path)
                     .await
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(|e| format!("cannot be read: {}", e.kind()))?;
                 if bytes.len() > MAX_BYTES {
                     return Err(format!("larger than {MAX_BYTES} bytes"));
                 }
@@ -163,7 +168,7 @@ impl ApiSpecs {
             }
             Source::Upstream(url) => tokio::time::timeout(FETCH_TIMEOUT, self.download(url))
                 .await
-                .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))??,
+                .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))??,
         };
         parse(&bytes)
     }
@@ -175,14 +180,14 @@ impl ApiSpecs {
             .header("accept", "application/json, application/yaml")
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|_| "unreachable".to_owned())?;
         if !resp.status().is_success() {
-            return Err(format!("{url} answered {}", resp.status()));
+            return Err(format!("answered {}", resp.status()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|_| "cut off".to_owned())? {
             if body.len() + chunk.len() > MAX_BYTES {
-                return Err(format!("{url}: larger than {MAX_BYTES} bytes"));
+                return Err(format!("larger than {MAX_BYTES} bytes"));
             }
             body.extend_from_slice(&chunk);
         }
@@ -216,7 +221,8 @@ impl ApiSpecs {
         rewrite::combine(&self.public_url, &specs)
     }
 
-    /// For `/readyz`: each route's document, `ok` or what is wrong with it.
+    /// For `/readyz`: each route's document, `ok` or what is wrong with it (never where it
+    /// comes from: that is in the log).
     pub fn health(&self) -> Vec<(String, Option<String>)> {
         let Ok(docs) = self.docs.read() else {
             return Vec::new();
