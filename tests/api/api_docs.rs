@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
-use poem::{handler, EndpointExt, IntoResponse, Response, Route, Server};
+use poem::{handler, EndpointExt, IntoResponse, Response, Route};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sessiongate::config::ProxyRoute;
@@ -72,13 +71,8 @@ async fn upstream() -> (String, Arc<AtomicBool>) {
         .at("/garbage.json", garbage)
         .at("/huge.json", huge)
         .data(Arc::clone(&down));
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
-    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    (format!("http://{addr}"), down)
+    let base = crate::stand_ins::serve(app).await;
+    (base, down)
 }
 
 /// `path` once it answers something else than 503 (the first fetch runs in the

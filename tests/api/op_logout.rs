@@ -5,9 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Path};
-use poem::{handler, EndpointExt, IntoResponse, Response, Route, Server};
+use poem::{handler, EndpointExt, IntoResponse, Response, Route};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -51,16 +50,8 @@ impl Receiver {
         let app = Route::new()
             .at("/bc/:name", poem::post(receive))
             .data(seen.clone());
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-        Self {
-            base: format!("http://{addr}"),
-            seen,
-        }
+        let base = crate::stand_ins::serve(app).await;
+        Self { base, seen }
     }
 
     pub fn uri(&self, name: &str) -> String {

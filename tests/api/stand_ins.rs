@@ -102,16 +102,8 @@ impl FastApiBackend {
             .at("/api/v1/users/me", get(fa_me))
             .at("/api/v1/logout", post(fa_logout))
             .data(journal.clone());
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-        Self {
-            base: format!("http://{addr}"),
-            journal,
-        }
+        let base = crate::stand_ins::serve(app).await;
+        Self { base, journal }
     }
 }
 
@@ -186,16 +178,8 @@ impl EchoUpstream {
     pub async fn spawn() -> Self {
         let journal: Journal = Arc::default();
         let app = Route::new().at("/*path", echo).data(journal.clone());
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-        Self {
-            base: format!("http://{addr}"),
-            journal,
-        }
+        let base = crate::stand_ins::serve(app).await;
+        Self { base, journal }
     }
 
     pub fn last(&self) -> Received {
@@ -275,16 +259,8 @@ impl TokenBackend {
             .at("/login", post(tb_login))
             .at("/refresh", post(tb_refresh))
             .data(state.clone());
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-        Self {
-            base: format!("http://{addr}"),
-            state,
-        }
+        let base = crate::stand_ins::serve(app).await;
+        Self { base, state }
     }
 
     pub fn set_mode(&self, mode: &str) {
@@ -297,6 +273,17 @@ impl TokenBackend {
 }
 
 /// A TCP server that answers every connection with bytes that are not HTTP.
+/// Serves `app` on a free loopback port; its base URL.
+pub async fn serve(app: impl poem::Endpoint + 'static) -> String {
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    format!("http://{addr}")
+}
+
 pub async fn spawn_garbage_upstream() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

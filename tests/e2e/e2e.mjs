@@ -151,6 +151,15 @@ async function checkCookies(page, context) {
 
 const username = `e2e${randomBytes(4).toString("hex")}`;
 
+/// Signs `username` in with the password on the SPA's page.
+async function signInOnSpa(page) {
+  await page.goto("/");
+  await page.fill("#si-username", username);
+  await page.fill("#si-password", PASSWORD);
+  await page.click("#signin-form button");
+  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+}
+
 await scenario("SPA: register, proxied call, 42, revoke the other session, sign out", async (page, context) => {
   await page.goto("/");
   await page.getByRole("heading", { name: "Create an account" }).waitFor();
@@ -316,11 +325,7 @@ scopes = "openid profile email"
 });
 
 await scenario("WebSocket: the SPA's socket echoes through the proxy and closes when another browser signs out everywhere", async (page) => {
-  await page.goto("/");
-  await page.fill("#si-username", username);
-  await page.fill("#si-password", PASSWORD);
-  await page.click("#signin-form button");
-  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+  await signInOnSpa(page);
 
   // The page opens a socket on its own origin: Chromium sends the cookie and the Origin.
   const echoed = await page.evaluate(() => new Promise((ok, fail) => {
@@ -338,11 +343,7 @@ await scenario("WebSocket: the SPA's socket echoes through the proxy and closes 
   // A second browser signs in as the same user and signs out everywhere.
   const other = await browser.newContext({ baseURL: server.base });
   const second = await other.newPage();
-  await second.goto("/");
-  await second.fill("#si-username", username);
-  await second.fill("#si-password", PASSWORD);
-  await second.click("#signin-form button");
-  await second.getByRole("heading", { name: "You are signed in" }).waitFor();
+  await signInOnSpa(second);
   await second.click("#signout-all");
   await second.getByText("You are signed out on every device.").waitFor();
   await other.close();
@@ -430,11 +431,7 @@ await scenario("Swagger UI on the proxied FastAPI: the served spec validates, Tr
   if (process.env.E2E_UPDATE_SPECS) writeFileSync(kept, normal);
   assert.equal(readFileSync(kept, "utf8"), normal, "clients/typescript/items.openapi.json is stale: run the e2e tests with E2E_UPDATE_SPECS=1");
 
-  await page.goto("/");
-  await page.fill("#si-username", username);
-  await page.fill("#si-password", PASSWORD);
-  await page.click("#signin-form button");
-  await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+  await signInOnSpa(page);
 
   await page.goto("/docs");
   await page.selectOption("#sg-api", "/api/openapi/items.json");
@@ -478,11 +475,7 @@ await scenario("Generated client for the proxied API: creates and lists items th
   const context = await browser.newContext({ baseURL: server.base, bypassCSP: true });
   try {
     const page = await context.newPage();
-    await page.goto("/");
-    await page.fill("#si-username", username);
-    await page.fill("#si-password", PASSWORD);
-    await page.click("#signin-form button");
-    await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+    await signInOnSpa(page);
     await page.addScriptTag({ path: join(ROOT, "clients/typescript/dist/items.js") });
     const listed = await page.evaluate(async () => {
       const api = window.itemsClient.items(location.origin);
