@@ -63,17 +63,21 @@ pub fn docs(
             if req.uri().path().ends_with("oauth-receiver.html") {
                 return inner.get_response(req).await;
             }
-            let html = page
-                .get_or_init(|| async {
-                    let original = inner.get_response(req).await;
-                    let text = original.into_body().into_string().await.unwrap_or_default();
-                    text.replacen("<div id=\"ui\"></div>", &picker, 1).replacen(
-                        "spec: spec,",
-                        "spec: spec,\n        requestInterceptor: sgIntercept,",
-                        1,
-                    )
-                })
-                .await;
+            if let Some(html) = page.get() {
+                return poem::web::Html(html.clone()).into_response();
+            }
+            // Only the page itself (not a 404 of some other path) is kept.
+            let original = inner.get_response(req).await;
+            if original.status() != poem::http::StatusCode::OK {
+                return original;
+            }
+            let text = original.into_body().into_string().await.unwrap_or_default();
+            let html = text.replacen("<div id=\"ui\"></div>", &picker, 1).replacen(
+                "spec: spec,",
+                "spec: spec,\n        requestInterceptor: sgIntercept,",
+                1,
+            );
+            let html = page.get_or_init(|| async { html }).await;
             poem::web::Html(html.clone()).into_response()
         }
     })
@@ -84,6 +88,12 @@ fn picker(names: &[String], csrf_header: &str) -> String {
     let options: String = names
         .iter()
         .map(|n| {
+            // Names are validated (letters, digits, - and _); escaped all the same.
+            let n = n
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;");
             format!("<option value=\"/api/openapi/{n}.json\">{n} (through the proxy)</option>")
         })
         .collect();

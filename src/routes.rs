@@ -106,7 +106,21 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let group = |style| Arc::clone(&api).with(Errors(style));
     let session_api = Arc::new(group(ErrorStyle::Code));
 
-    Route::new()
+    let mut route = Route::new();
+    if !documented.is_empty() {
+        // The proxied APIs' OpenAPI documents: sessiongate's, never proxied (mounted only
+        // when a route names one: they take these two paths from the proxy).
+        route = route
+            .at(
+                "/api/openapi.json",
+                cross_origin(get(crate::proxy::specs::combined), cors.as_ref()),
+            )
+            .at(
+                "/api/openapi/:file",
+                cross_origin(get(crate::proxy::specs::one), cors.as_ref()),
+            );
+    }
+    route
         .nest("/docs", docs)
         .at(
             "/openapi.json",
@@ -137,15 +151,6 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .nest_no_strip(
             "/api/auth",
             cross_origin(group(ErrorStyle::Code), cors.as_ref()),
-        )
-        // The proxied APIs' OpenAPI documents: sessiongate's, never proxied.
-        .at(
-            "/api/openapi.json",
-            cross_origin(get(crate::proxy::specs::combined), cors.as_ref()),
-        )
-        .at(
-            "/api/openapi/:file",
-            cross_origin(get(crate::proxy::specs::one), cors.as_ref()),
         )
         .nest_no_strip(
             "/api",

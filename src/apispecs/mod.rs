@@ -51,10 +51,12 @@ struct Entry {
     public: bool,
 }
 
-/// The last good document of a route, and what went wrong since.
+/// The last good document of a route (as served, and as JSON for the combined one), and
+/// what went wrong since.
 #[derive(Default, Clone)]
 struct Doc {
     spec: Option<Arc<Value>>,
+    bytes: Option<Arc<Vec<u8>>>,
     problem: Option<String>,
 }
 
@@ -62,6 +64,8 @@ struct Doc {
 pub struct ApiSpecs {
     entries: Vec<Entry>,
     docs: RwLock<BTreeMap<String, Doc>>,
+    /// Every document as one, rebuilt after each refresh.
+    combined: RwLock<Arc<Vec<u8>>>,
     http: reqwest::Client,
     public_url: String,
     cookie: &'static str,
@@ -89,6 +93,7 @@ impl ApiSpecs {
         Self {
             entries,
             docs: RwLock::new(BTreeMap::new()),
+            combined: RwLock::new(Arc::new(Vec::new())),
             http,
             public_url: settings.public_url().to_owned(),
             cookie,
@@ -111,30 +116,41 @@ impl ApiSpecs {
         });
     }
 
-    /// Fetches and rewrites every document once.
+    /// Fetches and rewrites every document once (all at the same time: one upstream
+    /// that hangs delays no other), then rebuilds the combined one.
     pub async fn refresh(&self) {
-        for entry in &self.entries {
-            let outcome = match self.fetch(&entry.source).await {
-                Ok(raw) => rewrite::rewrite(
-                    raw,
-                    &rewrite::Through {
-                        public_url: &self.public_url,
-                        prefix: &entry.prefix,
-                        strip_prefix: entry.strip_prefix,
-                        public: entry.public,
-                        cookie: self.cookie,
-                        csrf_header: &self.csrf_header,
-                    },
-                ),
-                Err(e) => Err(e),
-            };
-            let Ok(mut docs) = self.docs.write() else {
-                return;
-            };
+        let outcomes =
+            futures_util::future::join_all(self.entries.iter().map(|entry| async move {
+                let outcome = match self.fetch(&entry.source).await {
+                    Ok(raw) => rewrite::rewrite(
+                        raw,
+                        &rewrite::Through {
+                            public_url: &self.public_url,
+                            prefix: &entry.prefix,
+                            strip_prefix: entry.strip_prefix,
+                            public: entry.public,
+                            cookie: self.cookie,
+                            csrf_header: &self.csrf_header,
+                        },
+                    ),
+                    Err(e) => Err(e),
+                };
+                (entry, outcome)
+            }))
+            .await;
+        let Ok(mut docs) = self.docs.write() else {
+            return;
+        };
+        for (entry, outcome) in outcomes {
             let doc = docs.entry(entry.name.clone()).or_default();
-            match outcome {
-                Ok(spec) => {
+            let served = outcome.and_then(|spec| {
+                let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+                Ok((spec, bytes))
+            });
+            match served {
+                Ok((spec, bytes)) => {
                     doc.spec = Some(Arc::new(spec));
+                    doc.bytes = Some(Arc::new(bytes));
                     doc.problem = None;
                 }
                 Err(problem) => {
@@ -153,24 +169,40 @@ impl ApiSpecs {
                 }
             }
         }
+        let specs: Vec<(String, Value)> = self
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), (*docs.get(&e.name)?.spec.clone()?).clone())))
+            .collect();
+        drop(docs);
+        let combined = rewrite::combine(&self.public_url, &specs);
+        if let (Ok(bytes), Ok(mut slot)) = (serde_json::to_vec(&combined), self.combined.write()) {
+            *slot = Arc::new(bytes);
+        }
     }
 
     async fn fetch(&self, source: &Source) -> Result<Value, String> {
         let bytes = match source {
             Source::File(path) => {
-                let bytes = tokio::fs::read(path)
+                let size = tokio::fs::metadata(path)
                     .await
                     .map_err(|e| format!("cannot be read: {}", e.kind()))?;
-                if bytes.len() > MAX_BYTES {
-                    return Err(format!("larger than {MAX_BYTES} bytes"));
+                if !size.is_file() || size.len() > MAX_BYTES as u64 {
+                    return Err(format!("not a file of at most {MAX_BYTES} bytes"));
                 }
-                bytes
+                tokio::time::timeout(FETCH_TIMEOUT, tokio::fs::read(path))
+                    .await
+                    .map_err(|_| format!("not read within {FETCH_TIMEOUT:?}"))?
+                    .map_err(|e| format!("cannot be read: {}", e.kind()))?
             }
             Source::Upstream(url) => tokio::time::timeout(FETCH_TIMEOUT, self.download(url))
                 .await
                 .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))??,
         };
-        parse(&bytes)
+        // Parsing 4 MiB is CPU work: not on a runtime thread.
+        tokio::task::spawn_blocking(move || parse(&bytes))
+            .await
+            .map_err(|_| "could not be parsed".to_owned())?
     }
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, String> {
@@ -199,26 +231,24 @@ impl ApiSpecs {
         self.entries.iter().map(|e| e.name.clone()).collect()
     }
 
-    /// `name`'s rewritten document: `None` for no such route, `Err` when none could be
-    /// taken yet (with why).
-    pub fn get(&self, name: &str) -> Option<Result<Arc<Value>, String>> {
+    /// `name`'s rewritten document, as JSON: `None` for no such route, `Err` when none
+    /// could be taken yet (with why).
+    pub fn get(&self, name: &str) -> Option<Result<Arc<Vec<u8>>, String>> {
         self.entries.iter().find(|e| e.name == name)?;
         let docs = self.docs.read().ok()?;
         let doc = docs.get(name).cloned().unwrap_or_default();
         Some(
-            doc.spec
+            doc.bytes
                 .ok_or_else(|| doc.problem.unwrap_or_else(|| "not fetched yet".to_owned())),
         )
     }
 
-    /// Every document taken so far, as one.
-    pub fn combined(&self) -> Value {
-        let specs: Vec<(String, Value)> = self
-            .names()
-            .into_iter()
-            .filter_map(|n| Some((n.clone(), (*self.get(&n)?.ok()?).clone())))
-            .collect();
-        rewrite::combine(&self.public_url, &specs)
+    /// Every document taken so far, as one (JSON).
+    pub fn combined(&self) -> Arc<Vec<u8>> {
+        self.combined
+            .read()
+            .map(|c| Arc::clone(&c))
+            .unwrap_or_default()
     }
 
     /// For `/readyz`: each route's document, `ok` or what is wrong with it (never where it
@@ -246,9 +276,30 @@ fn parse(bytes: &[u8]) -> Result<Value, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+    } else if has_anchor(text) {
+        // An alias may expand to far more than the document's size (a "billion laughs").
+        Err(
+            "YAML anchors (&) and aliases (*) are not taken: write it as JSON or without them"
+                .into(),
+        )
     } else {
         serde_yaml::from_str(text).map_err(|e| format!("neither JSON nor valid YAML: {e}"))
     }
+}
+
+/// Whether a YAML text defines an anchor (`&name` where a node may start). Without one
+/// no alias can refer to anything.
+fn has_anchor(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'&'
+            && (i == 0
+                || matches!(
+                    bytes[i - 1],
+                    b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':' | b'-'
+                ))
+            && bytes.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace())
+    })
 }
 
 #[cfg(test)]
@@ -283,5 +334,9 @@ mod tests {
         );
         assert!(parse(b"{not json").unwrap_err().contains("JSON"));
         assert!(parse(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+        // A "billion laughs": refused before it is expanded.
+        let bomb = "a: &a [0, 0, 0]\nb: [*a, *a, *a]\n";
+        assert!(parse(bomb.as_bytes()).unwrap_err().contains("anchors"));
+        assert!(parse(b"info: {title: 'Tom & Jerry'}\n").is_ok());
     }
 }

@@ -41,10 +41,7 @@ pub fn rewrite(mut spec: Value, through: &Through<'_>) -> Result<Value, String> 
         .unwrap_or_default()
         .to_owned();
     if !version.starts_with("3.") {
-        return Err(format!(
-            "not an OpenAPI 3 document (openapi: {:?}; Swagger 2.0 is not taken)",
-            spec.get("openapi").or(spec.get("swagger"))
-        ));
+        return Err("not an OpenAPI 3 document (Swagger 2.0 is not taken)".into());
     }
     let root = spec
         .as_object_mut()
@@ -68,8 +65,11 @@ pub fn rewrite(mut spec: Value, through: &Through<'_>) -> Result<Value, String> 
             path
         };
         if let Some(item) = item.as_object_mut() {
+            // Every request goes to our public URL: no path or operation sends it elsewhere.
+            item.remove("servers");
             for method in METHODS {
                 if let Some(Value::Object(op)) = item.get_mut(method) {
+                    op.remove("servers");
                     operation(op, method, had_global_security, through);
                 }
             }
@@ -343,7 +343,8 @@ mod tests {
         let spec = json!({
             "openapi": "3.0.3", "info": {"title": "t", "version": "1"},
             "security": [{"oauth": ["read"]}],
-            "paths": {"/api/x/me": {"get": {"responses": {}}},
+            "paths": {"/api/x/me": {"servers": [{"url": "https://elsewhere.example"}],
+                                    "get": {"servers": [{"url": "https://elsewhere.example"}], "responses": {}}},
                       "/api/x/open": {"get": {"security": [], "responses": {}}}}
         });
         let out = rewrite(
@@ -355,6 +356,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out["security"], json!([{"sessionCookie": []}]));
+        // No path or operation may send requests (and the cookie's data) elsewhere.
+        assert!(out["paths"]["/api/x/me"].get("servers").is_none());
+        assert!(out["paths"]["/api/x/me"]["get"].get("servers").is_none());
         assert_eq!(
             out["paths"]["/api/x/me"]["get"]["security"],
             json!([{"sessionCookie": []}])

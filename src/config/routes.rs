@@ -34,7 +34,8 @@ pub(super) fn problems(i: usize, route: &ProxyRoute) -> Vec<String> {
             "{key}.websocket: an upgrade is a GET, which `methods` does not list"
         ));
     }
-    if let Some(name) = &route.name {
+    if route.name.is_some() || route.openapi.is_some() {
+        let name = route.name();
         let ok = !name.is_empty()
             && name.len() <= 64
             && name
@@ -42,7 +43,7 @@ pub(super) fn problems(i: usize, route: &ProxyRoute) -> Vec<String> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !ok {
             problems.push(format!(
-                "{key}.name: lowercase letters, digits, - and _ (at most 64)"
+                "{key}.name: `{name}`: lowercase letters, digits, - and _ (at most 64; by default the prefix's last segment)"
             ));
         }
     }
@@ -53,12 +54,21 @@ pub(super) fn problems(i: usize, route: &ProxyRoute) -> Vec<String> {
             ));
         }
         // A path on the upstream stays on its origin: no other host, no way up.
-        let escapes = openapi.starts_with('/')
-            && (openapi.starts_with("//")
+        let lower = openapi.to_ascii_lowercase();
+        let escapes = if openapi.starts_with('/') {
+            openapi.starts_with("//")
                 || openapi.contains("..")
+                || lower.contains("%2e")
+                || lower.contains("%2f")
+                || lower.contains("%5c")
                 || openapi.contains('\\')
                 || openapi.contains('@')
-                || openapi.contains("://"));
+                || openapi.contains("://")
+                || openapi.chars().any(char::is_control)
+        } else {
+            // Not on the upstream: a file, never a URL of another host.
+            !openapi.starts_with("file:") && openapi.contains("://")
+        };
         if openapi.is_empty() || escapes {
             problems.push(format!(
                 "{key}.openapi: `{openapi}` must be a path on the upstream (`/openapi.json`) or a file (`file:api.yaml`)"

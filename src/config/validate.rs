@@ -137,8 +137,18 @@ impl Settings {
             problems.push("auth.refresh_token_ttl: must be longer than access_token_ttl".into());
         }
         let mut documented = std::collections::BTreeSet::new();
+        let any_documents = self.proxy.routes.iter().any(|r| r.openapi.is_some());
+        if any_documents && self.proxy.openapi_refresh < Duration::from_secs(10) {
+            problems.push("proxy.openapi_refresh: at least 10s".into());
+        }
         for (i, route) in self.proxy.routes.iter().enumerate() {
             problems.extend(super::routes::problems(i, route));
+            let p = route.prefix.trim_end_matches('/');
+            if any_documents && (p == "/api/openapi" || p == "/api/openapi.json") {
+                problems.push(format!(
+                    "proxy.routes[{i}].prefix: `{p}` is where sessiongate serves the routes' OpenAPI documents"
+                ));
+            }
             if route.openapi.is_some() {
                 let name = route.name();
                 if !documented.insert(name.clone()) {

@@ -122,6 +122,19 @@ async fn each_routes_document_is_served_rewritten_and_the_last_good_copy_is_kept
     })
     .await;
 
+    // Swagger UI offers each proxied API; a first request for some other page under
+    // /docs does not become the page.
+    assert_eq!(
+        app.get("/docs/nothing-here").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status(), StatusCode::OK);
+    let page = docs.text().await.unwrap();
+    assert!(page
+        .contains(r#"<option value="/api/openapi/shop.json">shop (through the proxy)</option>"#));
+    assert!(page.contains("requestInterceptor: sgIntercept"));
+
     let resp = settled(&app, "/api/openapi/shop.json").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let shop: Value = resp.json().await.unwrap();
@@ -237,6 +250,16 @@ fn a_document_path_that_leaves_the_upstream_is_refused_at_startup() {
         route("/api/c", "bundled", "/openapi.json"),
         route("/api/x/d", "https://d.example", "/openapi.json"),
         route("/api/y/d", "https://e.example", "/openapi.json"),
+        route(
+            "/api/f",
+            "https://f.example/svc",
+            "/%2e%2e/admin/openapi.json",
+        ),
+        route(
+            "/api/g",
+            "https://g.example",
+            "https://evil.example/openapi.json",
+        ),
     ]
     .concat();
     std::fs::write(&file, config).unwrap();
@@ -255,6 +278,8 @@ fn a_document_path_that_leaves_the_upstream_is_refused_at_startup() {
         "proxy.routes[1].openapi: `/../../admin/openapi.json` must be a path on the upstream",
         "proxy.routes[2].openapi: the bundled API's document is sessiongate's own /openapi.json",
         "proxy.routes[4].name: `d` names another route's OpenAPI document too",
+        "proxy.routes[5].openapi: `/%2e%2e/admin/openapi.json` must be a path on the upstream",
+        "proxy.routes[6].openapi: `https://evil.example/openapi.json` must be a path on the upstream",
     ] {
         assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
     }
