@@ -74,14 +74,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
     let cors = (!server.cors_origins.is_empty())
         .then(|| Cors::new(&server.cors_origins, &state.settings.proxy.csrf_header));
 
-    let documented: Vec<String> = state
-        .settings
-        .proxy
-        .routes
-        .iter()
-        .filter(|r| r.openapi.is_some())
-        .map(|r| r.name())
-        .collect();
+    let documented = state.specs.names();
     let docs = crate::openapi::docs(
         api.swagger_ui(),
         &documented,

@@ -261,24 +261,14 @@ async fn open_socket(
     let mut headers = outbound_headers(req.headers(), &ip, forwarding, token.as_deref())?;
     headers.remove(header::CONTENT_LENGTH);
     let sent_key = websocket::upstream_headers(&mut headers, req.headers());
-    let uri: poem::http::Uri = target
-        .parse()
-        .map_err(|_| AppError::BadRequest("This path is not allowed through the proxy.".into()))?;
     let mut upstream = hyper::Request::new(client::empty());
-    *upstream.uri_mut() = uri;
+    *upstream.uri_mut() = target_uri(target)?;
     *upstream.headers_mut() = headers;
-    let started = Instant::now();
-    let waited = tokio::time::timeout(route.timeout, proxy.client.send(upstream)).await;
-    state
-        .metrics
-        .observe_upstream(&route.prefix, started.elapsed());
-    let resp = match waited {
-        Ok(resp) => resp.map_err(upstream_error(route))?,
-        Err(_) => {
-            tracing::warn!(route = %route.prefix, "upstream timed out");
-            return Err(AppError::GatewayTimeout);
-        }
+    let answer = async {
+        let sent = proxy.client.send(upstream).await;
+        sent.map_err(upstream_error(route))
     };
+    let resp = within_timeout(state, route, answer).await?;
     match websocket::accept(state, req, route, &browser_key, &sent_key, resp, watched) {
         Ok(switching) => Ok(switching),
         // No socket upstream, so none for the browser (RFC 6455 §4.1: anything but a
@@ -333,40 +323,51 @@ async fn send(
     };
 
     let route = out.route;
-    let started = Instant::now();
-    let waited = match &route.target {
+    match &route.target {
         Target::Url(_) => {
-            let uri: poem::http::Uri = out.target.parse().map_err(|_| {
-                AppError::BadRequest("This path is not allowed through the proxy.".into())
-            })?;
-            let body = body.map_or_else(client::empty, client::streamed);
-            let mut upstream = hyper::Request::new(body);
+            let mut upstream =
+                hyper::Request::new(body.map_or_else(client::empty, client::streamed));
             *upstream.method_mut() = req.method().clone();
-            *upstream.uri_mut() = uri;
+            *upstream.uri_mut() = target_uri(out.target)?;
             *upstream.headers_mut() = headers;
             // `route.timeout` bounds the wait for the upstream's answer (its headers);
             // the body then streams for as long as it keeps flowing.
-            tokio::time::timeout(route.timeout, proxy.client.send(upstream))
-                .await
-                .map(|r| r.map(from_upstream).map_err(upstream_error(route)))
+            let answer = async {
+                let sent = proxy.client.send(upstream).await;
+                sent.map(from_upstream).map_err(upstream_error(route))
+            };
+            within_timeout(state, route, answer).await
         }
         Target::Bundled => {
             let inner = bundled_request(req.method(), out, headers, body)?;
-            tokio::time::timeout(route.timeout, proxy.bundled.call(inner))
-                .await
-                .map(Ok)
+            within_timeout(state, route, async { Ok(proxy.bundled.call(inner).await) }).await
         }
-    };
+    }
+}
+
+/// `answer` (the upstream's head), waited for at most the route's timeout; the wait is
+/// the route's upstream latency.
+async fn within_timeout<T>(
+    state: &AppState,
+    route: &Upstream,
+    answer: impl std::future::Future<Output = AppResult<T>>,
+) -> AppResult<T> {
+    let started = Instant::now();
+    let waited = tokio::time::timeout(route.timeout, answer).await;
     state
         .metrics
         .observe_upstream(&route.prefix, started.elapsed());
-    match waited {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(route = %route.prefix, "upstream timed out");
-            Err(AppError::GatewayTimeout)
-        }
-    }
+    waited.unwrap_or_else(|_| {
+        tracing::warn!(route = %route.prefix, "upstream timed out");
+        Err(AppError::GatewayTimeout)
+    })
+}
+
+/// The upstream URL, or the bundled API's `/v1` path, as a request target.
+fn target_uri(target: &str) -> AppResult<poem::http::Uri> {
+    target
+        .parse()
+        .map_err(|_| AppError::BadRequest("This path is not allowed through the proxy.".into()))
 }
 
 /// The bundled API's request: the `/v1` path, the filtered headers, and the client's own
@@ -377,13 +378,9 @@ fn bundled_request(
     headers: HeaderMap,
     body: Option<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>,
 ) -> AppResult<Request> {
-    let uri: poem::http::Uri = out
-        .target
-        .parse()
-        .map_err(|_| AppError::BadRequest("This path is not allowed through the proxy.".into()))?;
     let (mut parts, ()) = poem::http::Request::builder()
         .method(method.clone())
-        .uri(uri)
+        .uri(target_uri(out.target)?)
         .body(())
         .map_err(|e| AppError::Internal(anyhow::anyhow!("bundled request: {e}")))?
         .into_parts();

@@ -49,7 +49,7 @@ impl Denied {
 }
 
 /// The compiled policy of one route.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// The methods taken (HEAD wherever GET), and their `Allow`; `None`: all of them.
     methods: Option<(Vec<Method>, HeaderValue)>,
