@@ -12,6 +12,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 mod limit;
+mod redis;
 mod report;
 mod routes;
 mod sections;

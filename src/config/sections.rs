@@ -160,8 +160,21 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://…`; empty means in-process memory stores (single instance only).
+    /// `redis://…` or `rediss://…` (TLS), one server; empty (with no cluster and no
+    /// sentinels) means in-process memory stores (single instance only).
     pub url: Secret,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`, with credentials if any).
+    #[serde(default)]
+    pub cluster: Vec<Secret>,
+    /// Sentinels (`redis://host:26379`) watching the primary `sentinel_master`.
+    #[serde(default)]
+    pub sentinels: Vec<Secret>,
+    #[serde(default)]
+    pub sentinel_master: String,
+    /// PEM file of the CA that signed Redis's certificate (`rediss://`; empty: the
+    /// public web roots).
+    #[serde(default)]
+    pub ca_file: String,
     /// Prefix of every key sessiongate writes.
     pub prefix: String,
     /// Time limit of one Redis command.

@@ -98,16 +98,7 @@ impl Settings {
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".into());
         }
-        let redis = self.redis.url.expose();
-        if redis.starts_with("rediss://") {
-            problems.push(
-                "redis.url: rediss:// (TLS) is not supported by this build; reach Redis with \
-                 redis:// over a private network (or a local TLS tunnel such as stunnel)"
-                    .into(),
-            );
-        } else if !(redis.is_empty() || redis.starts_with("redis://")) {
-            problems.push("redis.url: must start with redis://".into());
-        }
+        problems.extend(self.redis.problems());
         for (i, key) in self.session.keys.iter().enumerate() {
             if crate::crypto::decode_key(key.expose()).is_none() {
                 problems.push(format!(

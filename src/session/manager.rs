@@ -7,7 +7,6 @@ use crate::crypto::vault::Keyring;
 use crate::error::{AppError, AppResult};
 use crate::session::cache::ReadCache;
 use crate::session::ended::EndListener;
-use crate::session::model::user_key;
 use crate::session::{DeviceMeta, Session, SessionId, SessionUser, TokenSet};
 use crate::store::{IndexEntry, Store, Versioned};
 
@@ -29,16 +28,10 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// The index owner of every provider whose user ids are this server's own accounts (the
-/// bundled credentials backend, "Sign in with sessiongate"): one index per account, so
-/// "my sessions" and "sign out everywhere" cover every way its owner signed in. (It is
-/// the credentials provider's own key, so indexes written before stay valid.)
-const ACCOUNT_INDEX: &str = "credentials";
-
 pub struct SessionManager {
     pub(super) store: Store,
-    /// Providers whose sessions are indexed by account (see [`ACCOUNT_INDEX`]).
-    account_providers: Vec<String>,
+    /// Providers whose sessions are indexed by account (see `layout::ACCOUNT_INDEX`).
+    pub(super) account_providers: Vec<String>,
     pub(super) clock: Clock,
     pub(super) keys: Keyring,
     pub(super) prefix: String,
@@ -68,11 +61,6 @@ impl SessionManager {
             cache: std::sync::Arc::new(ReadCache::new(cache_ttl)),
             ended: EndListener::default(),
         }
-    }
-
-    /// `{prefix}ended`: where instances announce the sessions they end.
-    fn ended_channel(&self) -> String {
-        format!("{}ended", self.prefix)
     }
 
     /// Hears the sessions other instances end, and drops them from the read cache at
@@ -111,11 +99,6 @@ impl SessionManager {
         self
     }
 
-    /// `{prefix}lock:{handle}`: the session's refresh lock, across instances.
-    fn lock_key(&self, id: &SessionId) -> String {
-        format!("{}lock:{}", self.prefix, id.handle())
-    }
-
     /// Takes the session's refresh lock for `ttl` unless another holder has it.
     pub async fn try_lock(&self, id: &SessionId, owner: &str, ttl: Duration) -> AppResult<bool> {
         Ok(self.store.try_lock(&self.lock_key(id), owner, ttl).await?)
@@ -124,28 +107,6 @@ impl SessionManager {
     /// Releases the session's refresh lock if `owner` still holds it.
     pub async fn unlock(&self, id: &SessionId, owner: &str) -> AppResult<()> {
         Ok(self.store.unlock(&self.lock_key(id), owner).await?)
-    }
-
-    /// `{prefix}sess:{hex(sha256(id))}`.
-    pub fn key(&self, id: &SessionId) -> String {
-        self.key_of_handle(&id.handle())
-    }
-
-    pub(super) fn key_of_handle(&self, handle: &str) -> String {
-        format!("{}sess:{handle}", self.prefix)
-    }
-
-    /// The per-user index of `provider`'s user `user_id`.
-    pub(super) fn index_key(&self, provider: &str, user_id: &str) -> String {
-        if self.account_providers.iter().any(|p| p == provider) {
-            return self.account_index(user_id);
-        }
-        format!("{}user:{}", self.prefix, user_key(provider, user_id))
-    }
-
-    /// The index of every session of this server's account `user_id`.
-    pub(super) fn account_index(&self, user_id: &str) -> String {
-        format!("{}user:{}", self.prefix, user_key(ACCOUNT_INDEX, user_id))
     }
 
     /// Whether two sessions are the same person: one provider user, or one account of
@@ -237,20 +198,27 @@ impl SessionManager {
             all.extend(handles.iter().map(|h| self.id_token_key(h)));
         }
         self.store.delete(&all, index).await?;
-        if !keys.is_empty() {
-            // Other instances drop them from their read caches now, not in a second.
-            if let Err(e) = self
-                .store
-                .publish(&self.ended_channel(), keys.join("\n").as_bytes())
-                .await
-            {
-                tracing::warn!(error = %e, "ended sessions not announced");
-            }
-        }
+        self.announce(keys).await;
         if let (Some((_, handles)), true) = (index, tell) {
             self.ended.tell(handles);
         }
         Ok(())
+    }
+
+    /// Tells the other instances to drop `keys` from their read caches now (sessions
+    /// ended or changed; never for sliding-expiry touches, which would fan out to every
+    /// instance for every active session each minute).
+    async fn announce(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .publish(&self.ended_channel(), keys.join("\n").as_bytes())
+            .await
+        {
+            tracing::warn!(error = %e, "changed sessions not announced");
+        }
     }
 
     /// Writes the session (and, when given, its index entry) with the remaining lifetime.
@@ -303,7 +271,7 @@ impl SessionManager {
         ip: &str,
     ) -> AppResult<(SessionId, Session)> {
         let at = self.clock.now();
-        let id = SessionId::generate();
+        let id = self.new_id(provider, &user.id);
         let session = Session {
             version: 1,
             user,
@@ -445,6 +413,7 @@ impl SessionManager {
             change(&mut session);
             session.version = expect + 1;
             if self.write(id, &session, None, Some(expect)).await? {
+                self.announce(&[self.key(id)]).await;
                 return Ok(Some(session));
             }
         }

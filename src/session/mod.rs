@@ -12,6 +12,7 @@ pub mod csrf;
 pub mod ended;
 mod ending;
 pub mod id;
+mod layout;
 pub mod lookup;
 pub mod manager;
 pub mod model;

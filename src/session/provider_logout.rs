@@ -8,27 +8,12 @@ use std::time::Duration;
 
 use super::manager::SessionManager;
 use super::{Session, SessionId};
-use crate::crypto::sha256_hex;
 use crate::error::AppResult;
 use crate::store::IndexEntry;
 
 const ID_TOKEN: &[u8] = b"id_token";
 
 impl SessionManager {
-    /// `{prefix}psid:{hex(sha256(provider, sid))}`: the sessions of one provider OP session.
-    fn provider_sid_index(&self, provider: &str, sid: &str) -> String {
-        format!(
-            "{}psid:{}",
-            self.prefix,
-            sha256_hex(format!("{provider}\0{sid}"))
-        )
-    }
-
-    /// `{prefix}idt:{handle}`: the sealed id_token of a session.
-    pub(super) fn id_token_key(&self, handle: &str) -> String {
-        format!("{}idt:{handle}", self.prefix)
-    }
-
     /// After an OpenID sign-in: the session listed under the provider's `sid`, and its
     /// id_token kept (sealed under the session's id) for the logout hint. Both end with
     /// the session at the latest.
@@ -87,11 +72,6 @@ impl SessionManager {
             .open(ID_TOKEN, id.as_bytes(), key.as_bytes(), &sealed)
             .ok()
             .and_then(|plain| String::from_utf8(plain).ok()))
-    }
-
-    /// `{prefix}gone:{handle}`: who ended a session (for the message its cookie gets).
-    fn ended_by_key(&self, handle: &str) -> String {
-        format!("{}gone:{handle}", self.prefix)
     }
 
     /// Back-channel logout: ends every session of `provider` in its OP session `sid`;
@@ -159,13 +139,5 @@ impl SessionManager {
         {
             tracing::warn!(error = %e, "logout token id not forgotten");
         }
-    }
-
-    fn jti_key(&self, provider: &str, jti: &str) -> String {
-        format!(
-            "{}jti:{}",
-            self.prefix,
-            sha256_hex(format!("{provider}\0{jti}"))
-        )
     }
 }

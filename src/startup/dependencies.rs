@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{location_of, Settings};
+use crate::config::Settings;
 use crate::db::Database;
 use crate::oauth_server::AuthorizationServer;
 use crate::store::{Store, Unusable};
@@ -67,24 +67,28 @@ pub(super) async fn wait_for_database(db: Database, oauth: Option<Arc<Authorizat
     }
 }
 
-/// The store of `redis.url` (memory when it is empty, with a warning). A Redis that does
-/// not answer is said at once and watched until it does; the store reconnects by itself.
+/// The store `[redis]` names (memory when it names none, with a warning). A Redis that
+/// does not answer is said at once and watched until it does; the store reconnects by
+/// itself.
 pub(super) async fn store_at_start(settings: &Settings) -> anyhow::Result<Store> {
-    let url = settings.redis.url.expose();
-    if url.is_empty() {
+    let Some(target) = settings.redis.target() else {
         tracing::warn!(
             "redis.url is empty: sessions, OAuth state and rate limits live in process \
              memory (one instance only, lost on restart)"
         );
         return Ok(Store::memory());
-    }
-    let store = Store::redis(url, settings.redis.timeout).context("redis.url")?;
-    let at = location_of(url);
+    };
+    let ca = match settings.redis.ca_file.as_str() {
+        "" => None,
+        path => Some(std::fs::read(path).with_context(|| format!("redis.ca_file: {path}"))?),
+    };
+    let store = Store::connect(&target, settings.redis.timeout, ca).context("[redis]")?;
+    let at = target.describe();
     match store.probe().await {
         Ok(()) => {}
         Err(Unusable::Refused(cause)) => anyhow::bail!(
             "redis at {at} refused sessiongate ({cause}): check the user and password in \
-             redis.url"
+             redis.url (or the cluster's or sentinels' URLs)"
         ),
         Err(Unusable::Down(cause)) => {
             tracing::error!(

@@ -142,6 +142,17 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         .with_clock(clock.clone()),
     );
     sessions.watch_ended();
+    // Keys of the first layout move to the hash-tagged one before any request reads them
+    // (one SCAN pass; nothing to do on a Cluster, in memory, or the second time).
+    match tokio::time::timeout(Duration::from_secs(30), sessions.upgrade_layout()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "session keys of the first layout not moved (next start tries again)")
+        }
+        Err(_) => tracing::warn!(
+            "moving session keys of the first layout timed out (next start tries again)"
+        ),
+    }
     if let Some(server) = &oauth {
         // Ended browser sessions are ended OP sessions: their apps are told.
         sessions.on_end(Arc::new(crate::oauth_server::logout::BackChannel(

@@ -9,6 +9,7 @@
 //! [`crate::providers::FlowStore`], [`crate::ratelimit::RateLimiter`]). A store error says
 //! only what went wrong with the store, never what the client should be told.
 
+pub mod connect;
 pub mod memory;
 pub mod redis;
 
@@ -101,10 +102,22 @@ impl Store {
         Self::Memory(Arc::default())
     }
 
-    /// A Redis store at `url` (connected on first use, so the server starts while Redis
-    /// is down); every command is bounded by `timeout`.
+    /// A store on one Redis server at `url` (see [`Store::connect`]).
     pub fn redis(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self::Redis(Arc::new(redis::RedisStore::new(url, timeout)?)))
+        Self::connect(&connect::RedisTarget::Url(url.to_owned()), timeout, None)
+    }
+
+    /// A Redis store at `target` — one server, a Cluster or Sentinel's primary —
+    /// connected on first use, so the server starts while Redis is down; every command
+    /// is bounded by `timeout`. `ca`: the PEM of a private CA for `rediss://`.
+    pub fn connect(
+        target: &connect::RedisTarget,
+        timeout: Duration,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self::Redis(Arc::new(redis::RedisStore::new(
+            target, timeout, ca,
+        )?)))
     }
 
     /// Whether other instances see what this one writes (for readiness reports).
@@ -188,6 +201,21 @@ impl Store {
         match self {
             Self::Redis(r) => r.watch(channel, on),
             Self::Memory(_) => on(Some(&[])),
+        }
+    }
+
+    /// Renames every key matching the glob `pattern` that `rename` gives a new name (when
+    /// that name is free): a one-off move to a new key layout. One server or Sentinel's
+    /// primary only — a Cluster and the memory store hold no keys of an older layout.
+    /// The number renamed.
+    pub async fn rename_matching(
+        &self,
+        pattern: &str,
+        rename: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<usize, StoreError> {
+        match self {
+            Self::Redis(r) => r.rename_matching(pattern, rename).await,
+            Self::Memory(_) => Ok(0),
         }
     }
 

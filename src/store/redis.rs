@@ -1,14 +1,18 @@
-//! The Redis backend: one self-reconnecting connection manager, created on first use so
-//! that sessiongate starts (and `/readyz` says why it is not ready) while Redis is down.
-//! One round trip per operation: conditional writes, takes, locks and counters are
-//! single commands or Lua scripts, so they stay atomic across instances.
+//! The Redis backend, over whichever mode [`super::connect`] reaches (one server, a
+//! Cluster, Sentinel), connected on first use so that sessiongate starts (and `/readyz`
+//! says why it is not ready) while Redis is down. One round trip per operation:
+//! conditional writes, takes, locks and counters are single commands or Lua scripts, so
+//! they stay atomic across instances. Every script and every pipeline touches keys of one
+//! hash slot (the callers' key names carry hash tags); where a caller hands over keys of
+//! several, [`by_slot`] splits them.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use tokio::sync::OnceCell;
 
+use super::connect::{Conn, Link, RedisTarget};
 use super::{IndexEntry, StoreError, Unusable};
 
 impl From<redis::RedisError> for StoreError {
@@ -17,20 +21,58 @@ impl From<redis::RedisError> for StoreError {
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::ReadOnly
+                    | redis::ErrorKind::MasterDown
+                    | redis::ErrorKind::ClusterDown
+                    | redis::ErrorKind::TryAgain
+                    | redis::ErrorKind::BusyLoadingError
+                    | redis::ErrorKind::ClusterConnectionNotFound
+                    // A slot that moved in a failover: the cluster client has already
+                    // refreshed its slot map when its retries ran out.
+                    | redis::ErrorKind::Moved
+                    | redis::ErrorKind::Ask
+            )
         {
             tracing::warn!(error = %e, "store unreachable");
             StoreError::Unavailable
         } else {
+            tracing::error!(error = %e, kind = ?e.kind(), "redis answered with an error");
             StoreError::Other(e.to_string())
         }
     }
 }
 
-/// A handle to the configured Redis server.
+/// How often a subscriber says it is still there (see [`RedisStore::watch`]).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A handle to the configured Redis.
 pub struct RedisStore {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    link: Arc<Link>,
     timeout: Duration,
+}
+
+/// The hash tag of a key (what Redis Cluster hashes): the text between the first `{` and
+/// the next `}` when not empty, else the whole key.
+fn hash_tag(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.find('}')
+                .filter(|&end| end > 0)
+                .map(|end| &rest[..end])
+        })
+        .unwrap_or(key)
+}
+
+/// Keys grouped by hash tag (so by slot), each group in the given order.
+fn by_slot<'a>(keys: impl IntoIterator<Item = &'a String>) -> BTreeMap<&'a str, Vec<&'a String>> {
+    let mut groups: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for key in keys {
+        groups.entry(hash_tag(key)).or_default().push(key);
+    }
+    groups
 }
 
 /// Defines a Lua script once.
@@ -43,8 +85,9 @@ macro_rules! script {
     };
 }
 
-// The conditional versioned write. KEYS: value key, index key (may be empty). ARGV:
-// value, ttl, field, meta, index ttl, expected version prefix (empty: unconditional).
+// The conditional versioned write. KEYS: value key, index key (optional: a key of the
+// same slot). ARGV: value, ttl, field, meta, index ttl, expected version prefix (empty:
+// unconditional).
 script!(
     put_versioned_script,
     r"
@@ -53,7 +96,7 @@ script!(
       if not cur or string.sub(cur, 1, 8) ~= ARGV[6] then return 0 end
     end
     redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-    if KEYS[2] ~= '' then
+    if KEYS[2] then
       redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
       redis.call('EXPIRE', KEYS[2], ARGV[5])
     end
@@ -89,55 +132,50 @@ script!(
 );
 
 impl RedisStore {
-    /// Parses the URL; connects lazily.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// Checks the addresses (and reads no file: `ca` is the private CA's PEM, if any);
+    /// connects lazily.
+    pub fn new(
+        target: &RedisTarget,
+        timeout: Duration,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            client: redis::Client::open(url).map_err(|e| StoreError::Other(e.to_string()))?,
-            conn: OnceCell::new(),
+            link: Arc::new(
+                Link::new(target, timeout, ca).map_err(|e| StoreError::Other(e.to_string()))?,
+            ),
             timeout,
         })
     }
 
-    /// A connection, reconnecting by itself after failures; an unreachable server is
+    /// A connection, reconnecting by itself after failures; an unreachable Redis is
     /// [`StoreError::Unavailable`] within the timeout, never a hang.
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                tokio::time::timeout(
-                    self.timeout,
-                    ConnectionManager::new_with_config(self.client.clone(), config),
-                )
-                .await
-                .map_err(|_| "timed out".to_owned())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "redis unreachable");
-                StoreError::Unavailable
-            })?;
-        Ok(conn.clone())
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        self.link.conn(self.timeout).await.map_err(|e| {
+            tracing::warn!(error = %e, "redis unreachable");
+            StoreError::Unavailable
+        })
     }
 
     pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
-        let _: i64 = self.conn().await?.publish(channel, message).await?;
+        let mut conn = self.link.publisher(self.timeout).await.map_err(|e| {
+            tracing::warn!(error = %e, "redis unreachable");
+            StoreError::Unavailable
+        })?;
+        let _: i64 = conn.publish(channel, message).await?;
         Ok(())
     }
 
     /// Subscribes to `channel` for as long as the process runs: `on` gets each message,
     /// and `None` whenever the subscription is lost (messages may have been missed) or
-    /// `Some(empty)` once it is (re)established. Reconnects every second.
+    /// `Some(empty)` once it is (re)established. Reconnects every second (to the next
+    /// seed of a cluster; to the primary Sentinel names then).
     pub fn watch(&self, channel: String, on: super::OnMessage) {
-        let client = self.client.clone();
+        let link = self.link.clone();
         let timeout = self.timeout;
         tokio::spawn(async move {
-            loop {
+            for attempt in 0.. {
                 let subscribed = tokio::time::timeout(timeout, async {
+                    let client = link.subscriber(attempt).await?;
                     let mut pubsub = client.get_async_pubsub().await?;
                     pubsub.subscribe(&channel).await?;
                     Ok::<_, redis::RedisError>(pubsub)
@@ -147,8 +185,31 @@ impl RedisStore {
                     Ok(Ok(pubsub)) => {
                         on(Some(&[]));
                         let mut messages = pubsub.into_on_message();
-                        while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
-                            on(Some(msg.get_payload_bytes()));
+                        // A subscription can die silently (a half-open connection): each
+                        // instance says "still here" every HEARTBEAT on the channel, and one
+                        // that hears nothing for three of them gives up and reconnects.
+                        let mut beat = tokio::time::interval(HEARTBEAT);
+                        let mut heard = tokio::time::Instant::now();
+                        loop {
+                            tokio::select! {
+                                msg = futures_util::StreamExt::next(&mut messages) => {
+                                    let Some(msg) = msg else { break };
+                                    heard = tokio::time::Instant::now();
+                                    let payload = msg.get_payload_bytes();
+                                    if !payload.is_empty() {
+                                        on(Some(payload));
+                                    }
+                                }
+                                _ = beat.tick() => {
+                                    if heard.elapsed() > 3 * HEARTBEAT {
+                                        break;
+                                    }
+                                    if let Ok(mut conn) = link.conn(timeout).await {
+                                        let _: redis::RedisResult<i64> =
+                                            conn.publish(&channel, &b""[..]).await;
+                                    }
+                                }
+                            }
                         }
                         tracing::warn!(
                             "redis subscription lost; session cache off until it is back"
@@ -195,9 +256,11 @@ impl RedisStore {
             .map_or(("", "", &b""[..], Duration::ZERO), |i| {
                 (i.index, i.field, i.value, i.ttl)
             });
-        let written: i64 = put_versioned_script()
-            .key(key)
-            .key(index_key)
+        let mut invocation = put_versioned_script().key(key);
+        if !index_key.is_empty() {
+            invocation.key(index_key);
+        }
+        let written: i64 = invocation
             .arg(stored)
             .arg(ttl.as_secs().max(1))
             .arg(field)
@@ -214,16 +277,24 @@ impl RedisStore {
         keys: &[String],
         index: Option<(&str, &[String])>,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        if !keys.is_empty() {
-            pipe.del(keys).ignore();
-        }
-        if let Some((index, fields)) = index {
-            if !fields.is_empty() {
-                pipe.hdel(index, fields).ignore();
+        let mut conn = self.conn().await?;
+        let index = index.filter(|(_, fields)| !fields.is_empty());
+        let index_key = index.map(|(i, _)| i.to_owned());
+        // One pipeline per slot; the index goes last, after its sessions.
+        for (_, group) in by_slot(keys.iter().chain(index_key.as_ref())) {
+            let mut pipe = redis::pipe();
+            for key in group {
+                match index {
+                    Some((i, fields)) if Some(key) == index_key.as_ref() => {
+                        pipe.hdel(i, fields).ignore();
+                    }
+                    _ => {
+                        pipe.del(key).ignore();
+                    }
+                }
             }
+            let () = pipe.query_async(&mut conn).await?;
         }
-        let () = pipe.query_async(&mut self.conn().await?).await?;
         Ok(())
     }
 
@@ -237,15 +308,26 @@ impl RedisStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for (field, _) in &entries {
-            pipe.exists(key_of(field));
+        let keys: Vec<String> = entries.iter().map(|(field, _)| key_of(field)).collect();
+        let mut alive = std::collections::HashSet::new();
+        for (_, group) in by_slot(&keys) {
+            let mut pipe = redis::pipe();
+            for key in &group {
+                pipe.exists(*key);
+            }
+            let found: Vec<bool> = pipe.query_async(&mut conn).await?;
+            alive.extend(
+                group
+                    .into_iter()
+                    .zip(found)
+                    .filter(|(_, a)| *a)
+                    .map(|(k, _)| k),
+            );
         }
-        let alive: Vec<bool> = pipe.query_async(&mut conn).await?;
         Ok(entries
             .into_iter()
-            .zip(alive)
-            .map(|((f, v), a)| (f, v, a))
+            .zip(&keys)
+            .map(|((f, v), k)| (f, v, alive.contains(k)))
             .collect())
     }
 
@@ -312,20 +394,67 @@ impl RedisStore {
     /// used, if it cannot (the connection manager only says "unavailable").
     pub async fn probe(&self) -> Result<(), Unusable> {
         let attempt = tokio::time::timeout(self.timeout, async {
-            let mut conn = self.client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
+            match self.link.direct() {
+                Some(client) => {
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                }
+                None => {
+                    let mut conn = self.link.conn(self.timeout).await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                }
+            }
         })
         .await;
         match attempt {
             Ok(Ok(_)) => Ok(()),
             Err(_) => Err(Unusable::Down("timed out".into())),
+            // A wrong password, or a certificate nobody vouches for: waiting won't help.
             Ok(Err(e))
                 if e.kind() == redis::ErrorKind::AuthenticationFailed
-                    || matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) =>
+                    || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+                    || e.to_string().contains("certificate") =>
             {
                 Err(Unusable::Refused(e.to_string()))
             }
             Ok(Err(e)) => Err(Unusable::Down(e.to_string())),
+        }
+    }
+
+    pub async fn rename_matching(
+        &self,
+        pattern: &str,
+        rename: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<usize, StoreError> {
+        if self.link.direct().is_none() && !self.link.is_sentinel() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let (mut cursor, mut renamed) = (0u64, 0);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for key in keys {
+                if let Some(to) = rename(&key) {
+                    // Gone meanwhile (expired) or already there: left as it is.
+                    let moved: redis::RedisResult<bool> = redis::cmd("RENAMENX")
+                        .arg(&key)
+                        .arg(&to)
+                        .query_async(&mut conn)
+                        .await;
+                    renamed += usize::from(moved.unwrap_or(false));
+                }
+            }
+            if next == 0 {
+                return Ok(renamed);
+            }
+            cursor = next;
         }
     }
 

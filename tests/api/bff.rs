@@ -217,12 +217,11 @@ async fn redis_conn() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// `{prefix}{h}sess:{handle}`, `h` the handle's first three hex digits (DESIGN's key
+/// layout: the hash tag that keeps a session on its user's cluster slot).
 fn store_key(app: &TestApp, cookie: &str) -> String {
-    format!(
-        "{}sess:{}",
-        app.redis_prefix,
-        SessionId::parse(cookie).unwrap().handle()
-    )
+    let handle = SessionId::parse(cookie).unwrap().handle();
+    format!("{}{{{}}}sess:{handle}", app.redis_prefix, &handle[..3])
 }
 
 #[tokio::test]

@@ -509,18 +509,36 @@ fn config_errors_are_one_line_each_with_examples_and_no_values() {
         "{stderr}"
     );
 
-    // A Redis over TLS cannot be reached by this build: refused, not a failed start later.
+    // Two Redis modes at once: refused, naming both keys (and never the password).
+    let (code, stderr) = run(
+        &dir,
+        &[
+            (
+                "SESSIONGATE_REDIS__URL",
+                "rediss://:pw@redis.example.com:6380/",
+            ),
+            ("SESSIONGATE_REDIS__CLUSTER", "[\"redis://10.0.0.1:6379\"]"),
+        ],
+        &["migrate"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("redis.url and redis.cluster: set exactly one of redis.url"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(":pw@"), "{stderr}");
+    // Sentinels without the name of the primary they watch.
     let (code, stderr) = run(
         &dir,
         &[(
-            "SESSIONGATE_REDIS__URL",
-            "rediss://:pw@redis.example.com:6380/",
+            "SESSIONGATE_REDIS__SENTINELS",
+            "[\"redis://10.0.0.1:26379\"]",
         )],
         &["migrate"],
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("redis.url: rediss:// (TLS) is not supported by this build"),
+        stderr.contains("redis.sentinel_master: the name of the primary"),
         "{stderr}"
     );
 

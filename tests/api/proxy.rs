@@ -31,6 +31,18 @@ async fn proxy_app(
     prefix: Option<String>,
     db: Option<String>,
 ) -> TestApp {
+    proxy_app_with(tokens, echo, key, prefix, db, |_| {}).await
+}
+
+/// [`proxy_app`], with its settings changed by `tweak` last.
+pub async fn proxy_app_with(
+    tokens: &TokenBackend,
+    echo: &EchoUpstream,
+    key: &str,
+    prefix: Option<String>,
+    db: Option<String>,
+    tweak: impl FnOnce(&mut sessiongate::config::Settings),
+) -> TestApp {
     let (tb, eb, key) = (tokens.base.clone(), echo.base.clone(), key.to_owned());
     spawn_app_with(Backend::Sqlite, move |s| {
         s.providers.credentials.login_url = format!("{tb}/login");
@@ -48,11 +60,12 @@ async fn proxy_app(
         if let Some(db) = db {
             s.database.url = Secret::new(db);
         }
+        tweak(s);
     })
     .await
 }
 
-async fn signed_in(app: &TestApp) -> Browser {
+pub async fn signed_in(app: &TestApp) -> Browser {
     let mut b = Browser::new(app, "SPA");
     let seen = b.sign_in("racer", "any password").await;
     assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
@@ -169,10 +182,26 @@ async fn an_expiring_token_is_refreshed_before_forwarding() {
 /// 100 concurrent requests, half on each of two instances sharing Redis, one session
 /// whose token is due: exactly one refresh.
 async fn race(mode: &str) -> (TokenBackend, Vec<(StatusCode, Value)>, TestApp, Browser) {
+    race_on(mode, |_| {}).await
+}
+
+/// [`race`], on the Redis `on` points the instances at.
+pub async fn race_on(
+    mode: &str,
+    on: impl Fn(&mut sessiongate::config::Settings),
+) -> (TokenBackend, Vec<(StatusCode, Value)>, TestApp, Browser) {
     let (tokens, echo) = (TokenBackend::spawn(10).await, EchoUpstream::spawn().await);
     let key = sessiongate::crypto::generate_key();
-    let first = proxy_app(&tokens, &echo, &key, None, None).await;
-    let second = proxy_app(&tokens, &echo, &key, Some(first.redis_prefix.clone()), None).await;
+    let first = proxy_app_with(&tokens, &echo, &key, None, None, &on).await;
+    let second = proxy_app_with(
+        &tokens,
+        &echo,
+        &key,
+        Some(first.redis_prefix.clone()),
+        None,
+        &on,
+    )
+    .await;
     let b = signed_in(&first).await;
     tokens.set_mode(mode);
     let cookie = format!("sessiongate={}", b.session_cookie().unwrap());

@@ -193,3 +193,31 @@ store_contract!(
     locks_have_one_owner_and_expire,
     counters_count_in_windows,
 );
+
+/// Every clause again on a Redis Cluster and on the primary Sentinel names. The prefix
+/// carries a hash tag, so the clauses that write two keys at once (a value and its
+/// index) write keys of one slot — as the session layer's key names do.
+async fn whole_contract(tier: crate::redis_tiers::Tier) {
+    let store = || {
+        (
+            tier.store(),
+            format!("sgcontract:{{{}}}:", uuid::Uuid::new_v4().simple()),
+        )
+    };
+    values_round_trip_and_delete(store()).await;
+    a_value_is_taken_once(store()).await;
+    updates_are_compare_and_set(store()).await;
+    index_lists_entries_and_liveness(store()).await;
+    locks_have_one_owner_and_expire(store()).await;
+    counters_count_in_windows(store()).await;
+}
+
+#[tokio::test]
+async fn the_contract_holds_on_a_redis_cluster() {
+    whole_contract(crate::redis_tiers::Tier::cluster()).await
+}
+
+#[tokio::test]
+async fn the_contract_holds_on_sentinels_primary() {
+    whole_contract(crate::redis_tiers::Tier::sentinel()).await
+}

@@ -1,0 +1,293 @@
+//! Many instances on Redis's distributed modes: a 3-primary, 3-replica Cluster and a
+//! primary + replica behind 3 Sentinels, started by the tests themselves
+//! (`redis_tiers.rs`). On each: two instances refresh a token exactly once between them;
+//! a sign-out on one is a 401 on the other at the very next request, though it caches
+//! sessions for a minute; a warm proxied request costs Redis nothing; and a primary killed
+//! under load gives only 503s (in JSON, each within the timeout) until the replica takes
+//! over, then full service with the session written before the kill.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sessiongate::config::Settings;
+
+use crate::browser::Browser;
+use crate::helpers::TestApp;
+use crate::proxy::{proxy_app_with, race_on, signed_in};
+use crate::redis_tiers::Tier;
+use crate::stand_ins::{EchoUpstream, TokenBackend};
+
+/// Both instances on `tier`, sharing keys and prefix; sessions cached for a minute.
+async fn two_instances(
+    tier: &Tier,
+    tokens: &TokenBackend,
+    echo: &EchoUpstream,
+    cache: Duration,
+) -> (TestApp, TestApp) {
+    let key = sessiongate::crypto::generate_key();
+    let on = |s: &mut Settings| {
+        tier.apply(s);
+        s.session.cache_ttl = cache;
+        s.redis.timeout = Duration::from_secs(1);
+    };
+    let a = proxy_app_with(tokens, echo, &key, None, None, on).await;
+    let b = proxy_app_with(tokens, echo, &key, Some(a.redis_prefix.clone()), None, on).await;
+    (a, b)
+}
+
+async fn refresh_race_gives_one_refresh(tier: Tier) {
+    let (tokens, results, _app, mut b) = race_on("ok", |s| tier.apply(s)).await;
+    assert_eq!(
+        tokens.refreshes(),
+        1,
+        "the provider saw exactly one refresh"
+    );
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["headers"]["authorization"], "Bearer at-2");
+    }
+    assert_eq!(b.session().await["user"]["id"], "u-77");
+}
+
+async fn a_sign_out_on_one_instance_is_seen_by_the_other_at_once(tier: Tier) {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
+    let (a, b) = two_instances(&tier, &tokens, &echo, Duration::from_secs(60)).await;
+    let mut on_a = signed_in(&a).await;
+    let mut on_b = Browser::new(&b, "SPA");
+    on_b.cookies = on_a.cookies.clone();
+    // Read, and so cached for a minute, on B.
+    for _ in 0..3 {
+        assert_eq!(on_b.get("/api/echo/me").await.status, StatusCode::OK);
+    }
+    assert_eq!(on_a.sign_out(false).await.status, StatusCode::OK);
+    // The very next request on B: refused, not served from its cache.
+    let seen = on_b.get("/api/echo/me").await;
+    assert_eq!(seen.status, StatusCode::UNAUTHORIZED, "{}", seen.body);
+    assert_eq!(seen.json()["error"], "session_expired");
+}
+
+/// Commands of the data nodes that a request could have caused: not the tests' own
+/// `INFO`, nor the replication, Sentinel and cluster-bus chatter, nor the instances'
+/// 5-second heartbeats on the invalidation channel.
+fn request_commands(tier: &Tier) -> u64 {
+    tier.commands()
+}
+
+async fn a_warm_proxied_request_costs_redis_nothing(tier: Tier) {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
+    let (a, _b) = two_instances(&tier, &tokens, &echo, Duration::from_secs(60)).await;
+    let mut browser = signed_in(&a).await;
+    assert_eq!(browser.get("/api/echo/warm").await.status, StatusCode::OK);
+    let before = request_commands(&tier);
+    for i in 0..50 {
+        let seen = browser.get(&format!("/api/echo/{i}")).await;
+        assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+        assert_eq!(seen.json()["headers"]["authorization"], "Bearer at-1");
+    }
+    assert_eq!(
+        request_commands(&tier) - before,
+        0,
+        "50 warm proxied requests"
+    );
+}
+
+async fn a_primary_killed_under_load_gives_503s_then_full_service(mut tier: Tier) {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
+    // No cache: every request reads Redis, so every one meets the failover.
+    let (a, b) = two_instances(&tier, &tokens, &echo, Duration::ZERO).await;
+    let mut on_a = signed_in(&a).await;
+    let mut on_b = Browser::new(&b, "SPA");
+    on_b.cookies = on_a.cookies.clone();
+    assert_eq!(on_b.session().await["user"]["id"], "u-77");
+    tier.replicated();
+    let handle = sessiongate::session::SessionId::parse(on_a.session_cookie().unwrap())
+        .unwrap()
+        .handle();
+    let key = format!("{}{{{}}}sess:{handle}", a.redis_prefix, &handle[..3]);
+    tier.kill_primary_of(&key);
+
+    let (start, mut statuses, mut ok_in_a_row) = (Instant::now(), Vec::new(), 0);
+    while ok_in_a_row < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no recovery: {statuses:?}"
+        );
+        let browser = if statuses.len() % 2 == 0 {
+            &mut on_a
+        } else {
+            &mut on_b
+        };
+        let sent = Instant::now();
+        let seen = browser.get("/api/auth/session").await;
+        assert!(sent.elapsed() < Duration::from_secs(3), "a request hung");
+        match seen.status {
+            StatusCode::OK => {
+                assert_eq!(seen.json()["user"]["id"], "u-77", "the session survived");
+                ok_in_a_row += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let body: Value = seen.json();
+                assert!(body["error"].is_string(), "503 in JSON: {}", seen.body);
+                assert!(seen.set_cookies().is_empty(), "no cookie cleared meanwhile");
+                ok_in_a_row = 0;
+            }
+            other => panic!("{other} during the failover: {}", seen.body),
+        }
+        statuses.push(seen.status.as_u16());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        statuses.contains(&503),
+        "the failover was seen: {statuses:?}"
+    );
+    // And the proxy works again, on both instances.
+    for browser in [&mut on_a, &mut on_b] {
+        assert_eq!(browser.get("/api/echo/after").await.status, StatusCode::OK);
+    }
+}
+
+/// `rediss://` with a private CA (`redis.ca_file`) and an ACL user in the URL: the
+/// certificate is checked (without the CA the server is refused, however it answers),
+/// a wrong password is refused at once, and with both right sessions work end to end.
+#[tokio::test]
+async fn tls_with_a_private_ca_and_an_acl_user() {
+    use sessiongate::store::{connect::RedisTarget, Store, Unusable};
+    let (server, ca) = crate::redis_tiers::tls_server();
+    let url = |auth: &str| format!("rediss://{auth}@localhost:{}/", server.port);
+    let pem = std::fs::read(&ca).unwrap();
+    let store = |auth: &str, ca: Option<Vec<u8>>| {
+        Store::connect(&RedisTarget::Url(url(auth)), Duration::from_secs(2), ca).unwrap()
+    };
+    let good = store("app:s3cret", Some(pem.clone()));
+    assert!(good.probe().await.is_ok());
+    good.put("sgtls:k", b"v", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        good.get("sgtls:k").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert!(matches!(
+        store("app:wrong", Some(pem)).probe().await,
+        Err(Unusable::Refused(_))
+    ));
+    // The public web roots do not vouch for the test's CA: nothing is sent.
+    let unchecked = store("app:s3cret", None);
+    assert!(
+        matches!(unchecked.probe().await, Err(Unusable::Refused(why)) if why.contains("certificate"))
+    );
+    assert!(unchecked.get("sgtls:k").await.is_err());
+
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
+    let key = sessiongate::crypto::generate_key();
+    let ca_file = ca.display().to_string();
+    let app = proxy_app_with(&tokens, &echo, &key, None, None, |s| {
+        s.redis.url = sessiongate::crypto::Secret::new(url("app:s3cret"));
+        s.redis.ca_file = ca_file;
+    })
+    .await;
+    let mut browser = signed_in(&app).await;
+    assert_eq!(browser.session().await["user"]["id"], "u-77");
+    assert_eq!(browser.get("/api/echo/tls").await.status, StatusCode::OK);
+}
+
+/// Sessions written in the first key layout (no hash tags) survive the upgrade: the
+/// next start moves them, and their cookies go on working, sign-out included.
+#[tokio::test]
+async fn sessions_of_the_first_key_layout_survive_the_upgrade() {
+    let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
+    let key = sessiongate::crypto::generate_key();
+    let old = proxy_app_with(&tokens, &echo, &key, None, None, |_| {}).await;
+    let mut browser = signed_in(&old).await;
+    let prefix = old.redis_prefix.clone();
+    // Back to the first layout's names: `{prefix}sess:…`, `{prefix}user:…`.
+    let client = redis::Client::open(crate::helpers::REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut moved = 0;
+    for k in &keys {
+        let rest = &k[prefix.len()..];
+        if let Some(untagged) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) {
+            if ["sess:", "user:"]
+                .iter()
+                .any(|kind| untagged.1.starts_with(kind))
+            {
+                let () = redis::cmd("RENAME")
+                    .arg(k)
+                    .arg(format!("{prefix}{}", untagged.1))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                moved += 1;
+            }
+        }
+    }
+    assert_eq!(moved, 2, "a session and its user's index: {keys:?}");
+    drop(old);
+    let new = proxy_app_with(&tokens, &echo, &key, Some(prefix), None, |_| {}).await;
+    let mut there = Browser::new(&new, "SPA");
+    there.cookies = browser.cookies.clone();
+    assert_eq!(there.session().await["user"]["id"], "u-77");
+    assert_eq!(
+        there.sessions().await.json().as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(there.sign_out(false).await.status, StatusCode::OK);
+    assert_eq!(
+        browser.get("/api/echo/x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+mod cluster {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_instances_refresh_exactly_once() {
+        refresh_race_gives_one_refresh(Tier::cluster()).await
+    }
+
+    #[tokio::test]
+    async fn a_sign_out_on_one_instance_is_a_401_on_the_other_at_once() {
+        a_sign_out_on_one_instance_is_seen_by_the_other_at_once(Tier::cluster()).await
+    }
+
+    #[tokio::test]
+    async fn a_warm_proxied_request_makes_no_redis_command() {
+        a_warm_proxied_request_costs_redis_nothing(Tier::cluster()).await
+    }
+
+    #[tokio::test]
+    async fn a_primary_killed_under_load_fails_over() {
+        a_primary_killed_under_load_gives_503s_then_full_service(Tier::cluster()).await
+    }
+}
+
+mod sentinel {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_instances_refresh_exactly_once() {
+        refresh_race_gives_one_refresh(Tier::sentinel()).await
+    }
+
+    #[tokio::test]
+    async fn a_sign_out_on_one_instance_is_a_401_on_the_other_at_once() {
+        a_sign_out_on_one_instance_is_seen_by_the_other_at_once(Tier::sentinel()).await
+    }
+
+    #[tokio::test]
+    async fn a_warm_proxied_request_makes_no_redis_command() {
+        a_warm_proxied_request_costs_redis_nothing(Tier::sentinel()).await
+    }
+
+    #[tokio::test]
+    async fn a_primary_killed_under_load_fails_over() {
+        a_primary_killed_under_load_gives_503s_then_full_service(Tier::sentinel()).await
+    }
+}
