@@ -102,7 +102,6 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            sessiongate::telemetry::init(&settings.log);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -110,6 +109,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            sessiongate::telemetry::init_with_traces(
+                &settings.log,
+                Some((&settings.telemetry, runtime.handle())),
+            );
             let result = runtime.block_on(async move {
                 match command {
                     Command::Migrate { create_database } => {
@@ -159,6 +162,8 @@ fn main() -> ExitCode {
                     }
                 }
             });
+            // The spans still batched go out while the runtime still runs.
+            sessiongate::telemetry::otlp::flush();
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

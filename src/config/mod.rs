@@ -84,6 +84,7 @@ pub struct Settings {
     pub providers: ProvidersSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     /// The bundled OAuth2 authorization server (`/oauth`).
     pub oauth: OAuthSettings,
 }

@@ -99,6 +99,18 @@ impl Settings {
             problems.push("database.max_connections: must be at least 1".into());
         }
         problems.extend(self.redis.problems());
+        let otlp = &self.telemetry.otlp_endpoint;
+        if !otlp.is_empty() {
+            if !(otlp.starts_with("http://") || otlp.starts_with("https://")) {
+                problems.push(
+                    "telemetry.otlp_endpoint: must start with http:// or https:// (OTLP over \
+                     HTTP, e.g. http://otel-collector:4318)"
+                        .into(),
+                );
+            } else if let Err(e) = url_origin(otlp) {
+                problems.push(format!("telemetry.otlp_endpoint: {e}"));
+            }
+        }
         for (i, key) in self.session.keys.iter().enumerate() {
             if crate::crypto::decode_key(key.expose()).is_none() {
                 problems.push(format!(

@@ -4,6 +4,7 @@
 //! client address.
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use futures_util::StreamExt;
 use poem::http::header::{self, HeaderMap, HeaderValue};
@@ -353,7 +354,10 @@ async fn within_timeout<T>(
     answer: impl std::future::Future<Output = AppResult<T>>,
 ) -> AppResult<T> {
     let started = Instant::now();
-    let waited = tokio::time::timeout(route.timeout, answer).await;
+    let span = tracing::info_span!(target: "otel", "upstream", route = %route.prefix);
+    let waited = tokio::time::timeout(route.timeout, answer)
+        .instrument(span)
+        .await;
     state
         .metrics
         .observe_upstream(&route.prefix, started.elapsed());

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::{AppError, AppResult};
@@ -145,9 +146,10 @@ impl Refresher {
         // regardless.
         let budget = self.lock_ttl / 2;
         let (this, id) = (Arc::clone(self), id.clone());
+        // In the request's span: the refresh is part of its trace.
         let task = self
             .background
-            .spawn(async move { this.single_flight(&id, &needs).await });
+            .spawn(async move { this.single_flight(&id, &needs).await }.in_current_span());
         match tokio::time::timeout(budget, task).await {
             Ok(joined) => joined
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?,
@@ -250,10 +252,12 @@ impl Refresher {
     async fn ask_provider(&self, session: &Session) -> Result<TokenSet, RefreshError> {
         let started = Instant::now();
         let limit = self.lock_ttl * 3 / 4;
+        let span = tracing::info_span!(target: "otel", "refresh", provider = %session.provider);
         let result = tokio::time::timeout(
             limit,
             self.source.refresh(&session.provider, &session.tokens),
         )
+        .instrument(span)
         .await
         .unwrap_or(Err(RefreshError::Unavailable));
         let outcome = match result {

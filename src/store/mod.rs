@@ -86,11 +86,15 @@ pub enum Store {
     Memory(Arc<memory::MemoryStore>),
 }
 
-/// Calls the same method on whichever backend this is.
+/// Calls the same method on whichever backend this is; a Redis call is a span of its
+/// own in the traces (`telemetry.otlp_endpoint`).
 macro_rules! each {
-    ($self:ident, $s:ident => $call:expr) => {
+    ($self:ident, $op:literal, $s:ident => $call:expr) => {
         match $self {
-            Store::Redis($s) => $call.await,
+            Store::Redis($s) => {
+                let span = tracing::info_span!(target: "otel", "redis", op = $op);
+                tracing::Instrument::instrument($call, span).await
+            }
             Store::Memory($s) => $call,
         }
     };
@@ -127,18 +131,18 @@ impl Store {
 
     /// The value under `key`, if present and not expired.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        each!(self, s => s.get(key))
+        each!(self, "get", s => s.get(key))
     }
 
     /// Writes `value` under `key` for `ttl`.
     pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        each!(self, s => s.put(key, value, ttl))
+        each!(self, "put", s => s.put(key, value, ttl))
     }
 
     /// Reads and deletes `key` in one atomic step: of two concurrent takers, at most one
     /// gets the value.
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        each!(self, s => s.take(key))
+        each!(self, "take", s => s.take(key))
     }
 
     /// The versioned value under `key`.
@@ -160,7 +164,7 @@ impl Store {
         expect: Option<u64>,
     ) -> Result<bool, StoreError> {
         let stored = Versioned::encode(version, value);
-        each!(self, s => s.put_versioned(key, &stored, ttl, index, expect))
+        each!(self, "put_versioned", s => s.put_versioned(key, &stored, ttl, index, expect))
     }
 
     /// Deletes `keys`, and `fields` of the hash `index` (one round trip).
@@ -169,7 +173,7 @@ impl Store {
         keys: &[String],
         index: Option<(&str, &[String])>,
     ) -> Result<(), StoreError> {
-        each!(self, s => s.delete(keys, index))
+        each!(self, "delete", s => s.delete(keys, index))
     }
 
     /// Every field of the hash `index`, with whether `key_of(field)` still exists.
@@ -178,12 +182,12 @@ impl Store {
         index: &str,
         key_of: impl Fn(&str) -> String,
     ) -> Result<Vec<(String, Vec<u8>, bool)>, StoreError> {
-        each!(self, s => s.index_entries(index, &key_of))
+        each!(self, "index_entries", s => s.index_entries(index, &key_of))
     }
 
     /// Sets one field of the hash `index` (and the whole index's lifetime).
     pub async fn index_put(&self, entry: IndexEntry<'_>) -> Result<(), StoreError> {
-        each!(self, s => s.index_put(entry))
+        each!(self, "index_put", s => s.index_put(entry))
     }
 
     /// Tells every instance sharing the store (Redis PUBLISH; memory: no one else).
@@ -221,7 +225,7 @@ impl Store {
 
     /// One field of the hash `index`.
     pub async fn index_get(&self, index: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        each!(self, s => s.index_get(index, field))
+        each!(self, "index_get", s => s.index_get(index, field))
     }
 
     /// Takes the lock `key` for `ttl` unless someone holds it; `true` when `owner` holds
@@ -232,28 +236,28 @@ impl Store {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        each!(self, s => s.try_lock(key, owner, ttl))
+        each!(self, "try_lock", s => s.try_lock(key, owner, ttl))
     }
 
     /// Releases the lock `key` if (and only if) `owner` still holds it.
     pub async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        each!(self, s => s.unlock(key, owner))
+        each!(self, "unlock", s => s.unlock(key, owner))
     }
 
     /// Counts one event in the fixed window `key` (started by the first event, `window`
     /// long): the count so far and the milliseconds left in the window.
     pub async fn incr(&self, key: &str, window: Duration) -> Result<(u32, u64), StoreError> {
-        each!(self, s => s.incr(key, window))
+        each!(self, "incr", s => s.incr(key, window))
     }
 
     /// Takes one event back from the window `key` (never below zero, never creating it).
     pub async fn decr(&self, key: &str) -> Result<(), StoreError> {
-        each!(self, s => s.decr(key))
+        each!(self, "decr", s => s.decr(key))
     }
 
     /// One round trip, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        each!(self, s => s.ping())
+        each!(self, "ping", s => s.ping())
     }
 
     /// Whether the store can be used, and if not, why (one direct attempt).

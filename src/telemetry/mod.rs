@@ -1,25 +1,51 @@
 //! Tracing: human-readable lines by default, JSON with `log.format = "json"`. Every line
-//! inside a request carries its `request_id` (the request span's field).
+//! inside a request carries its `request_id` (the request span's field). With
+//! `telemetry.otlp_endpoint`, the spans also go out over OTLP ([`otlp`]).
 
 pub mod metrics;
+pub mod otlp;
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TelemetrySettings};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
 pub fn init(settings: &LogSettings) {
+    init_with_traces(settings, None);
+}
+
+/// [`init`], and traces over OTLP when `traces` names an endpoint (exported from
+/// `handle`'s runtime).
+pub fn init_with_traces(
+    settings: &LogSettings,
+    traces: Option<(&TelemetrySettings, &tokio::runtime::Handle)>,
+) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, never into a file or a pipe.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let _ = match settings.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    // The spans that exist for traces only never reach the log.
+    let not_traces_only = filter_fn(|meta| meta.target() != otlp::TARGET);
+    let lines = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let lines = match settings.format {
+        LogFormat::Pretty => lines.boxed(),
+        LogFormat::Json => lines.json().with_current_span(true).boxed(),
     };
+    let traces = traces
+        .and_then(|(t, handle)| otlp::layer(t, handle))
+        .map(|layer| {
+            layer.with_filter(
+                Targets::new()
+                    .with_target(otlp::TARGET, tracing::Level::INFO)
+                    .with_target("sessiongate::http::observe", tracing::Level::INFO),
+            )
+        });
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter).with_filter(not_traces_only))
+        .with(traces)
+        .try_init();
 }

@@ -32,4 +32,5 @@ mod scale_out;
 mod sessions_end;
 pub mod stand_ins;
 mod store_contract;
+mod traces;
 mod websockets;
