@@ -28,22 +28,37 @@ pub fn init_with_traces(
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, never into a file or a pipe.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // The spans that exist for traces only never reach the log.
+    let traces = traces.and_then(|(t, handle)| otlp::layer(t, handle));
+    let Some(traces) = traces else {
+        // No traces: one global filter, as cheap as it gets on the request path; the
+        // trace-only spans are off at their call sites.
+        let filter = match format!("{}=off", otlp::TARGET).parse() {
+            Ok(off) => filter.add_directive(off),
+            Err(_) => filter,
+        };
+        let builder = fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
+        let _ = match settings.format {
+            LogFormat::Pretty => builder.try_init(),
+            LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        };
+        return;
+    };
+    // Traces: the log keeps its filter and never sees the trace-only spans; the traces
+    // get the request spans and the trace-only ones.
     let not_traces_only = filter_fn(|meta| meta.target() != otlp::TARGET);
     let lines = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let lines = match settings.format {
         LogFormat::Pretty => lines.boxed(),
         LogFormat::Json => lines.json().with_current_span(true).boxed(),
     };
-    let traces = traces
-        .and_then(|(t, handle)| otlp::layer(t, handle))
-        .map(|layer| {
-            layer.with_filter(
-                Targets::new()
-                    .with_target(otlp::TARGET, tracing::Level::INFO)
-                    .with_target("sessiongate::http::observe", tracing::Level::INFO),
-            )
-        });
+    let traces = traces.with_filter(
+        Targets::new()
+            .with_target(otlp::TARGET, tracing::Level::INFO)
+            .with_target("sessiongate::http::observe", tracing::Level::INFO),
+    );
     let _ = tracing_subscriber::registry()
         .with(lines.with_filter(filter).with_filter(not_traces_only))
         .with(traces)
