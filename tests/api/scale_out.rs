@@ -244,6 +244,68 @@ async fn sessions_of_the_first_key_layout_survive_the_upgrade() {
     );
 }
 
+/// What is announced on `{prefix}ended`: a refresh (the other instances must not use the
+/// old tokens) and a sign-out, with the session's key — but never a sliding-expiry touch,
+/// which at a million active sessions would be ~17 000 messages a second to every
+/// instance.
+#[tokio::test]
+async fn refreshes_and_ends_are_announced_touches_are_not() {
+    use std::sync::{Arc, Mutex};
+    let (tokens, echo) = (TokenBackend::spawn(10).await, EchoUpstream::spawn().await);
+    let key = sessiongate::crypto::generate_key();
+    let app = proxy_app_with(&tokens, &echo, &key, None, None, |s| {
+        s.session.cache_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = redis::Client::open(crate::helpers::REDIS_URL).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(format!("{}ended", app.redis_prefix))
+        .await
+        .unwrap();
+    let sink = heard.clone();
+    tokio::spawn(async move {
+        let mut messages = pubsub.into_on_message();
+        while let Some(m) = futures_util::StreamExt::next(&mut messages).await {
+            let text = String::from_utf8_lossy(m.get_payload_bytes()).into_owned();
+            if !text.is_empty() {
+                sink.lock().unwrap().push(text); // the 5 s heartbeats are empty
+            }
+        }
+    });
+    let mut browser = signed_in(&app).await;
+    let handle = sessiongate::session::SessionId::parse(browser.session_cookie().unwrap())
+        .unwrap()
+        .handle();
+    let session_key = format!("{}{{{}}}sess:{handle}", app.redis_prefix, &handle[..3]);
+    let wait_for = |n: usize| {
+        let heard = heard.clone();
+        async move {
+            for _ in 0..100 {
+                if heard.lock().unwrap().len() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            heard.lock().unwrap().clone()
+        }
+    };
+
+    // The token is due: refreshed, and announced.
+    let seen = browser.get("/api/echo/refresh").await;
+    assert_eq!(seen.json()["headers"]["authorization"], "Bearer at-2");
+    assert_eq!(wait_for(1).await, vec![session_key.clone()]);
+    // A minute later the session's expiry slides (a write), unannounced.
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(browser.get("/api/echo/touch").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(heard.lock().unwrap().len(), 1, "a touch was announced");
+    // Signing out is.
+    assert_eq!(browser.sign_out(false).await.status, StatusCode::OK);
+    assert_eq!(wait_for(2).await, vec![session_key.clone(), session_key]);
+}
+
 mod cluster {
     use super::*;
 
