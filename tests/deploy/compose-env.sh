@@ -5,16 +5,33 @@
 # exactly that environment — only the addresses of Redis, PostgreSQL and itself mapped to
 # this machine — so a key the configuration no longer knows, a malformed value or a
 # refused key fails here. Then: /readyz (both stores answer), no SPA at `/`, and a
-# registration with a proxied call.
+# registration with a proxied call. First, the file against the Compose Specification's
+# schema; profile `cluster`: its wiring (compose-env.mjs), and sessiongate-1's
+# environment accepted by sessiongate.
 set -euo pipefail
 # shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
+
+# The Compose Specification's schema (merge keys resolved), every profile.
+deploy_venv
+"$venv_bin/check-jsonschema" --builtin-schema vendor.compose-spec "$repo/docker-compose.yml" \
+  >"$work/compose-schema.log" 2>&1 || fail "docker-compose.yml against the Compose Specification's schema"
 
 SESSIONGATE_AUTH__JWT_SECRET="$(openssl rand -base64 32)" \
 SESSIONGATE_SESSION__KEYS="[\"$(openssl rand -base64 32)\"]" \
   node "$repo/tests/deploy/compose-env.mjs" >"$work/compose.env" 2>"$work/compose-env.log" ||
   fail "docker-compose.yml (node tests/deploy/compose-env.mjs)"
 mapfile -t compose_env <"$work/compose.env"
+
+# Profile `cluster`: sessiongate-1's environment is a configuration sessiongate accepts
+# (its Redis Cluster is not started here; tests/api/scale_out.rs runs one).
+SESSIONGATE_AUTH__JWT_SECRET="$(openssl rand -base64 32)" \
+SESSIONGATE_SESSION__KEYS="[\"$(openssl rand -base64 32)\"]" \
+  node "$repo/tests/deploy/compose-env.mjs" sessiongate-1 >"$work/compose-cluster.env" 2>>"$work/compose-env.log" ||
+  fail "docker-compose.yml, profile cluster (node tests/deploy/compose-env.mjs sessiongate-1)"
+mapfile -t cluster_env <"$work/compose-cluster.env"
+check_config cluster-config "${cluster_env[@]}" ||
+  fail "sessiongate refuses sessiongate-1's environment (profile cluster)"
 
 port="$(free_port)"
 db="sg_test_deploy_${port}_$$"    # .ci/run drops sg_test_* databases left by interrupted runs

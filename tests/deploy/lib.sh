@@ -1,7 +1,8 @@
 # Shared by the deploy tests (sourced, not run): a scratch directory, free ports, a
 # sessiongate process on a temporary SQLite database and the local Redis under a key
-# prefix of its own, a NextAuth-speaking curl client, and cleanup of exactly the
-# processes and Redis keys the test made.
+# prefix of its own, a NextAuth-speaking curl client, a check that sessiongate accepts an
+# environment, a venv of validators, and cleanup of exactly the processes and Redis keys
+# the test made.
 #
 # The test's own output goes to stdout/stderr only when something fails: `fail` prints
 # the reason and the logs of every process the test started.
@@ -111,6 +112,39 @@ start_sessiongate() {
     "${vars[@]}" \
     "$(sessiongate_bin)" "${args[@]}" serve
   wait_for "http://127.0.0.1:$port/healthz"
+}
+
+# check_config NAME [VAR=value...]: sessiongate accepts this environment over its embedded
+# defaults (none of the caller's SESSIONGATE_* variables): `sessiongate migrate` runs every
+# configuration check, then migrates a scratch SQLite file, which replaces database.url.
+# Output in $work/NAME.log.
+check_config() {
+  local name="$1"
+  shift
+  local unset=() var
+  for var in $(compgen -e); do
+    case "$var" in SESSIONGATE_*) unset+=(-u "$var") ;; esac
+  done
+  env "${unset[@]}" "$@" \
+    SESSIONGATE_DATABASE__URL="sqlite://$work/$name.db" \
+    SESSIONGATE_MAIL__OUTBOX_DIR="$work/$name-outbox" \
+    "$(sessiongate_bin)" migrate >"$work/$name.log" 2>&1
+}
+
+# deploy_venv: target/k8s-venv, a Python venv with validators from PyPI (pinned), made
+# again when the pins change; sets venv_bin to its bin directory.
+deploy_venv() {
+  local venv="$repo/target/k8s-venv"
+  local pins="kubernetes-validate==1.37.0 check-jsonschema==0.39.0"
+  if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
+    # shellcheck disable=SC2086 # one argument per pin
+    { python3 -m venv "$venv" &&
+      "$venv/bin/pip" install --quiet --disable-pip-version-check $pins &&
+      echo "$pins" >"$venv/.pins"
+    } >"$work/venv.log" 2>&1 || fail "a venv with $pins in $venv"
+  fi
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  venv_bin="$venv/bin"
 }
 
 # json FILTER: jq -r FILTER on stdin, failing on invalid JSON.
