@@ -44,6 +44,11 @@ impl RedisSettings {
                 problems.push(format!(
                     "{key}: must start with redis:// or rediss:// (TLS)"
                 ));
+            } else if url.contains("#insecure") {
+                problems.push(format!(
+                    "{key}: #insecure would accept any certificate; use redis.ca_file for a \
+                     private CA"
+                ));
             }
         };
         if !self.url.expose().is_empty() {

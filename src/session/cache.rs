@@ -1,15 +1,16 @@
-//! A per-process read cache of opened sessions, for at most `session.cache_ttl` (1 s by
+//! A per-process read cache of opened sessions, for at most `session.cache_ttl` (60 s by
 //! default; 0 turns it off).
 //!
 //! An SPA fires several API calls per page; without the cache each would cost a store
 //! round trip. Writes made by this process (touch, save, sign-out, revoke) drop the
-//! entry at once. A session that *another* instance ends is dropped when its
-//! announcement arrives (Redis pub/sub, see `SessionManager::watch_ended`); a read that
-//! began before a removal is not cached, and while that subscription is down the cache
-//! is off, so nothing ended elsewhere is served from here. (A subscription that is
-//! silently half-open is not detected: then the TTL is the bound.)
-//! Other changes made elsewhere are seen within the TTL. Refreshes (the proxy) always
-//! re-read the store under the lock, never the cache.
+//! entry at once. A session that *another* instance ends or refreshes is dropped when
+//! its announcement arrives (Redis pub/sub, see `SessionManager::watch_ended`); a read
+//! that began before a removal is not cached, and while that subscription is down the
+//! cache is off, so nothing ended elsewhere is served from here. A subscription that
+//! dies silently is noticed when the instance stops hearing its own heartbeat (within
+//! about 4 s plus the Redis timeout; see `RedisStore::watch`). Sliding-expiry touches
+//! made elsewhere are not announced (they change nothing a request needs). Refreshes
+//! (the proxy) always re-read the store under the lock, never the cache.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -65,7 +65,8 @@ impl SessionId {
 
 impl std::fmt::Debug for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SessionId({}…)", &self.handle()[..8])
+        // Not the first three digits: they are the user's hash tag (see session::layout).
+        write!(f, "SessionId(…{}…)", &self.handle()[3..11])
     }
 }
 

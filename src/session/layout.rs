@@ -139,6 +139,15 @@ impl SessionManager {
 /// A key of the first layout's name (after its kind) → its name now.
 type Rename<'a> = dyn Fn(&str) -> String + Sync + 'a;
 
+/// What `key` (of this layout) was called in the first one: the hash tag after the
+/// prefix taken out. Values moved by [`SessionManager::upgrade_layout`] were sealed under
+/// that name, so they open under it (for one release; every read rewrites a session).
+pub(super) fn first_layout_name(prefix: &str, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix('{')?;
+    let (_, name) = rest.split_once('}')?;
+    Some(format!("{prefix}{name}"))
+}
+
 /// `text` as a Redis glob that matches only itself.
 fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -159,6 +168,16 @@ mod tests {
     fn globs_match_only_the_prefix_itself() {
         assert_eq!(glob_escape("sg:"), "sg:");
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn first_layout_names_drop_the_hash_tag() {
+        assert_eq!(
+            first_layout_name("sg:", "sg:{abc}sess:abcd").as_deref(),
+            Some("sg:sess:abcd")
+        );
+        assert_eq!(first_layout_name("sg:", "sg:sess:abcd"), None);
+        assert_eq!(first_layout_name("x:", "sg:{abc}sess:abcd"), None);
     }
 
     #[test]

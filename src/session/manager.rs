@@ -147,14 +147,28 @@ impl SessionManager {
 
     /// Opens a stored value; `None` for anything that is not a valid session of `id`.
     /// The flag says whether it was sealed under the current key.
+    /// A session moved from the first key layout was sealed under its old key name: it
+    /// opens under that name too, and counts as not sealed under the current key, so the
+    /// next read writes it again under the name it has now.
     fn open_session(&self, id: &SessionId, stored: &Versioned) -> Option<(Session, bool)> {
-        let aad = [self.key(id).as_bytes(), &stored.version.to_be_bytes()].concat();
-        let plain = self
-            .keys
-            .open(SESSION, id.as_bytes(), &aad, &stored.value)
-            .ok()?;
+        let version = stored.version.to_be_bytes();
+        let open = |name: &str| {
+            let aad = [name.as_bytes(), &version].concat();
+            self.keys
+                .open(SESSION, id.as_bytes(), &aad, &stored.value)
+                .ok()
+        };
+        let key = self.key(id);
+        let (plain, moved) = match open(&key) {
+            Some(plain) => (plain, false),
+            None => (
+                open(&super::layout::first_layout_name(&self.prefix, &key)?)?,
+                true,
+            ),
+        };
         let session = Session::decode(&plain)?;
-        (session.version == stored.version).then(|| (session, self.keys.is_current(&stored.value)))
+        let current = self.keys.is_current(&stored.value) && !moved;
+        (session.version == stored.version).then_some((session, current))
     }
 
     fn seal_meta(&self, index: &str, handle: &str, meta: &DeviceMeta) -> AppResult<Vec<u8>> {
@@ -164,11 +178,15 @@ impl SessionManager {
             .seal(INDEX, index.as_bytes(), handle.as_bytes(), &plain))
     }
 
+    /// (Device info moved from the first key layout opens under its old index name.)
     pub(super) fn open_meta(&self, index: &str, handle: &str, blob: &[u8]) -> Option<DeviceMeta> {
-        let plain = self
-            .keys
-            .open(INDEX, index.as_bytes(), handle.as_bytes(), blob)
-            .ok()?;
+        let open = |name: &str| {
+            self.keys
+                .open(INDEX, name.as_bytes(), handle.as_bytes(), blob)
+                .ok()
+        };
+        let plain = open(index)
+            .or_else(|| open(&super::layout::first_layout_name(&self.prefix, index)?))?;
         serde_json::from_slice(&plain).ok()
     }
 
@@ -197,8 +215,14 @@ impl SessionManager {
         if let Some((_, handles)) = index {
             all.extend(handles.iter().map(|h| self.id_token_key(h)));
         }
-        self.store.delete(&all, index).await?;
+        let deleted = self.store.delete(&all, index).await;
+        // Again after the delete (a read racing with it may have cached the session), and
+        // announced even if the delete failed part-way: telling too much is harmless.
+        for key in keys {
+            self.cache.remove(key);
+        }
         self.announce(keys).await;
+        deleted?;
         if let (Some((_, handles)), true) = (index, tell) {
             self.ended.tell(handles);
         }

@@ -67,11 +67,15 @@ impl SessionManager {
         let Some(sealed) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        Ok(self
-            .keys
-            .open(ID_TOKEN, id.as_bytes(), key.as_bytes(), &sealed)
-            .ok()
-            .and_then(|plain| String::from_utf8(plain).ok()))
+        // (One moved from the first key layout opens under its old name.)
+        let open = |name: &str| {
+            self.keys
+                .open(ID_TOKEN, id.as_bytes(), name.as_bytes(), &sealed)
+                .ok()
+        };
+        let plain =
+            open(&key).or_else(|| open(&super::layout::first_layout_name(&self.prefix, &key)?));
+        Ok(plain.and_then(|plain| String::from_utf8(plain).ok()))
     }
 
     /// Back-channel logout: ends every session of `provider` in its OP session `sid`;

@@ -8,21 +8,18 @@
 //! that stops answering or turns read-only is forgotten, so the next command asks the
 //! Sentinels again and follows the failover by itself.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
-    RedisResult, TlsCertificates, TlsMode, Value,
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value,
 };
 use tokio::sync::OnceCell;
 
-/// Where Redis is: exactly one of the three modes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where Redis is: exactly one of the three modes. (`Debug` shows no credentials.)
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One server: `redis://` or `rediss://`.
     Url(String),
@@ -33,6 +30,12 @@ pub enum RedisTarget {
         sentinels: Vec<String>,
         master: String,
     },
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisTarget({})", self.describe())
+    }
 }
 
 impl RedisTarget {
@@ -66,8 +69,7 @@ impl RedisTarget {
     }
 }
 
-/// The sentinel primary's current connection, shared with every [`Conn`] handed out.
-type Current = Arc<Mutex<Option<ConnectionManager>>>;
+use super::sentinel::{Current, Sentinels};
 
 /// A configured way to Redis; connects lazily.
 pub(super) enum Link {
@@ -87,10 +89,7 @@ pub(super) enum Link {
         subscribed: std::sync::atomic::AtomicUsize,
         conn: OnceCell<ClusterConnection>,
     },
-    Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelClient>,
-        current: Current,
-    },
+    Sentinel(Sentinels),
 }
 
 /// One connection, whichever the mode; cheap to clone.
@@ -115,14 +114,14 @@ fn certificates(ca: &Option<Vec<u8>>) -> Option<TlsCertificates> {
     })
 }
 
-fn open(url: &str, ca: &Option<Vec<u8>>) -> RedisResult<redis::Client> {
+pub(super) fn open(url: &str, ca: &Option<Vec<u8>>) -> RedisResult<redis::Client> {
     match certificates(ca) {
         Some(certs) => redis::Client::build_with_tls(url, certs),
         None => redis::Client::open(url),
     }
 }
 
-fn timed_out() -> RedisError {
+pub(super) fn timed_out() -> RedisError {
     RedisError::from(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         "redis command timed out",
@@ -136,16 +135,42 @@ fn failover(e: &RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || matches!(e.kind(), ErrorKind::ReadOnly | ErrorKind::MasterDown)
+        // A write refused inside a script by a primary that became a replica.
+        || e.to_string().contains("READONLY")
+}
+
+/// A connection manager bounded by `timeout`, retrying a dropped connection once.
+pub(super) fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(1)
 }
 
 /// `f`, or a timeout error once `timeout` has passed.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     timeout: Duration,
     f: impl std::future::Future<Output = RedisResult<T>>,
 ) -> RedisResult<T> {
     tokio::time::timeout(timeout, f)
         .await
         .unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// The connection manager kept in `cell`, opened to `client` the first time.
+async fn managed(
+    cell: &OnceCell<ConnectionManager>,
+    client: &redis::Client,
+    timeout: Duration,
+) -> RedisResult<ConnectionManager> {
+    let open = || {
+        let config = manager_config(timeout);
+        bounded(
+            timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+    };
+    Ok(cell.get_or_try_init(open).await?.clone())
 }
 
 impl Link {
@@ -190,73 +215,16 @@ impl Link {
                 }
             }
             RedisTarget::Sentinel { sentinels, master } => {
-                let infos = sentinels
-                    .iter()
-                    .map(|s| s.as_str().into_connection_info())
-                    .collect::<RedisResult<Vec<_>>>()?;
-                let first = infos.first().ok_or_else(|| {
-                    RedisError::from((ErrorKind::EmptySentinelList, "no sentinels"))
-                })?;
-                let secure = matches!(first.addr, ConnectionAddr::TcpTls { .. });
-                let (user, pass) = (first.redis.username.clone(), first.redis.password.clone());
-                let mut b = SentinelClientBuilder::new(
-                    infos.iter().map(|i| i.addr.clone()),
-                    master.clone(),
-                    SentinelServerType::Master,
-                )?;
-                // The sentinels' credentials and TLS apply to the primary too (one ACL
-                // user across the deployment, as managed offerings set it up).
-                if let Some(user) = user {
-                    b = b
-                        .set_client_to_sentinel_username(user.clone())
-                        .set_client_to_redis_username(user);
-                }
-                if let Some(pass) = pass {
-                    b = b
-                        .set_client_to_sentinel_password(pass.clone())
-                        .set_client_to_redis_password(pass);
-                }
-                if secure {
-                    b = b
-                        .set_client_to_sentinel_tls_mode(TlsMode::Secure)
-                        .set_client_to_redis_tls_mode(TlsMode::Secure);
-                }
-                if let Some(certs) = certificates(&ca) {
-                    b = b
-                        .set_client_to_sentinel_certificates(certs.clone())
-                        .set_client_to_redis_certificates(certs);
-                }
-                Self::Sentinel {
-                    sentinel: tokio::sync::Mutex::new(b.build()?),
-                    current: Current::default(),
-                }
+                Self::Sentinel(Sentinels::new(sentinels, master, ca)?)
             }
         })
-    }
-
-    fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_number_of_retries(1)
     }
 
     /// A connection; an unreachable Redis is an error within the timeout.
     pub(super) async fn conn(&self, timeout: Duration) -> RedisResult<Conn> {
         let (inner, current) = match self {
             Self::Single { client, conn } => {
-                let m = conn
-                    .get_or_try_init(|| {
-                        bounded(
-                            timeout,
-                            ConnectionManager::new_with_config(
-                                client.clone(),
-                                Self::manager_config(timeout),
-                            ),
-                        )
-                    })
-                    .await?;
-                (Inner::Manager(m.clone()), None)
+                (Inner::Manager(managed(conn, client, timeout).await?), None)
             }
             Self::Cluster { client, conn, .. } => {
                 let c = conn
@@ -264,33 +232,9 @@ impl Link {
                     .await?;
                 (Inner::Cluster(c.clone()), None)
             }
-            Self::Sentinel { sentinel, current } => {
-                if let Some(m) = current.lock().ok().and_then(|c| c.clone()) {
-                    (Inner::Manager(m), Some(current.clone()))
-                } else {
-                    // One lookup at a time; whoever waited uses what the first found.
-                    let mut sentinel = sentinel.lock().await;
-                    let found = current.lock().ok().and_then(|c| c.clone());
-                    let m = match found {
-                        Some(m) => m,
-                        None => {
-                            let m = bounded(timeout, async {
-                                let client = sentinel.async_get_client().await?;
-                                ConnectionManager::new_with_config(
-                                    client,
-                                    Self::manager_config(timeout),
-                                )
-                                .await
-                            })
-                            .await?;
-                            if let Ok(mut slot) = current.lock() {
-                                *slot = Some(m.clone());
-                            }
-                            m
-                        }
-                    };
-                    (Inner::Manager(m), Some(current.clone()))
-                }
+            Self::Sentinel(sentinels) => {
+                let (m, _) = sentinels.primary(timeout).await?;
+                (Inner::Manager(m), Some(sentinels.current.clone()))
             }
         };
         Ok(Conn {
@@ -312,7 +256,13 @@ impl Link {
                 subscribed.store(at, std::sync::atomic::Ordering::Relaxed);
                 Ok(seeds[at].0.clone())
             }
-            Self::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await,
+            Self::Sentinel(sentinels) => {
+                // The primary named now (a failed one is forgotten by then).
+                if let Ok(mut slot) = sentinels.current.lock() {
+                    *slot = None;
+                }
+                Ok(sentinels.primary(Duration::from_secs(5)).await?.1)
+            }
         }
     }
 
@@ -326,26 +276,19 @@ impl Link {
             return self.conn(timeout).await;
         };
         let (client, conn) = &seeds[subscribed.load(std::sync::atomic::Ordering::Relaxed)];
-        let m = conn
-            .get_or_try_init(|| {
-                bounded(
-                    timeout,
-                    ConnectionManager::new_with_config(
-                        client.clone(),
-                        Self::manager_config(timeout),
-                    ),
-                )
-            })
-            .await?;
         Ok(Conn {
-            inner: Inner::Manager(m.clone()),
+            inner: Inner::Manager(managed(conn, client, timeout).await?),
             timeout,
             current: None,
         })
     }
 
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster { .. })
+    }
+
     pub(super) fn is_sentinel(&self) -> bool {
-        matches!(self, Self::Sentinel { .. })
+        matches!(self, Self::Sentinel(_))
     }
 
     /// A client for one direct connection (the start-up probe), where there is one.

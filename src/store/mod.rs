@@ -12,6 +12,8 @@
 pub mod connect;
 pub mod memory;
 pub mod redis;
+mod sentinel;
+mod subscription;
 
 use std::sync::Arc;
 use std::time::Duration;

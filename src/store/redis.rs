@@ -34,6 +34,12 @@ impl From<redis::RedisError> for StoreError {
                     | redis::ErrorKind::Moved
                     | redis::ErrorKind::Ask
             )
+            // Refusals that pass: a write in a script on a demoted primary (READONLY
+            // inside the script's error), out of memory, no replica to acknowledge, a
+            // script running too long.
+            || ["READONLY", "OOM", "NOREPLICAS", "BUSY", "EXECABORT"]
+                .iter()
+                .any(|code| e.code() == Some(code) || e.to_string().contains(code))
         {
             tracing::warn!(error = %e, "store unreachable");
             StoreError::Unavailable
@@ -44,13 +50,10 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// How often a subscriber says it is still there (see [`RedisStore::watch`]).
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
 /// A handle to the configured Redis.
 pub struct RedisStore {
-    link: Arc<Link>,
-    timeout: Duration,
+    pub(super) link: Arc<Link>,
+    pub(super) timeout: Duration,
 }
 
 /// The hash tag of a key (what Redis Cluster hashes): the text between the first `{` and
@@ -150,78 +153,26 @@ impl RedisStore {
     /// A connection, reconnecting by itself after failures; an unreachable Redis is
     /// [`StoreError::Unavailable`] within the timeout, never a hang.
     async fn conn(&self) -> Result<Conn, StoreError> {
-        self.link.conn(self.timeout).await.map_err(|e| {
+        // Within the timeout in all, waiting for another caller's attempt included.
+        let conn = super::connect::bounded(self.timeout, self.link.conn(self.timeout));
+        conn.await.map_err(|e| {
             tracing::warn!(error = %e, "redis unreachable");
             StoreError::Unavailable
         })
     }
 
     pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
-        let mut conn = self.link.publisher(self.timeout).await.map_err(|e| {
-            tracing::warn!(error = %e, "redis unreachable");
-            StoreError::Unavailable
-        })?;
-        let _: i64 = conn.publish(channel, message).await?;
+        let published = async {
+            let mut conn = self.link.publisher(self.timeout).await?;
+            conn.publish::<_, _, i64>(channel, message).await
+        };
+        if let Err(e) = super::connect::bounded(self.timeout, published).await {
+            // The node this instance subscribes to is gone (a cluster): any other
+            // reaches every subscriber too, through the cluster bus.
+            tracing::warn!(error = %e, "publishing through the subscribed node failed");
+            let _: i64 = self.conn().await?.publish(channel, message).await?;
+        }
         Ok(())
-    }
-
-    /// Subscribes to `channel` for as long as the process runs: `on` gets each message,
-    /// and `None` whenever the subscription is lost (messages may have been missed) or
-    /// `Some(empty)` once it is (re)established. Reconnects every second (to the next
-    /// seed of a cluster; to the primary Sentinel names then).
-    pub fn watch(&self, channel: String, on: super::OnMessage) {
-        let link = self.link.clone();
-        let timeout = self.timeout;
-        tokio::spawn(async move {
-            for attempt in 0.. {
-                let subscribed = tokio::time::timeout(timeout, async {
-                    let client = link.subscriber(attempt).await?;
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.subscribe(&channel).await?;
-                    Ok::<_, redis::RedisError>(pubsub)
-                })
-                .await;
-                match subscribed {
-                    Ok(Ok(pubsub)) => {
-                        on(Some(&[]));
-                        let mut messages = pubsub.into_on_message();
-                        // A subscription can die silently (a half-open connection): each
-                        // instance says "still here" every HEARTBEAT on the channel, and one
-                        // that hears nothing for three of them gives up and reconnects.
-                        let mut beat = tokio::time::interval(HEARTBEAT);
-                        let mut heard = tokio::time::Instant::now();
-                        loop {
-                            tokio::select! {
-                                msg = futures_util::StreamExt::next(&mut messages) => {
-                                    let Some(msg) = msg else { break };
-                                    heard = tokio::time::Instant::now();
-                                    let payload = msg.get_payload_bytes();
-                                    if !payload.is_empty() {
-                                        on(Some(payload));
-                                    }
-                                }
-                                _ = beat.tick() => {
-                                    if heard.elapsed() > 3 * HEARTBEAT {
-                                        break;
-                                    }
-                                    if let Ok(mut conn) = link.conn(timeout).await {
-                                        let _: redis::RedisResult<i64> =
-                                            conn.publish(&channel, &b""[..]).await;
-                                    }
-                                }
-                            }
-                        }
-                        tracing::warn!(
-                            "redis subscription lost; session cache off until it is back"
-                        );
-                    }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "redis subscription failed"),
-                    Err(_) => tracing::debug!("redis subscription timed out"),
-                }
-                on(None);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -279,21 +230,25 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let index = index.filter(|(_, fields)| !fields.is_empty());
-        let index_key = index.map(|(i, _)| i.to_owned());
-        // One pipeline per slot; the index goes last, after its sessions.
-        for (_, group) in by_slot(keys.iter().chain(index_key.as_ref())) {
-            let mut pipe = redis::pipe();
-            for key in group {
-                match index {
-                    Some((i, fields)) if Some(key) == index_key.as_ref() => {
-                        pipe.hdel(i, fields).ignore();
-                    }
-                    _ => {
-                        pipe.del(key).ignore();
-                    }
-                }
-            }
-            let () = pipe.query_async(&mut conn).await?;
+        // The values first, one pipeline per slot on a cluster (one in all otherwise),
+        // the index last: an index entry never outlives a value it could still revoke.
+        let groups: Vec<Vec<&String>> = match self.link.is_cluster() {
+            true => by_slot(keys).into_values().collect(),
+            false => vec![keys.iter().collect()],
+        };
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let () = redis::pipe()
+                .del(group)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+        }
+        if let Some((index, fields)) = index {
+            let () = redis::pipe()
+                .hdel(index, fields)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
         }
         Ok(())
     }
@@ -448,7 +403,11 @@ impl RedisStore {
                         .arg(&to)
                         .query_async(&mut conn)
                         .await;
-                    renamed += usize::from(moved.unwrap_or(false));
+                    match moved {
+                        Ok(true) => renamed += 1,
+                        Ok(false) => tracing::warn!(%to, "not moved: the new name is taken"),
+                        Err(e) => tracing::warn!(error = %e, "a key was not moved"),
+                    }
                 }
             }
             if next == 0 {

@@ -221,18 +221,23 @@ pub async fn race_on(
     (tokens, results, first, b)
 }
 
-#[tokio::test]
-async fn two_instances_refresh_exactly_once() {
-    let (tokens, results, app, mut b) = race("ok").await;
+/// The provider saw exactly one refresh, and every racer went out with its token.
+pub fn assert_one_refresh(tokens: &TokenBackend, results: &[(StatusCode, Value)]) {
     assert_eq!(
         tokens.refreshes(),
         1,
         "the provider saw exactly one refresh"
     );
-    for (status, body) in &results {
+    for (status, body) in results {
         assert_eq!(*status, StatusCode::OK, "{body}");
         assert_eq!(body["headers"]["authorization"], "Bearer at-2");
     }
+}
+
+#[tokio::test]
+async fn two_instances_refresh_exactly_once() {
+    let (tokens, results, app, mut b) = race("ok").await;
+    assert_one_refresh(&tokens, &results);
     // the rotated refresh token was stored: the next refresh (forced by the upstream
     // calling at-2 invalid is not possible here, so by the provider) accepts it
     let generation = tokens.state.lock().unwrap().generation;

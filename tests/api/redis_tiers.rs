@@ -260,7 +260,7 @@ impl Tier {
     /// Commands processed so far by every data node (`INFO commandstats`), but for
     /// what no request sends: the tests' own `INFO`/`ROLE`, replication, Sentinel and
     /// cluster chatter, and the instances' heartbeats on the invalidation channel
-    /// (`PUBLISH`, every 5 s, whatever the load).
+    /// (`PUBLISH`, every 2 s, whatever the load).
     pub fn commands(&self) -> u64 {
         const CHATTER: [&str; 12] = [
             "info",
