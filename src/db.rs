@@ -8,7 +8,8 @@ use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
-use crate::config::{location_of, Settings};
+use crate::config::Settings;
+use crate::crypto::location_of;
 use crate::error::AppResult;
 
 /// The migrations in `migrations/`, embedded in the binary.

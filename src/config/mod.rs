@@ -22,7 +22,7 @@ pub use limit::Limit;
 pub use report::what_is_wrong;
 pub use routes::METHODS;
 pub use sections::*;
-pub use validate::{is_loopback_origin, location_of, url_origin};
+pub use validate::{is_loopback_origin, url_origin};
 
 /// The defaults, compiled in so that `cargo run` works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");

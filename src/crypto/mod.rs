@@ -1,5 +1,6 @@
-//! Small cryptographic building blocks shared by every part: redacted secrets, random
-//! tokens, hashing for storage, constant-time comparison.
+//! Small cryptographic building blocks shared by every part: redacted secrets (and URLs
+//! shown without their credentials), random tokens, hashing for storage, constant-time
+//! comparison.
 
 pub mod vault;
 
@@ -73,6 +74,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Where `url` points, for messages: `host:port/path` without the scheme, the user, the
+/// password or the query (a URL of a database or Redis may carry a password).
+pub fn location_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    // Everything up to the last `@` may be credentials, even with a raw `/`, `?` or `#`
+    // in the password: cut it before looking for the path.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    rest.trim_end_matches('/').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +108,24 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn locations_never_carry_credentials() {
+        for (url, shown) in [
+            ("postgres://u:pw@db.example:5432/sg", "db.example:5432/sg"),
+            ("postgres://u:p/ss@host/db", "host/db"),
+            ("postgres://u:p?ss@host/db", "host/db"),
+            ("postgres://u:p#ss@host/db?sslmode=require", "host/db"),
+            ("postgres://host/db?password=secret", "host/db"),
+            ("redis://:p/w@host:6379", "host:6379"),
+            ("redis://127.0.0.1:6379/", "127.0.0.1:6379"),
+            (
+                "sqlite://data/sessiongate.db?mode=rwc",
+                "data/sessiongate.db",
+            ),
+        ] {
+            assert_eq!(location_of(url), shown, "{url}");
+        }
     }
 }

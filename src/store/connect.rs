@@ -18,6 +18,8 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
+use crate::crypto::location_of;
+
 /// Where Redis is: exactly one of the three modes. (`Debug` shows no credentials.)
 #[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
@@ -41,30 +43,16 @@ impl std::fmt::Debug for RedisTarget {
 impl RedisTarget {
     /// Where it is, for messages (never credentials).
     pub fn describe(&self) -> String {
-        let host = |url: &str| {
-            url.rsplit('@')
-                .next()
-                .unwrap_or(url)
-                .split("://")
-                .last()
-                .unwrap_or(url)
-                .trim_end_matches('/')
-                .to_owned()
+        let list = |urls: &[String]| {
+            let shown: Vec<String> = urls.iter().map(|u| location_of(u)).collect();
+            shown.join(",")
         };
         match self {
-            Self::Url(url) => host(url),
-            Self::Cluster(seeds) => format!(
-                "cluster {}",
-                seeds.iter().map(|s| host(s)).collect::<Vec<_>>().join(",")
-            ),
-            Self::Sentinel { sentinels, master } => format!(
-                "primary {master:?} of sentinels {}",
-                sentinels
-                    .iter()
-                    .map(|s| host(s))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            Self::Url(url) => location_of(url),
+            Self::Cluster(seeds) => format!("cluster {}", list(seeds)),
+            Self::Sentinel { sentinels, master } => {
+                format!("primary {master:?} of sentinels {}", list(sentinels))
+            }
         }
     }
 }

@@ -147,7 +147,7 @@ async fn redis_killed_then_restarted_loses_no_session() {
 /// `host:port` of the test PostgreSQL (from `TEST_POSTGRES_URL`).
 fn postgres_host() -> String {
     let admin = crate::helpers::postgres_admin_url();
-    sessiongate::config::location_of(admin.rsplit_once('/').unwrap().0)
+    sessiongate::crypto::location_of(admin.rsplit_once('/').unwrap().0)
 }
 
 /// The URL of database `name` of the test PostgreSQL, with its user and password, but

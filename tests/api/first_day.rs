@@ -59,7 +59,7 @@ fn postgres_server() -> String {
 
 /// `host:port` of the test server.
 fn postgres_host() -> String {
-    sessiongate::config::location_of(&postgres_server())
+    sessiongate::crypto::location_of(&postgres_server())
 }
 
 /// A database of the test server, dropped when this goes (whatever the test did).
