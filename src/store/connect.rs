@@ -245,9 +245,13 @@ impl Link {
                 Ok(seeds[at].0.clone())
             }
             Self::Sentinel(sentinels) => {
-                // The primary named now (a failed one is forgotten by then).
-                if let Ok(mut slot) = sentinels.current.lock() {
-                    *slot = None;
+                // A subscription that ended is a sign the primary changed (a demoted
+                // one keeps its connection and may still take commands as a replica's
+                // reads): ask the Sentinels again. The first one uses the known primary.
+                if attempt > 0 {
+                    if let Ok(mut slot) = sentinels.current.lock() {
+                        *slot = None;
+                    }
                 }
                 Ok(sentinels.primary(Duration::from_secs(5)).await?.1)
             }

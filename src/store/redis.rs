@@ -34,12 +34,15 @@ impl From<redis::RedisError> for StoreError {
                     | redis::ErrorKind::Moved
                     | redis::ErrorKind::Ask
             )
-            // Refusals that pass: a write in a script on a demoted primary (READONLY
-            // inside the script's error), out of memory, no replica to acknowledge, a
-            // script running too long.
-            || ["READONLY", "OOM", "NOREPLICAS", "BUSY", "EXECABORT"]
-                .iter()
-                .any(|code| e.code() == Some(code) || e.to_string().contains(code))
+            // Refusals that pass, by their error code: a write on a demoted primary, out
+            // of memory, no replica to acknowledge, a script running too long, a
+            // transaction refused for one of those.
+            || e.code().is_some_and(|code| {
+                ["READONLY", "OOM", "NOREPLICAS", "BUSY", "EXECABORT"].contains(&code)
+            })
+            // A write inside a script on a demoted primary: before Redis 7 the script's
+            // error is an `ERR` that quotes the refusal.
+            || e.detail().is_some_and(|d| d.contains("-READONLY You can't write"))
         {
             tracing::warn!(error = %e, "store unreachable");
             StoreError::Unavailable
