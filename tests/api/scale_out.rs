@@ -36,13 +36,13 @@ async fn two_instances(
     (a, b)
 }
 
-async fn refresh_race_gives_one_refresh(tier: Tier) {
+async fn two_instances_refresh_exactly_once(tier: Tier) {
     let (tokens, results, _app, mut b) = race_on("ok", |s| tier.apply(s)).await;
     crate::proxy::assert_one_refresh(&tokens, &results);
     assert_eq!(b.session().await["user"]["id"], "u-77");
 }
 
-async fn a_sign_out_on_one_instance_is_seen_by_the_other_at_once(tier: Tier) {
+async fn a_sign_out_on_one_instance_is_a_401_on_the_other_at_once(tier: Tier) {
     let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
     let (a, b) = two_instances(&tier, &tokens, &echo, Duration::from_secs(60)).await;
     let mut on_a = signed_in(&a).await;
@@ -59,32 +59,21 @@ async fn a_sign_out_on_one_instance_is_seen_by_the_other_at_once(tier: Tier) {
     assert_eq!(seen.json()["error"], "session_expired");
 }
 
-/// Commands of the data nodes that a request could have caused: not the tests' own
-/// `INFO`, nor the replication, Sentinel and cluster-bus chatter, nor the instances'
-/// heartbeats on the invalidation channel.
-fn request_commands(tier: &Tier) -> u64 {
-    tier.commands()
-}
-
-async fn a_warm_proxied_request_costs_redis_nothing(tier: Tier) {
+async fn a_warm_proxied_request_makes_no_redis_command(tier: Tier) {
     let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
     let (a, _b) = two_instances(&tier, &tokens, &echo, Duration::from_secs(60)).await;
     let mut browser = signed_in(&a).await;
     assert_eq!(browser.get("/api/echo/warm").await.status, StatusCode::OK);
-    let before = request_commands(&tier);
+    let before = tier.commands();
     for i in 0..50 {
         let seen = browser.get(&format!("/api/echo/{i}")).await;
         assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
         assert_eq!(seen.json()["headers"]["authorization"], "Bearer at-1");
     }
-    assert_eq!(
-        request_commands(&tier) - before,
-        0,
-        "50 warm proxied requests"
-    );
+    assert_eq!(tier.commands() - before, 0, "50 warm proxied requests");
 }
 
-async fn a_primary_killed_under_load_gives_503s_then_full_service(mut tier: Tier) {
+async fn a_primary_killed_under_load_fails_over(mut tier: Tier) {
     let (tokens, echo) = (TokenBackend::spawn(3600).await, EchoUpstream::spawn().await);
     // No cache: every request reads Redis, so every one meets the failover.
     let (a, b) = two_instances(&tier, &tokens, &echo, Duration::ZERO).await;
@@ -351,50 +340,21 @@ async fn refreshes_and_ends_are_announced_touches_are_not() {
     assert_eq!(wait_for(2).await, vec![session_key.clone(), session_key]);
 }
 
-mod cluster {
-    use super::*;
-
-    #[tokio::test]
-    async fn two_instances_refresh_exactly_once() {
-        refresh_race_gives_one_refresh(Tier::cluster()).await
-    }
-
-    #[tokio::test]
-    async fn a_sign_out_on_one_instance_is_a_401_on_the_other_at_once() {
-        a_sign_out_on_one_instance_is_seen_by_the_other_at_once(Tier::cluster()).await
-    }
-
-    #[tokio::test]
-    async fn a_warm_proxied_request_makes_no_redis_command() {
-        a_warm_proxied_request_costs_redis_nothing(Tier::cluster()).await
-    }
-
-    #[tokio::test]
-    async fn a_primary_killed_under_load_fails_over() {
-        a_primary_killed_under_load_gives_503s_then_full_service(Tier::cluster()).await
-    }
+/// Each scenario above, on a Redis Cluster and on the primary Sentinel names.
+macro_rules! on_every_tier {
+    ($($name:ident),* $(,)?) => {
+        mod cluster {
+            $(#[tokio::test] async fn $name() { super::$name(super::Tier::cluster()).await }) *
+        }
+        mod sentinel {
+            $(#[tokio::test] async fn $name() { super::$name(super::Tier::sentinel()).await }) *
+        }
+    };
 }
 
-mod sentinel {
-    use super::*;
-
-    #[tokio::test]
-    async fn two_instances_refresh_exactly_once() {
-        refresh_race_gives_one_refresh(Tier::sentinel()).await
-    }
-
-    #[tokio::test]
-    async fn a_sign_out_on_one_instance_is_a_401_on_the_other_at_once() {
-        a_sign_out_on_one_instance_is_seen_by_the_other_at_once(Tier::sentinel()).await
-    }
-
-    #[tokio::test]
-    async fn a_warm_proxied_request_makes_no_redis_command() {
-        a_warm_proxied_request_costs_redis_nothing(Tier::sentinel()).await
-    }
-
-    #[tokio::test]
-    async fn a_primary_killed_under_load_fails_over() {
-        a_primary_killed_under_load_gives_503s_then_full_service(Tier::sentinel()).await
-    }
-}
+on_every_tier!(
+    two_instances_refresh_exactly_once,
+    a_sign_out_on_one_instance_is_a_401_on_the_other_at_once,
+    a_warm_proxied_request_makes_no_redis_command,
+    a_primary_killed_under_load_fails_over,
+);
