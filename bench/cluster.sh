@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 seconds="${CLUSTER_SECONDS:-10}"
 conns="${CLUSTER_CONNS:-32}"
 
-cargo build --release --quiet --bin sessiongate
-bin=target/release/sessiongate
+. bench/lib.sh
+bench_build
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A port that is free, with its cluster bus port (+10000) free too.
-free_port() {
+bus_free_port() {
   python3 - <<'PY'
 import random, socket
 while True:
@@ -41,7 +41,7 @@ PY
 
 nodes=()
 for _ in 1 2 3 4 5 6; do
-  port="$(free_port)"
+  port="$(bus_free_port)"
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
     --cluster-enabled yes --cluster-config-file "$work/nodes-$port.conf" \
     --cluster-node-timeout 1000 --logfile "$work/redis-$port.log" &
@@ -72,28 +72,13 @@ provider = "credentials"
 TOML
 
 seeds="[\"redis://127.0.0.1:${nodes[0]}\",\"redis://127.0.0.1:${nodes[1]}\",\"redis://127.0.0.1:${nodes[2]}\"]"
-key="$($bin keygen)"
-jwt="$($bin keygen)"
 instances=()
-for i in 1 2 3; do
+for _ in 1 2 3; do
   port="$(free_port)"
-  SESSIONGATE_SERVER__LISTEN="127.0.0.1:$port" \
-  SESSIONGATE_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
-  SESSIONGATE_SERVER__STATIC_DIR="" \
-  SESSIONGATE_SERVER__METRICS_LISTEN="" \
-  SESSIONGATE_DATABASE__URL="sqlite://$work/users.db" \
-  SESSIONGATE_REDIS__CLUSTER="$seeds" \
-  SESSIONGATE_SESSION__KEYS="[\"$key\"]" \
-  SESSIONGATE_AUTH__JWT_SECRET="$jwt" \
-  SESSIONGATE_RATE_LIMIT__ENABLED=false \
-  SESSIONGATE_OAUTH__SELF_PROVIDER=false \
-  SESSIONGATE_MAIL__OUTBOX_DIR="$work/outbox" \
-  SESSIONGATE_LOG__LEVEL=warn \
-    "$bin" --config "$work/routes.toml" serve >"$work/sessiongate-$i.log" 2>&1 &
-  pids+=($!)
-  instances+=("$port")
   # One at a time: the first creates the SQLite database.
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  SESSIONGATE_REDIS__CLUSTER="$seeds" sessiongate_start "$port" "$work" --config "$work/routes.toml"
+  pids+=("$started")
+  instances+=("$port")
 done
 
 python3 bench/cluster.py "$seconds" "$conns" "${instances[*]}" "${nodes[*]}"

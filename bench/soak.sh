@@ -10,29 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --bin sessiongate
+. bench/lib.sh
+bench_build
 work="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 prefix="sgsoak:$port:$$:"
 base="http://127.0.0.1:$port"
-SESSIONGATE_SERVER__LISTEN="127.0.0.1:$port" \
-SESSIONGATE_SERVER__PUBLIC_URL="$base" \
-SESSIONGATE_SERVER__STATIC_DIR="" \
-SESSIONGATE_DATABASE__URL="sqlite://$work/users.db" \
+trap 'kill ${started:-} 2>/dev/null; wait ${started:-} 2>/dev/null; rm -rf "$work"' EXIT
 SESSIONGATE_REDIS__URL="redis://127.0.0.1:6379/" \
 SESSIONGATE_REDIS__PREFIX="$prefix" \
-SESSIONGATE_SESSION__KEYS="[\"$(target/release/sessiongate keygen)\"]" \
-SESSIONGATE_AUTH__JWT_SECRET="$(target/release/sessiongate keygen)" \
 SESSIONGATE_AUTH__ACCESS_TOKEN_TTL=15s \
 SESSIONGATE_PROXY__REFRESH_SKEW=5s \
-SESSIONGATE_RATE_LIMIT__ENABLED=false \
-SESSIONGATE_OAUTH__SELF_PROVIDER=false \
-SESSIONGATE_MAIL__OUTBOX_DIR="$work/outbox" \
-SESSIONGATE_LOG__LEVEL=warn \
-  target/release/sessiongate serve >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
+  sessiongate_start "$port" "$work"
+server=$started
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 keys() { redis-cli -h 127.0.0.1 --scan --pattern "${prefix}*" | wc -l; }
