@@ -15,8 +15,11 @@ pub fn current() -> Option<String> {
 }
 
 /// Runs `fut` with `id` as the current request id.
-pub async fn scope<F: std::future::Future>(id: String, fut: F) -> F::Output {
-    REQUEST_ID.scope(id, fut).await
+pub fn scope<F: std::future::Future>(
+    id: String,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    REQUEST_ID.scope(id, fut)
 }
 
 /// Accepts a client-supplied id only when it is short and plain (no log injection).

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use poem::endpoint::{make, make_sync, BoxEndpoint, StaticFilesEndpoint};
+use poem::endpoint::{make_sync, BoxEndpoint, StaticFilesEndpoint};
 use poem::http::Method;
-use poem::middleware::CatchPanic;
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 
 use crate::error::{AppError, ErrorStyle};
@@ -13,6 +12,7 @@ use crate::http::api_error::Errors;
 use crate::http::body_limit::BodyLimit;
 use crate::http::cors::Cors;
 use crate::http::headers::SecurityHeaders;
+use crate::http::lean::{handler, with_data};
 use crate::http::observe::Observe;
 use crate::proxy::{BundledApi, Proxy, ProxyRoutes};
 use crate::state::AppState;
@@ -47,23 +47,27 @@ fn spa(dir: &str) -> poem::endpoint::BoxEndpoint<'static> {
 
 /// The metrics listener's one route (`server.metrics_listen`, never the public listener:
 /// what it shows is for operators only).
-pub fn metrics(state: AppState) -> impl Endpoint + 'static {
+pub fn metrics(state: AppState) -> impl Endpoint<Output = Response> + 'static {
     Route::new()
         .at("/metrics", get(health::metrics))
         .data(state)
+        .map_to_response()
 }
 
 /// `endpoint`, answering cross-origin requests of `cors`'s origins when CORS is on.
-fn cross_origin(endpoint: impl Endpoint + 'static, cors: Option<&Cors>) -> BoxEndpoint<'static> {
+fn cross_origin(
+    endpoint: impl Endpoint<Output = Response> + 'static,
+    cors: Option<&Cors>,
+) -> BoxEndpoint<'static> {
     match cors {
         Some(cors) => endpoint.with(cors.clone()).boxed(),
-        None => endpoint.map_to_response().boxed(),
+        None => endpoint.boxed(),
     }
 }
 
 /// Every route of the server, wrapped (outermost first) in: security headers, request
-/// id + log + metrics + JSON errors, panic catching, state.
-pub fn build(state: AppState) -> impl Endpoint + 'static {
+/// id + log + metrics + JSON errors + panic catching, state.
+pub fn build(state: AppState) -> impl Endpoint<Output = Response> + 'static {
     let api = crate::openapi::service();
     let spec = crate::openapi::spec_json();
     let metrics = state.metrics.clone();
@@ -113,7 +117,7 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
                 cross_origin(get(crate::proxy::specs::one), cors.as_ref()),
             );
     }
-    route
+    let route = route
         .nest("/docs", docs)
         .at(
             "/openapi.json",
@@ -128,13 +132,14 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         .at(
             "/api/auth/session",
             cross_origin(
-                make(move |req: Request| {
+                handler(move |req: Request| {
                     let api = Arc::clone(&session_api);
                     async move {
                         if req.method() == Method::GET {
                             crate::bff::current::handle(req).await
                         } else {
-                            api.get_response(req).await
+                            // Boxed: the usual GET's future stays small to move.
+                            Box::pin(api.get_response(req)).await
                         }
                     }
                 }),
@@ -147,19 +152,15 @@ pub fn build(state: AppState) -> impl Endpoint + 'static {
         )
         .nest_no_strip(
             "/api",
-            cross_origin(make(crate::proxy::forward::handle), cors.as_ref()),
+            cross_origin(handler(crate::proxy::forward::handle), cors.as_ref()),
         )
         .nest_no_strip("/v1", group(ErrorStyle::Title))
         .nest_no_strip("/oauth", group(ErrorStyle::OAuth))
         .nest_no_strip("/manage-apps", group(ErrorStyle::Code))
         .nest_no_strip("/.well-known", group(ErrorStyle::Code))
         // Everything else: the single-page app (client-side routes get its index.html).
-        .nest("/", spa(&static_dir))
-        .data(state)
-        .data(proxy)
-        .with(CatchPanic::new().with_handler(|_| {
-            AppError::Internal(anyhow::anyhow!("handler panicked")).to_response(ErrorStyle::Code)
-        }))
+        .nest("/", spa(&static_dir));
+    with_data(with_data(route, state), Arc::new(proxy))
         .with(Observe {
             metrics: Arc::clone(&metrics),
             log_requests,

@@ -17,9 +17,27 @@ use crate::session::SessionManager;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 
-/// The application's services. Cheap to clone.
+/// The application's services, shared: cloning it (every request does) is one reference
+/// count, whatever the services are.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services, as plain fields.
+pub struct Services {
     pub settings: Arc<Settings>,
     pub db: Database,
     /// Sessions, flows, locks and counters (Redis or memory).

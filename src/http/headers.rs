@@ -14,6 +14,8 @@
 //! What a handler sets itself is left as it is. Proxied answers keep the upstream's
 //! caching headers (`/api/**` outside `/api/auth`).
 
+use std::future::Future;
+
 use poem::http::header::{self, HeaderValue};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
@@ -89,16 +91,20 @@ pub struct SecurityHeadersEndpoint<E> {
 impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
         let family = family(req.uri().path());
         let http1 = req.version() < poem::http::Version::HTTP_2;
-        let mut resp = self.inner.call(req).await?.into_response();
-        apply(family, &mut resp);
-        if http1 && resp.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        // The inner future, not the request, is what this one holds (`http/lean.rs`).
+        let inner = self.inner.call(req);
+        async move {
+            let mut resp = inner.await?.into_response();
+            apply(family, &mut resp);
+            if http1 && resp.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp)
         }
-        Ok(resp)
     }
 }
 

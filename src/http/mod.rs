@@ -10,6 +10,7 @@ pub mod fast_json;
 pub mod forms;
 pub mod headers;
 pub mod html;
+pub mod lean;
 pub mod observe;
 pub mod server;
 pub mod session;

@@ -1,18 +1,23 @@
 //! The outermost middleware but one: gives each request its id and tracing span, turns
-//! any error no route group rendered into the JSON envelope, records metrics, and logs
-//! one line per request (at `info` with `log.requests`, else at `debug`).
+//! any error no route group rendered (and a handler's panic) into the JSON envelope,
+//! records metrics, and logs one line per request (at `info` with `log.requests`, else
+//! at `debug`).
 //!
 //! Only the path is logged, never the query string (OAuth codes and states travel there).
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::FutureExt;
 
 use poem::http::HeaderValue;
 use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 
-use crate::error::ErrorStyle;
+use crate::error::{AppError, ErrorStyle};
 use crate::http::api_error::render_error;
 use crate::request_id;
 use crate::telemetry::metrics::Metrics;
@@ -45,42 +50,50 @@ pub struct ObserveEndpoint<E> {
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
         let id = request_id::accept_or_generate(
             req.headers()
                 .get(request_id::HEADER)
                 .and_then(|v| v.to_str().ok()),
         );
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+        let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
         let started = Instant::now();
+        // The inner future, not the request, is what this one holds (`http/lean.rs`).
+        let inner = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
+        let (metrics, log_requests) = (&self.metrics, self.log_requests);
 
-        let work = async {
-            let (mut resp, pattern) = match self.inner.call(req).await {
-                Ok(out) => {
+        let work = async move {
+            let (mut resp, pattern) = match inner.await {
+                Ok(Ok(out)) => {
                     let resp = out.into_response();
                     let pattern = resp.data::<PathPattern>().cloned();
                     (resp, pattern)
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     let pattern = err.data::<PathPattern>().cloned();
                     // What no route group rendered (unknown paths, the SPA, health).
                     (render_error(err, ErrorStyle::Code), pattern)
                 }
+                // A handler that panicked: a 500 in the envelope, the connection kept.
+                Err(_) => (
+                    AppError::Internal(anyhow::anyhow!("handler panicked"))
+                        .to_response(ErrorStyle::Code),
+                    None,
+                ),
             };
             let took = started.elapsed();
             let status = resp.status().as_u16();
             // A catch-all nest reports an empty pattern for paths nothing matched.
             let route = pattern.map(|p| p.0).filter(|p| !p.is_empty());
-            self.metrics.observe(
+            metrics.observe(
                 route.as_deref().unwrap_or("unmatched"),
                 &method,
                 status,
                 took,
             );
             let latency_ms = took.as_secs_f64() * 1000.0;
-            match self.log_requests {
+            match log_requests {
                 true => tracing::info!(status, latency_ms, "request finished"),
                 false => tracing::debug!(status, latency_ms, "request finished"),
             }
@@ -89,6 +102,34 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             }
             resp
         };
-        Ok(request_id::scope(id, work.instrument(span)).await)
+        request_id::scope(id, work.instrument(span)).map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poem::endpoint::make_sync;
+    use poem::http::StatusCode;
+    use poem::EndpointExt;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_a_500_in_the_envelope_and_counted() {
+        let metrics = Arc::new(Metrics::default());
+        let app = make_sync(|_| -> &'static str { panic!("a bug") }).with(Observe {
+            metrics: Arc::clone(&metrics),
+            log_requests: false,
+        });
+        let req = Request::builder()
+            .uri_str("/boom")
+            .header(request_id::HEADER, "req-1")
+            .finish();
+        let resp = app.call(req).await.expect("an answer, not an error");
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[request_id::HEADER], "req-1");
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().into_vec().await.unwrap()).unwrap();
+        assert_eq!(body["error"], "internal_error", "{body}");
+        assert!(metrics.render().contains("status=\"500\""));
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use poem::endpoint::BoxEndpoint;
+use poem::endpoint::{BoxEndpoint, DynEndpoint};
 use poem::http::StatusCode;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, EndpointExt, IntoEndpoint, Request, Response};
@@ -65,7 +65,7 @@ pub(super) type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::E
 /// listener; the public one is [`serve_workers`]).
 pub async fn serve(
     listener: TcpListener,
-    endpoint: impl IntoEndpoint<Endpoint: 'static>,
+    endpoint: impl IntoEndpoint<Endpoint: Endpoint<Output = Response> + 'static>,
     limits: Limits,
     metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()>,
@@ -104,7 +104,7 @@ pub async fn serve_workers<E, F>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    E: IntoEndpoint<Endpoint: 'static>,
+    E: IntoEndpoint<Endpoint: Endpoint<Output = Response> + 'static>,
     F: Fn() -> E + Send + Sync + 'static,
 {
     let local = listener.local_addr()?;
@@ -237,13 +237,13 @@ struct Connections {
 
 impl Connections {
     fn new(
-        endpoint: impl IntoEndpoint<Endpoint: 'static>,
+        endpoint: impl IntoEndpoint<Endpoint: Endpoint<Output = Response> + 'static>,
         local: SocketAddr,
         limits: Limits,
         load: Option<Arc<AtomicUsize>>,
     ) -> Self {
         Self {
-            endpoint: Arc::new(endpoint.into_endpoint().map_to_response().boxed()),
+            endpoint: Arc::new(endpoint.into_endpoint().boxed()),
             local,
             limits,
             load,
@@ -324,7 +324,12 @@ impl Connection {
                     RemoteAddr(Addr::SocketAddr(peer)),
                     poem::http::uri::Scheme::HTTP,
                 ));
-                let resp: Response = endpoint.get_response(req).await;
+                // Straight to the boxed endpoint (`Arc`'s and `Box`'s own `call` would each
+                // hold one more copy of the request: `http/lean.rs`).
+                let resp: Response = match DynEndpoint::call(&**endpoint, req).await {
+                    Ok(resp) => resp,
+                    Err(err) => err.into_response(),
+                };
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     // The socket now belongs to the upgraded protocol and its own limits.
                     guard.activity.upgraded.store(true, Ordering::Relaxed);

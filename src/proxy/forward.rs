@@ -3,6 +3,7 @@
 //! download keeps memory flat. The bundled `/v1` API is called in process, with the real
 //! client address.
 
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -38,7 +39,7 @@ fn is_unsafe(method: &Method) -> bool {
 pub async fn handle(mut req: Request) -> Response {
     let (Some(state), Some(proxy)) = (
         req.data::<AppState>().cloned(),
-        req.data::<Proxy>().cloned(),
+        req.data::<Arc<Proxy>>().cloned(),
     ) else {
         return AppError::Internal(anyhow::anyhow!("proxy without state"))
             .to_response(ErrorStyle::Code);
@@ -83,7 +84,6 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
     let (route, target) = proxy
         .routes
         .resolve(&path, req.uri().query())
-        .map(|(r, u)| (r.clone(), u))
         .ok_or_else(|| {
             // The table is for developers: a production server does not show it to anyone.
             let development = !state.settings.session.cookie_secure;
@@ -116,7 +116,7 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
     let signed_in = if route.policy.public {
         None
     } else {
-        Some(admitted(state, req, &route).await?)
+        Some(admitted(state, req, route).await?)
     };
     let header_bytes: usize = req
         .headers()
@@ -147,7 +147,11 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         .map_err(AppError::from_poem)?;
 
     if upgrade {
-        return open_socket(state, proxy, req, &route, &target, ip, signed_in).await;
+        // Boxed, as the other rare paths below: the usual request's future stays small.
+        return Box::pin(open_socket(
+            state, proxy, req, route, &target, ip, signed_in,
+        ))
+        .await;
     }
     // HTTP/2 bodies may come without Content-Length: any unsafe method carries its body.
     let has_body = declared.is_some_and(|n| n > 0)
@@ -155,18 +159,18 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         || (declared.is_none() && is_unsafe(req.method()));
     let Some((id, session)) = signed_in else {
         let out = Outbound {
-            route: &route,
+            route,
             target: &target,
             ip,
             session: None,
         };
         let resp = send(state, proxy, req, &out, None, has_body).await?;
-        return Ok(answer(state, &route, resp));
+        return Ok(answer(state, route, resp));
     };
     let session = state.refresher.fresh(&id, session, None).await?;
     let retryable = matches!(*req.method(), Method::GET | Method::HEAD);
     let out = Outbound {
-        route: &route,
+        route,
         target: &target,
         ip,
         session: Some(id.handle()),
@@ -178,13 +182,16 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
     // methods only: their request has no body to replay).
     if retryable && resp.status() == StatusCode::UNAUTHORIZED && says_invalid_token(resp.headers())
     {
-        let used = session.tokens.access_token.clone();
-        let session = state.refresher.fresh(&id, session, Some(&used)).await?;
-        let token = Some(session.tokens.access_token.as_str());
-        let retry = send(state, proxy, req, &out, token, false).await?;
-        return Ok(answer(state, &route, retry));
+        let retry = Box::pin(async {
+            let used = session.tokens.access_token.clone();
+            let session = state.refresher.fresh(&id, session, Some(&used)).await?;
+            let token = Some(session.tokens.access_token.as_str());
+            send(state, proxy, req, &out, token, false).await
+        })
+        .await?;
+        return Ok(answer(state, route, retry));
     }
-    Ok(answer(state, &route, resp))
+    Ok(answer(state, route, resp))
 }
 
 /// The live session of the request, if the route's policy admits it and, for an unsafe
@@ -341,7 +348,8 @@ async fn send(
         }
         Target::Bundled => {
             let inner = bundled_request(req.method(), out, headers, body)?;
-            within_timeout(state, route, async { Ok(proxy.bundled.call(inner).await) }).await
+            let call = Box::pin(proxy.bundled.call(inner));
+            within_timeout(state, route, async { Ok(call.await) }).await
         }
     }
 }

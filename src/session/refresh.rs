@@ -127,14 +127,14 @@ impl Refresher {
         stale_token: Option<&str>,
     ) -> AppResult<Session> {
         let skew = self.skew;
-        let started_with = session.tokens.access_token.clone();
         let forced = stale_token.is_some();
-        let clock = self.clock.clone();
-        if !(forced || due(&session.tokens, skew, clock.now()))
-            || stale_token.is_some_and(|t| t != started_with)
+        if !(forced || due(&session.tokens, skew, self.clock.now()))
+            || stale_token.is_some_and(|t| t != session.tokens.access_token)
         {
             return Ok(session);
         }
+        let started_with = session.tokens.access_token.clone();
+        let clock = self.clock.clone();
         let needs = move |s: &Session| {
             s.tokens.access_token == started_with && (forced || due(&s.tokens, skew, clock.now()))
         };

@@ -20,7 +20,7 @@ use crate::session::cookie::CookiePolicy;
 use crate::session::csrf::Csrf;
 use crate::session::refresh::{Refresher, TokenSource};
 use crate::session::SessionManager;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::telemetry::metrics::Metrics;
 use crate::users::UserRepo;
 
@@ -168,7 +168,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         settings.proxy.lock_timeout,
         clock.clone(),
     ));
-    Ok(AppState {
+    Ok(AppState::new(Services {
         oauth,
         providers,
         settings,
@@ -182,7 +182,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         cookies,
         clock,
         specs,
-    })
+    }))
 }
 
 /// The client record of the BFF at its own authorization server, and the OIDC provider

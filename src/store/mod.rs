@@ -89,13 +89,15 @@ pub enum Store {
 }
 
 /// Calls the same method on whichever backend this is; a Redis call is a span of its
-/// own in the traces (`telemetry.otlp_endpoint`).
+/// own in the traces (`telemetry.otlp_endpoint`). The Redis call's state (kilobytes:
+/// the client's, the cluster's and the Sentinels' paths) is boxed, so that the futures
+/// of the requests that may reach the store stay small to move on the way that does not.
 macro_rules! each {
     ($self:ident, $op:literal, $s:ident => $call:expr) => {
         match $self {
             Store::Redis($s) => {
                 let span = tracing::info_span!(target: "otel", "redis", op = $op);
-                tracing::Instrument::instrument($call, span).await
+                Box::pin(tracing::Instrument::instrument($call, span)).await
             }
             Store::Memory($s) => $call,
         }
@@ -195,7 +197,7 @@ impl Store {
     /// Tells every instance sharing the store (Redis PUBLISH; memory: no one else).
     pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
         match self {
-            Self::Redis(r) => r.publish(channel, message).await,
+            Self::Redis(r) => Box::pin(r.publish(channel, message)).await,
             Self::Memory(_) => Ok(()),
         }
     }

@@ -1,0 +1,55 @@
+//! Endpoints and middleware that add no layer of their own to a request's future.
+//!
+//! Each of poem's own wrappers (`.data()`, `make`, `map_to_response`, `CatchPanic`) is an
+//! `async fn` that holds the request, so each adds a copy of it to the future every
+//! request builds, and every box of that future (one per nested route group) copies it
+//! all again. These hand back the inner future itself.
+
+use std::future::Future;
+
+use futures_util::FutureExt;
+use poem::{Endpoint, Request, Response};
+
+/// `inner`, with `value` as request data (what poem's `.data(value)` does).
+pub struct WithData<E, T> {
+    inner: E,
+    value: T,
+}
+
+/// `inner` with `value` as request data.
+pub fn with_data<E, T>(inner: E, value: T) -> WithData<E, T> {
+    WithData { inner, value }
+}
+
+impl<E: Endpoint, T: Clone + Send + Sync + 'static> Endpoint for WithData<E, T> {
+    type Output = E::Output;
+
+    fn call(&self, mut req: Request) -> impl Future<Output = poem::Result<E::Output>> + Send {
+        req.set_data(self.value.clone());
+        self.inner.call(req)
+    }
+}
+
+/// An async function from request to response as an endpoint (what poem's `make` does).
+pub struct Handler<F>(F);
+
+/// `f` as an endpoint.
+pub fn handler<F, Fut>(f: F) -> Handler<F>
+where
+    F: Fn(Request) -> Fut + Send + Sync,
+    Fut: Future<Output = Response> + Send,
+{
+    Handler(f)
+}
+
+impl<F, Fut> Endpoint for Handler<F>
+where
+    F: Fn(Request) -> Fut + Send + Sync,
+    Fut: Future<Output = Response> + Send,
+{
+    type Output = Response;
+
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
+        (self.0)(req).map(Ok)
+    }
+}
