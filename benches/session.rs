@@ -41,6 +41,7 @@ fn main() {
         settings.redis.prefix = prefix.clone();
         let app = Application::build(settings).await.unwrap();
         let base = format!("http://{}", app.addr());
+        let sessions = app.state().sessions.clone();
         tokio::spawn(app.run_until(std::future::pending()));
 
         // Register and sign in through the BFF, as a browser would.
@@ -89,7 +90,7 @@ fn main() {
         }
         // Redis bytes of this session.
         let id = SessionId::parse(session_cookie.split_once('=').unwrap().1).unwrap();
-        let key = format!("{prefix}sess:{}", id.handle());
+        let key = sessions.key(&id);
         let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
         let value_len: usize = redis::cmd("STRLEN").arg(&key).query_async(&mut conn).await.unwrap();
         let usage: usize = redis::cmd("MEMORY").arg("USAGE").arg(&key).query_async(&mut conn).await.unwrap();
