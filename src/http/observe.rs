@@ -59,7 +59,8 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let method = req.method().clone();
         let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
         let started = Instant::now();
-        // The inner future, not the request, is what this one holds (`http/lean.rs`).
+        // The inner future, not the request, is what this one holds (`http/lean.rs`: what
+        // runs in `call` itself runs outside the scope and span entered below).
         let inner = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
         let (metrics, log_requests) = (&self.metrics, self.log_requests);
 
