@@ -51,7 +51,6 @@ pub fn metrics(state: AppState) -> impl Endpoint<Output = Response> + 'static {
     Route::new()
         .at("/metrics", get(health::metrics))
         .data(state)
-        .map_to_response()
 }
 
 /// `endpoint`, answering cross-origin requests of `cors`'s origins when CORS is on.

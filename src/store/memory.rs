@@ -194,4 +194,9 @@ impl MemoryStore {
     pub fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// No other instance shares this store: no one to tell.
+    pub fn publish(&self, _channel: &str, _message: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -196,10 +196,7 @@ impl Store {
 
     /// Tells every instance sharing the store (Redis PUBLISH; memory: no one else).
     pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
-        match self {
-            Self::Redis(r) => Box::pin(r.publish(channel, message)).await,
-            Self::Memory(_) => Ok(()),
-        }
+        each!(self, "publish", s => s.publish(channel, message))
     }
 
     /// Hears what other instances [`Store::publish`] on `channel` (see
