@@ -24,6 +24,7 @@ pub mod mail;
 pub mod oauth;
 pub mod oauth_server;
 pub mod openapi;
+pub mod pending;
 pub mod preflight;
 pub mod providers;
 pub mod proxy;

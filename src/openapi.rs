@@ -15,6 +15,8 @@ pub type Apis = (
     crate::bff::logout::LogoutApi,
     crate::oauth::OAuthApi,
     crate::oauth::OpLogoutApi,
+    crate::v1::passkeys::PasskeysApi,
+    crate::bff::passkeys::PasskeySignInApi,
 );
 
 /// The service that routes and documents the API.
@@ -28,6 +30,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
             crate::bff::logout::LogoutApi,
             crate::oauth::OAuthApi,
             crate::oauth::OpLogoutApi,
+            crate::v1::passkeys::PasskeysApi,
+            crate::bff::passkeys::PasskeySignInApi,
         ),
         "sessiongate",
         env!("CARGO_PKG_VERSION"),

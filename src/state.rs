@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::accounts::passkeys::Passkeys;
 use crate::accounts::AccountService;
 use crate::apispecs::ApiSpecs;
 use crate::clock::Clock;
@@ -44,6 +45,8 @@ pub struct Services {
     pub store: Store,
     /// The bundled users: registration, sign-in, tokens, passwords.
     pub accounts: Arc<AccountService>,
+    /// The bundled accounts' passkeys.
+    pub passkeys: Arc<Passkeys>,
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<SessionManager>,
     /// Keeps sessions' upstream tokens fresh.

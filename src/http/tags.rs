@@ -9,6 +9,9 @@ pub enum ApiTags {
     Auth,
     /// The signed-in user's profile.
     Users,
+    /// Passkeys (WebAuthn): add, list, rename and remove an account's passkeys; sign in
+    /// with one, with or without a username.
+    Passkeys,
     /// Browser sessions under `/api/auth` (NextAuth protocol, cookie-authenticated):
     /// the browser holds only an HttpOnly session cookie, never a token.
     #[oai(rename = "session")]

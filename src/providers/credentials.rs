@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::accounts::passkeys::Passkeys;
 use crate::accounts::{AccountService, TokenPair};
 use crate::clock::Clock;
 use crate::config::CredentialsSettings;
@@ -134,6 +135,29 @@ impl Credentials {
                 http.login(identifier, password),
             )
             .await
+    }
+
+    /// Signs in with a passkey of a bundled account: the answer to a challenge of
+    /// [`Passkeys::begin_sign_in`]. A remote credentials backend's accounts have none here.
+    pub async fn passkey(
+        &self,
+        passkeys: &Passkeys,
+        challenge_id: &str,
+        credential: Value,
+        ip: IpAddr,
+    ) -> AppResult<SignedIn> {
+        if self.http.is_some() {
+            return Err(AppError::NotFound);
+        }
+        let user = passkeys
+            .finish_sign_in(challenge_id, credential, ip)
+            .await?;
+        let tokens = self.accounts.start_sign_in(&user.id).await?;
+        Ok(SignedIn {
+            user: bundled_user(&user),
+            tokens: bundled_tokens(tokens, self.clock.now()),
+            oidc: None,
+        })
     }
 
     pub async fn register(&self, account: NewAccount<'_>, ip: IpAddr) -> AppResult<SignedIn> {

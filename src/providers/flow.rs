@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::crypto::vault::Keyring;
 use crate::crypto::{constant_time_eq, sha256_hex};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
+use crate::pending::Pending;
 use crate::store::Store;
 
 /// How long a sign-in may take between the redirect to the provider and the callback.
@@ -40,27 +41,19 @@ impl PendingFlow {
     }
 }
 
-/// What flows are sealed for (a purpose of their own in the vault's key derivation).
-const FLOW: &[u8] = b"flow";
-
 /// Pending flows in the session store (Redis, or memory for a single instance), sealed
-/// like sessions: AES-256-GCM under a key derived from the server key and the `state`,
-/// which the store never sees (its key holds a hash). A dump of the store plus the server
-/// keys opens no verifier or nonce.
+/// and taken once ([`Pending`]): a dump of the store plus the server keys opens no
+/// verifier or nonce.
 #[derive(Clone)]
 pub struct FlowStore {
-    store: Store,
-    prefix: String,
-    keys: Keyring,
+    pending: Pending,
     clock: Clock,
 }
 
 impl FlowStore {
     pub fn new(store: Store, prefix: &str, keys: Keyring, clock: Clock) -> Self {
         Self {
-            store,
-            prefix: prefix.to_owned(),
-            keys,
+            pending: Pending::new(store, prefix, "flow", keys, FLOW_TTL),
             clock,
         }
     }
@@ -70,37 +63,16 @@ impl FlowStore {
         self.clock.now()
     }
 
-    /// Keys hold a hash of the state, so the store never lists usable state values.
-    fn key(&self, state: &str) -> String {
-        format!("{}flow:{}", self.prefix, &sha256_hex(state)[..32])
-    }
-
     pub async fn put(&self, state: &str, flow: &PendingFlow) -> AppResult<()> {
-        let plain = serde_json::to_vec(flow)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding a flow: {e}")))?;
-        let key = self.key(state);
-        let sealed = self
-            .keys
-            .seal(FLOW, state.as_bytes(), key.as_bytes(), &plain);
-        self.store.put(&key, &sealed, FLOW_TTL).await?;
-        Ok(())
+        self.pending.put(state, flow).await
     }
 
     /// The flow of `state`, removed: a second call with the same state finds nothing.
     pub async fn take(&self, state: &str) -> AppResult<Option<PendingFlow>> {
-        let key = self.key(state);
-        let Some(sealed) = self.store.take(&key).await? else {
-            return Ok(None);
-        };
-        let Ok(plain) = self
-            .keys
-            .open(FLOW, state.as_bytes(), key.as_bytes(), &sealed)
-        else {
-            tracing::warn!("a sign-in flow does not open (tampered or retired key); ignored");
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice::<PendingFlow>(&plain)
-            .ok()
+        Ok(self
+            .pending
+            .take::<PendingFlow>(state)
+            .await?
             .filter(|f| self.clock.now() - f.created_at <= FLOW_TTL.as_secs() as i64))
     }
 }

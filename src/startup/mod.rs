@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::accounts::jwt::JwtKeys;
+use crate::accounts::passkeys::Passkeys;
 use crate::accounts::AccountService;
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -22,6 +23,7 @@ use crate::session::refresh::{Refresher, TokenSource};
 use crate::session::SessionManager;
 use crate::state::{AppState, Services};
 use crate::telemetry::metrics::Metrics;
+use crate::users::passkeys::PasskeyRepo;
 use crate::users::UserRepo;
 
 pub mod admin;
@@ -168,12 +170,21 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<App
         settings.proxy.lock_timeout,
         clock.clone(),
     ));
+    let passkeys = Arc::new(Passkeys::new(
+        &settings,
+        PasskeyRepo::new(db.pool.clone()),
+        Arc::clone(&accounts),
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+    ));
     Ok(AppState::new(Services {
         oauth,
         providers,
         settings,
         db,
         store,
+        passkeys,
         accounts,
         metrics,
         sessions,

@@ -1,8 +1,9 @@
-//! Users of the bundled auth backend: validated input types, password hashing and the
-//! repository.
+//! Users of the bundled auth backend: validated input types, password hashing, the
+//! repository and the passkeys' table.
 
 pub mod domain;
 pub mod hashing;
+pub mod passkeys;
 pub mod repo;
 
 pub use domain::{Email, Identifier, Name, Password, Username};

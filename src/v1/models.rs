@@ -204,3 +204,78 @@ pub struct PasswordResetConfirm {
     /// When present, must equal `new_password`.
     pub new_password_confirm: Option<String>,
 }
+
+/// A WebAuthn challenge: `options` go to `navigator.credentials.create()` (registration)
+/// or `.get()` (sign-in) — WebAuthn's JSON form, binary fields base64url, as
+/// `PublicKeyCredential.parseCreationOptionsFromJSON()`/`parseRequestOptionsFromJSON()`
+/// take them under `publicKey`.
+#[derive(Debug, Object)]
+pub struct PasskeyChallenge {
+    /// Send it back with the answer, within 5 minutes; it works once.
+    pub challenge_id: String,
+    /// `{"publicKey": {...}}`
+    pub options: serde_json::Value,
+}
+
+impl From<crate::accounts::passkeys::Challenge> for PasskeyChallenge {
+    fn from(c: crate::accounts::passkeys::Challenge) -> Self {
+        Self {
+            challenge_id: c.challenge_id,
+            options: c.options,
+        }
+    }
+}
+
+/// `POST /v1/users/me/passkeys` body.
+#[derive(Debug, Object)]
+pub struct PasskeyNew {
+    pub challenge_id: String,
+    /// 1–64 characters; default "Passkey N".
+    pub name: Option<String>,
+    /// The authenticator's answer: `PublicKeyCredential.toJSON()` of `create()`.
+    pub credential: serde_json::Value,
+}
+
+/// A passkey as the API shows it (never its key or credential id).
+#[derive(Debug, Object)]
+pub struct PasskeyOut {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339 time of registration.
+    pub created_at: String,
+    /// RFC 3339 time of the last sign-in with it; absent: never used.
+    pub last_used_at: Option<String>,
+}
+
+impl From<crate::users::passkeys::StoredPasskey> for PasskeyOut {
+    fn from(p: crate::users::passkeys::StoredPasskey) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            created_at: rfc3339(p.created_at),
+            last_used_at: p.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+/// `PATCH /v1/users/me/passkeys/{id}` body.
+#[derive(Debug, Object)]
+pub struct PasskeyRename {
+    /// 1–64 characters.
+    pub name: String,
+}
+
+/// `POST /v1/auth/passkey/challenge` body.
+#[derive(Debug, Object)]
+pub struct PasskeySignInStart {
+    /// Username or email; absent: any discoverable passkey may answer.
+    pub identifier: Option<String>,
+}
+
+/// `POST /v1/auth/passkey` body.
+#[derive(Debug, Object)]
+pub struct PasskeySignIn {
+    pub challenge_id: String,
+    /// The authenticator's answer: `PublicKeyCredential.toJSON()` of `get()`.
+    pub credential: serde_json::Value,
+}

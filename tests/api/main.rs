@@ -22,6 +22,7 @@ mod openapi;
 mod openid_provider;
 mod ops;
 mod par;
+mod passkeys;
 mod passwords;
 mod providers;
 pub mod proxy;
