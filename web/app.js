@@ -22,7 +22,38 @@ const MESSAGES = {
   OAuthCallback: "Signing in with that provider did not work. Try again.",
   Unavailable: "The sign-in service is unavailable right now. Try again shortly.",
   network: "The server cannot be reached. Check your connection and try again.",
+  no_passkeys: "This browser cannot use passkeys. Sign in with your password.",
+  passkey_cancelled: "The passkey was not used (cancelled, or none for this site on this device).",
 };
+
+// The proxy asks unsafe methods for this header (proxy.csrf_header): a page of another
+// site cannot send it.
+const UNSAFE = { "x-csrf": "1" };
+
+// WebAuthn in the browser: sessiongate's options are WebAuthn's JSON form, and the
+// answer goes back as toJSON() gives it.
+const passkeys = {
+  supported: () => typeof window.PublicKeyCredential?.parseCreationOptionsFromJSON === "function",
+  async create(options) {
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey);
+    return (await navigator.credentials.create({ publicKey })).toJSON();
+  },
+  async get(options) {
+    const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey);
+    return (await navigator.credentials.get({ publicKey })).toJSON();
+  },
+};
+
+// "Chrome on Linux" for a user-agent string.
+function device(ua) {
+  if (!ua) return "Unknown device";
+  const browser = [["Edg/", "Edge"], ["OPR/", "Opera"], ["Firefox/", "Firefox"], ["Chrome/", "Chrome"],
+    ["Chromium/", "Chromium"], ["Safari/", "Safari"], ["curl/", "curl"]].find(([mark]) => ua.includes(mark))?.[1];
+  const os = [["Android", "Android"], ["iPhone", "iOS"], ["iPad", "iPadOS"], ["Windows", "Windows"],
+    ["CrOS", "ChromeOS"], ["Mac OS X", "macOS"], ["Linux", "Linux"]].find(([mark]) => ua.includes(mark))?.[1];
+  if (browser && os) return `${browser} on ${os}`;
+  return browser || os || ua.slice(0, 60);
+}
 
 function notice(text, ok = false) {
   const el = $("notice");
@@ -97,6 +128,94 @@ async function signIn(event) {
   form.reset();
   notice("");
   await render();
+}
+
+async function signInWithPasskey() {
+  if (!passkeys.supported()) return notice(MESSAGES.no_passkeys);
+  const identifier = $("si-username").value.trim();
+  const start = await call("POST", "/api/auth/passkey/challenge", {
+    json: identifier ? { identifier } : {},
+  });
+  if (!start.ok) return notice(explain(start.body));
+  let credential;
+  try {
+    credential = await passkeys.get(start.body.options);
+  } catch {
+    return notice(MESSAGES.passkey_cancelled);
+  }
+  const r = await call("POST", "/api/auth/callback/passkey", {
+    json: { csrfToken: await csrf(), challengeId: start.body.challengeId, credential, callbackUrl: "/" },
+  });
+  if (!r.ok) return notice(explain(r.body));
+  $("signin-form").reset();
+  notice("");
+  await render();
+}
+
+async function addPasskey(event) {
+  event.preventDefault();
+  if (!passkeys.supported()) return notice(MESSAGES.no_passkeys);
+  const form = event.target;
+  const start = await call("POST", "/api/users/me/passkeys/challenge", { headers: UNSAFE });
+  if (!start.ok) return notice(explain(start.body));
+  let credential;
+  try {
+    credential = await passkeys.create(start.body.options);
+  } catch {
+    return notice(MESSAGES.passkey_cancelled);
+  }
+  const name = form.name.value.trim() || undefined;
+  const r = await call("POST", "/api/users/me/passkeys", {
+    json: { challenge_id: start.body.challenge_id, name, credential },
+    headers: UNSAFE,
+  });
+  if (!r.ok) return notice(explain(r.body));
+  form.reset();
+  notice("Passkey added. Next time, sign in with it.", true);
+  await renderPasskeys();
+}
+
+async function renderPasskeys() {
+  const list = $("passkeys");
+  const r = await call("GET", "/api/users/me/passkeys");
+  list.replaceChildren();
+  if (!r.ok) {
+    list.append(Object.assign(document.createElement("li"), { textContent: explain(r.body) }));
+    return;
+  }
+  if (r.body.length === 0) {
+    list.append(Object.assign(document.createElement("li"), { className: "meta", textContent: "No passkeys yet." }));
+  }
+  for (const p of r.body) {
+    const li = document.createElement("li");
+    li.dataset.passkey = p.id;
+    const info = document.createElement("div");
+    const title = Object.assign(document.createElement("div"), { textContent: p.name });
+    const meta = Object.assign(document.createElement("div"), {
+      className: "meta",
+      textContent: `added ${when(p.created_at)} · ${p.last_used_at ? `last used ${when(p.last_used_at)}` : "not used yet"}`,
+    });
+    info.append(title, meta);
+    const actions = document.createElement("div");
+    const rename = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Rename" });
+    rename.addEventListener("click", async () => {
+      const name = prompt("A new name for this passkey", p.name);
+      if (!name) return;
+      const res = await call("PATCH", `/api/users/me/passkeys/${encodeURIComponent(p.id)}`, { json: { name }, headers: UNSAFE });
+      if (!res.ok) return notice(explain(res.body));
+      await renderPasskeys();
+    });
+    const remove = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Remove" });
+    remove.addEventListener("click", async () => {
+      const res = await call("DELETE", `/api/users/me/passkeys/${encodeURIComponent(p.id)}`, { headers: UNSAFE });
+      if (!res.ok) return notice(explain(res.body));
+      notice("Passkey removed. Your password still works.", true);
+      await renderPasskeys();
+    });
+    actions.append(rename, " ", remove);
+    li.append(info, actions);
+    list.append(li);
+  }
 }
 
 async function register(event) {
@@ -178,7 +297,8 @@ async function renderSessions(r) {
     li.dataset.session = s.id;
     const info = document.createElement("div");
     const title = document.createElement("div");
-    title.textContent = s.user_agent || "Unknown device";
+    title.textContent = device(s.user_agent);
+    title.title = s.user_agent || "";
     const meta = document.createElement("div");
     meta.className = "meta";
     meta.textContent = `${s.ip} · via ${s.provider} · since ${when(s.created_at)} · last seen ${when(s.last_seen)}`;
@@ -247,6 +367,9 @@ async function render() {
   $("me-expires").textContent = when(session.expires);
   $("api-result").hidden = true;
   await renderSessions(list);
+  // Passkeys belong to the bundled accounts only.
+  $("passkeys").closest("article").hidden = session.provider !== "credentials";
+  if (session.provider === "credentials") await renderPasskeys();
 }
 
 // A provider sign-in that failed comes back with ?error=…
@@ -261,6 +384,8 @@ $("register-form").addEventListener("submit", register);
 $("signout").addEventListener("click", () => signOut(false));
 $("signout-all").addEventListener("click", () => signOut(true));
 $("call-api").addEventListener("click", callApi);
+$("passkey-signin").addEventListener("click", signInWithPasskey);
+$("passkey-add").addEventListener("submit", addPasskey);
 render();
 
 // The NextAuth client page is built with npm (web/nextauth-compat/); link it only once it

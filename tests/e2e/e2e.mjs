@@ -242,6 +242,75 @@ await scenario("SPA: register, proxied call, 42, revoke the other session, sign 
   assert.equal(await page.textContent("#me-name"), "Ada Lovelace");
 });
 
+await scenario("Passkeys: add one in the SPA, sign out, sign in with it without a username, rename and remove it", async (page, context) => {
+  // WebAuthn's relying party is a domain: this server's public URL is http://localhost
+  // (the RP id "localhost"). Chromium's virtual authenticator (DevTools protocol) stands
+  // in for a platform authenticator that keeps discoverable credentials and verifies the
+  // user.
+  const site = await startSessiongate(fortyTwo, {
+    host: "localhost",
+    env: { SESSIONGATE_SERVER__METRICS_LISTEN: "", SESSIONGATE_OAUTH__SELF_PROVIDER: "false" },
+  });
+  try {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("WebAuthn.enable");
+    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: { protocol: "ctap2", transport: "internal", hasResidentKey: true,
+                 hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    });
+    const name = `pk${randomBytes(4).toString("hex")}`;
+    await page.goto(`${site.base}/`);
+    await page.fill("#re-username", name);
+    await page.fill("#re-email", `${name}@example.com`);
+    await page.fill("#re-first", "Grace");
+    await page.fill("#re-last", "Hopper");
+    await page.fill("#re-password", PASSWORD);
+    await page.click("#register-form button");
+    await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+    await page.getByText("No passkeys yet.").waitFor();
+    // The session list names the browser and system, not the raw user-agent string.
+    await page.locator("#sessions li", { hasText: /^Chrome on Linux/ }).waitFor();
+
+    await page.fill("#pk-name", "This laptop");
+    await page.click("#passkey-add button");
+    await page.getByText("Passkey added.").waitFor();
+    await page.locator("#passkeys li", { hasText: "This laptop" }).waitFor();
+    const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    assert.equal(credentials.length, 1);
+    assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential");
+
+    page.once("dialog", (dialog) => dialog.accept("Work laptop"));
+    await page.click("#passkeys li button:text('Rename')");
+    await page.locator("#passkeys li", { hasText: "Work laptop" }).waitFor();
+    if (SCREENSHOTS) {
+      const card = page.locator("#passkeys").locator("xpath=..");
+      await card.screenshot({ path: join(ROOT, "docs/spa-passkeys.png") });
+    }
+
+    // Signed out, the username field empty: the authenticator says whose passkey it is.
+    await page.click("#signout");
+    await page.getByText("You are signed out.").waitFor();
+    assert.equal(await page.inputValue("#si-username"), "");
+    await page.click("#passkey-signin");
+    await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+    assert.equal(await page.textContent("#me-name"), "Grace Hopper");
+    assert.equal(await page.textContent("#me-provider"), "credentials");
+    await checkCookies(page, context);
+    await page.locator("#passkeys li", { hasText: /last used/ }).waitFor();
+
+    await page.click("#passkeys li button:text('Remove')");
+    await page.getByText("Passkey removed.").waitFor();
+    await page.getByText("No passkeys yet.").waitFor();
+    // The authenticator still holds it, but the account no longer knows it.
+    await page.click("#signout");
+    await page.getByText("You are signed out.").waitFor();
+    await page.click("#passkey-signin");
+    await page.getByText("This passkey is not registered here.").waitFor();
+  } finally {
+    site.stop();
+  }
+});
+
 await scenario("Logout across sites: the SPA follows the provider's logout; the provider's sign-out reaches the SPA", async (page, context) => {
   // A second sessiongate at http://localhost:<opPort> is the OpenID provider "op" of this
   // one (another site: its cookie is its own). It knows this BFF as a client that hears
