@@ -145,6 +145,16 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> + 'static {
                 cors.as_ref(),
             ),
         )
+        // The sign-in page's one script (its passkey button).
+        .at(
+            "/api/auth/passkey.js",
+            get(make_sync(|_| {
+                Response::builder()
+                    .content_type("text/javascript; charset=utf-8")
+                    .header("cache-control", "public, max-age=3600")
+                    .body(crate::bff::pages::PASSKEY_JS)
+            })),
+        )
         .nest_no_strip(
             "/api/auth",
             cross_origin(group(ErrorStyle::Code), cors.as_ref()),

@@ -156,8 +156,16 @@ async function addPasskey(event) {
   event.preventDefault();
   if (!passkeys.supported()) return notice(MESSAGES.no_passkeys);
   const form = event.target;
-  const start = await call("POST", "/api/users/me/passkeys/challenge", { headers: UNSAFE });
-  if (!start.ok) return notice(explain(start.body));
+  const password = form.current_password.value;
+  const start = await call("POST", "/api/users/me/passkeys/challenge", {
+    json: password ? { current_password: password } : {},
+    headers: UNSAFE,
+  });
+  if (!start.ok) {
+    // A sign-in older than 5 minutes confirms the password first.
+    if (start.body?.details?.current_password) $("pk-confirm").hidden = false;
+    return notice(explain(start.body));
+  }
   let credential;
   try {
     credential = await passkeys.create(start.body.options);
@@ -171,6 +179,7 @@ async function addPasskey(event) {
   });
   if (!r.ok) return notice(explain(r.body));
   form.reset();
+  $("pk-confirm").hidden = true;
   notice("Passkey added. Next time, sign in with it.", true);
   await renderPasskeys();
 }

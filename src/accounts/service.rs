@@ -215,8 +215,12 @@ impl AccountService {
         if password.is_empty() {
             return Err(AppError::field("password", "This field is required."));
         }
-        let Some(identifier) = Identifier::parse(identifier) else {
+        if identifier.trim().is_empty() {
             return Err(AppError::field("identifier", "This field is required."));
+        }
+        // Too long, or with control characters: no account is named so.
+        let Some(identifier) = Identifier::parse(identifier) else {
+            return Err(AppError::InvalidCredentials);
         };
         // Over-long input cannot match a stored password; don't spend argon2 on it.
         if password.chars().count() > crate::users::domain::PASSWORD_MAX_CHARS {
@@ -346,6 +350,39 @@ impl AccountService {
         })
     }
 
+    /// Checks `user`'s current password before a sensitive change (a new email, a new
+    /// passkey); wrong ones count against the per-IP password limit. A refusal is a
+    /// 400 on `current_password`.
+    pub(crate) async fn confirm_password(
+        &self,
+        user: &User,
+        password: &str,
+        ip: IpAddr,
+    ) -> AppResult<()> {
+        let limit = self.settings.rate_limit.reset_confirm_per_ip;
+        let ip = crate::ratelimit::ip_key(ip);
+        self.guarded(&[("password_ip", &ip, limit)], async {
+            let hash = self.repo.password_hash(&user.id).await?;
+            let ok = password.chars().count() <= crate::users::domain::PASSWORD_MAX_CHARS
+                && self.hasher.verify(password.to_owned(), hash).await?;
+            if ok {
+                Ok(())
+            } else {
+                Err(AppError::field(
+                    "old_password",
+                    "The current password is incorrect.",
+                ))
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            AppError::Validation(_) => {
+                AppError::field("current_password", "The current password is incorrect.")
+            }
+            other => other,
+        })
+    }
+
     /// Validates and applies a profile change. Changing the email needs the current
     /// password (otherwise a stolen token could redirect password resets and keep the
     /// account); wrong passwords count against the per-IP password limit. Every attempt
@@ -378,28 +415,7 @@ impl AccountService {
                     "Your current password is required to change the email.",
                 ));
             };
-            let limit = self.settings.rate_limit.reset_confirm_per_ip;
-            let ip = crate::ratelimit::ip_key(ip);
-            self.guarded(&[("password_ip", &ip, limit)], async {
-                let hash = self.repo.password_hash(&user.id).await?;
-                let ok = password.chars().count() <= crate::users::domain::PASSWORD_MAX_CHARS
-                    && self.hasher.verify(password.to_owned(), hash).await?;
-                if ok {
-                    Ok(())
-                } else {
-                    Err(AppError::field(
-                        "old_password",
-                        "The current password is incorrect.",
-                    ))
-                }
-            })
-            .await
-            .map_err(|e| match e {
-                AppError::Validation(_) => {
-                    AppError::field("current_password", "The current password is incorrect.")
-                }
-                other => other,
-            })?;
+            self.confirm_password(user, password, ip).await?;
         }
         let mut v = Validator::default();
         let mut change = ProfileChange::default();

@@ -280,14 +280,17 @@ impl NextAuthApi {
             .filter(|p| !for_oauth_server && state.providers.oauth(p.id()).is_some())
             .map(|p| (p.id().to_owned(), p.name().to_owned()))
             .collect();
+        let passkeys = state.providers.credentials().is_bundled() && state.passkeys.available();
         let html = pages::signin(
             &token,
             &callback,
             error.0.as_deref(),
             &oauth,
             state.providers.credentials().name(),
+            passkeys,
         );
-        PageResult::Ok(Html(html), cookie)
+        let csp = passkeys.then(|| crate::http::headers::PAGE_CSP_SCRIPTED.to_owned());
+        PageResult::Ok(Html(html), cookie, csp)
     }
 
     /// Sign in with a provider (link)
@@ -325,6 +328,7 @@ impl NextAuthApi {
                 &p.config.name,
             )),
             cookie,
+            None,
         ))
     }
 
@@ -408,6 +412,7 @@ impl NextAuthApi {
     async fn error_page(&self, error: Query<Option<String>>) -> PageResult {
         PageResult::Ok(
             Html(pages::error(error.0.as_deref().unwrap_or("Default"))),
+            None,
             None,
         )
     }

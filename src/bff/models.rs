@@ -208,7 +208,13 @@ pub enum ProvidersResult {
 #[derive(ApiResponse)]
 pub enum PageResult {
     #[oai(status = 200)]
-    Ok(Html<String>, #[oai(header = "Set-Cookie")] Option<String>),
+    Ok(
+        Html<String>,
+        #[oai(header = "Set-Cookie")] Option<String>,
+        /// Only a page with a script sets its own policy.
+        #[oai(header = "Content-Security-Policy")]
+        Option<String>,
+    ),
     #[oai(status = 302)]
     Redirect(#[oai(header = "Location")] String),
 }

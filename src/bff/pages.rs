@@ -1,15 +1,21 @@
 //! The two HTML pages NextAuth serves itself: sign-in and error. Plain, dependency-free,
-//! every interpolated value escaped.
+//! every interpolated value escaped; the only script is the sign-in page's passkey
+//! button ([`PASSKEY_JS`]).
+
+/// The sign-in page's passkey button, served at `/api/auth/passkey.js`.
+pub const PASSKEY_JS: &str = include_str!("passkey.js");
 
 use crate::http::html::{escape, page};
 
-/// A sign-in page: a credentials form, then a button per OAuth provider.
+/// A sign-in page: a credentials form, a passkey button (`passkeys`), then a button per
+/// OAuth provider.
 pub fn signin(
     csrf_token: &str,
     callback_url: &str,
     error: Option<&str>,
     oauth: &[(String, String)],
     credentials_name: &str,
+    passkeys: bool,
 ) -> String {
     let mut body = String::from("<h1>Sign in</h1>");
     if let Some(e) = error {
@@ -28,6 +34,14 @@ pub fn signin(
         cb = escape(callback_url),
         name = escape(credentials_name),
     ));
+    if passkeys {
+        // Shown by the script only where the browser can use passkeys.
+        body.push_str(
+            "<button type=\"button\" id=\"passkey\" hidden>Sign in with a passkey</button>\
+             <p class=\"error\" id=\"passkey-error\" role=\"alert\" hidden></p>\
+             <script src=\"/api/auth/passkey.js\" defer></script>",
+        );
+    }
     for (id, name) in oauth {
         body.push_str(&provider_form(csrf_token, callback_url, id, name));
     }

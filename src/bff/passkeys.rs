@@ -62,8 +62,9 @@ impl PasskeySignInApi {
     /// Start a passkey sign-in
     ///
     /// With `identifier` of an account that has passkeys, only those may answer;
-    /// without it, any discoverable passkey may, and says whose it is. 404 when the
-    /// credentials backend is remote (its accounts have no passkeys here).
+    /// without it, any discoverable passkey may, and says whose it is. Counted against
+    /// `rate_limit.passkey_per_ip`. 404 when the credentials backend is remote (its
+    /// accounts have no passkeys here).
     #[oai(
         path = "/passkey/challenge",
         method = "post",
@@ -72,6 +73,7 @@ impl PasskeySignInApi {
     async fn challenge(
         &self,
         state: Data<&AppState>,
+        ip: ClientIp,
         body: Json<PasskeyChallengeRequest>,
     ) -> Result<PasskeyChallengeResult, CodedError> {
         if !state.providers.credentials().is_bundled() {
@@ -79,7 +81,7 @@ impl PasskeySignInApi {
         }
         let challenge = state
             .passkeys
-            .begin_sign_in(body.identifier.as_deref())
+            .begin_sign_in(body.identifier.as_deref(), ip.0)
             .await?;
         Ok(PasskeyChallengeResult::Ok(Json(PasskeyChallengeView {
             challenge_id: challenge.challenge_id,

@@ -375,6 +375,8 @@ pub struct RateLimitSettings {
     pub reset_per_ip: Limit,
     /// OAuth/OIDC sign-ins started per client IP.
     pub oauth_signin_per_ip: Limit,
+    /// Passkey sign-in challenges started per client IP.
+    pub passkey_per_ip: Limit,
     /// Password-reset requests per email address.
     pub reset_per_email: Limit,
     /// Failed reset confirmations and password changes per client IP.

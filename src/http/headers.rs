@@ -19,9 +19,16 @@ use std::future::Future;
 use poem::http::header::{self, HeaderValue};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
-/// Our own pages (sign-in, error, consent, connected apps): no script at all.
+/// Our own pages (sign-in, error, consent, connected apps): no script at all (but the
+/// sign-in page's passkey button, [`PAGE_CSP_SCRIPTED`]).
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
                         base-uri 'none'; frame-ancestors 'none'";
+
+/// [`PAGE_CSP`] for the sign-in page with its passkey button: this origin's scripts
+/// (`/api/auth/passkey.js`, nothing inline), talking to this origin only.
+pub const PAGE_CSP_SCRIPTED: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+                                     style-src 'unsafe-inline'; img-src 'self' data:; \
+                                     base-uri 'none'; frame-ancestors 'none'";
 
 /// [`PAGE_CSP`] for a page that loads these origins in iframes (the authorization
 /// server's signed-out page, telling apps of a logout).

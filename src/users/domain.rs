@@ -166,9 +166,12 @@ impl Name {
 pub struct Identifier(String);
 
 impl Identifier {
+    /// A username or email as typed: trimmed, at most 254 bytes, no control characters
+    /// (no account has them, and a database may refuse a NUL).
     pub fn parse(raw: &str) -> Option<Self> {
         let s = raw.trim();
-        (!s.is_empty() && s.len() <= 254).then(|| Self(s.to_lowercase()))
+        (!s.is_empty() && s.len() <= 254 && !s.chars().any(char::is_control))
+            .then(|| Self(s.to_lowercase()))
     }
 
     /// The lower-cased key matched against usernames and emails.

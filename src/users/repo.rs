@@ -154,6 +154,16 @@ impl UserRepo {
         .await?)
     }
 
+    /// When the sign-in `family_id` began (unix seconds), if it exists.
+    pub async fn sign_in_started(&self, family_id: &str) -> AppResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT created_at FROM refresh_families WHERE id = $1")
+                .bind(family_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn find_by_id(&self, user_id: &str) -> AppResult<Option<User>> {
         Ok(
             sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))

@@ -226,6 +226,13 @@ impl From<crate::accounts::passkeys::Challenge> for PasskeyChallenge {
     }
 }
 
+/// `POST /v1/users/me/passkeys/challenge` body.
+#[derive(Debug, Object)]
+pub struct PasskeyRegistrationStart {
+    /// Needed when the sign-in is older than 5 minutes.
+    pub current_password: Option<String>,
+}
+
 /// `POST /v1/users/me/passkeys` body.
 #[derive(Debug, Object)]
 pub struct PasskeyNew {

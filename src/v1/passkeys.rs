@@ -12,8 +12,8 @@ use crate::http::client_ip::ClientIp;
 use crate::http::tags::ApiTags;
 use crate::state::AppState;
 use crate::v1::models::{
-    LoginResponse, PasskeyChallenge, PasskeyNew, PasskeyOut, PasskeyRename, PasskeySignIn,
-    PasskeySignInStart,
+    LoginResponse, PasskeyChallenge, PasskeyNew, PasskeyOut, PasskeyRegistrationStart,
+    PasskeyRename, PasskeySignIn, PasskeySignInStart,
 };
 use crate::v1::security::BearerAuth;
 
@@ -59,8 +59,10 @@ pub enum SignedInResult {
 impl PasskeysApi {
     /// Start adding a passkey
     ///
-    /// WebAuthn registration options for this account (a discoverable credential with
-    /// user verification; the account's own passkeys excluded).
+    /// WebAuthn registration options for this account (a user-verifying credential,
+    /// discoverable where it can be; the account's own passkeys excluded). A sign-in
+    /// older than 5 minutes needs `current_password` (a passkey outlives a password
+    /// reset: a stolen token alone must not add one). At most 32 passkeys an account.
     #[oai(
         path = "/v1/users/me/passkeys/challenge",
         method = "post",
@@ -70,9 +72,19 @@ impl PasskeysApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        ip: ClientIp,
+        body: Json<PasskeyRegistrationStart>,
     ) -> Result<ChallengeResult, TitledError> {
         let caller = state.accounts.authenticate(auth.token()).await?;
-        let challenge = state.passkeys.begin_registration(&caller.user).await?;
+        let challenge = state
+            .passkeys
+            .begin_registration(
+                &caller.user,
+                &caller.family_id,
+                body.current_password.as_deref(),
+                ip.0,
+            )
+            .await?;
         Ok(ChallengeResult::Ok(Json(challenge.into())))
     }
 
@@ -166,6 +178,8 @@ impl PasskeysApi {
     ///
     /// With `identifier` (username or email) of an account that has passkeys, only
     /// those may answer; without it, any discoverable passkey may, and says whose it is.
+    /// An unknown account looks like one with a passkey (nothing can answer it).
+    /// Counted against `rate_limit.passkey_per_ip`.
     #[oai(
         path = "/v1/auth/passkey/challenge",
         method = "post",
@@ -174,11 +188,12 @@ impl PasskeysApi {
     async fn start_sign_in(
         &self,
         state: Data<&AppState>,
+        ip: ClientIp,
         body: Json<PasskeySignInStart>,
     ) -> Result<ChallengeResult, TitledError> {
         let challenge = state
             .passkeys
-            .begin_sign_in(body.identifier.as_deref())
+            .begin_sign_in(body.identifier.as_deref(), ip.0)
             .await?;
         Ok(ChallengeResult::Ok(Json(challenge.into())))
     }

@@ -286,7 +286,7 @@ async fn register_then_sign_in_both_ways(backend: Backend) {
     refused(
         sign_in(&app, &challenge_id, &answer).await,
         "credential",
-        "not registered",
+        "not recognized",
     )
     .await;
     assert_eq!(
@@ -316,18 +316,17 @@ async fn challenges_work_once_and_for_five_minutes(backend: Backend) {
     )
     .await;
 
-    let (challenge_id, options) = sign_in_challenge(&app, Some(&user.username)).await;
+    // A registration's challenge cannot be answered by a sign-in, nor used by another
+    // account (and either spends it).
+    let (challenge_id, _) = registration(&app, &user).await;
+    let (_, options) = sign_in_challenge(&app, Some(&user.username)).await;
     let answer = device.get(&options);
-    app.clock.advance(std::time::Duration::from_secs(301));
     refused(
         sign_in(&app, &challenge_id, &answer).await,
         "challenge_id",
-        "expired",
+        "unknown",
     )
     .await;
-
-    // A registration's challenge cannot be answered by a sign-in, nor used by another
-    // account.
     let (challenge_id, options) = registration(&app, &user).await;
     let other = app.create_user().await;
     let credential = Device::new().create(&options);
@@ -341,6 +340,17 @@ async fn challenges_work_once_and_for_five_minutes(backend: Backend) {
     refused(resp, "challenge_id", "unknown").await;
     assert!(list(&app, &other).await.is_empty());
     assert_eq!(list(&app, &user).await.len(), 1);
+
+    // Five minutes on the server's clock, and the challenge is gone.
+    let (challenge_id, options) = sign_in_challenge(&app, Some(&user.username)).await;
+    let answer = device.get(&options);
+    app.clock.advance(std::time::Duration::from_secs(301));
+    refused(
+        sign_in(&app, &challenge_id, &answer).await,
+        "challenge_id",
+        "expired",
+    )
+    .await;
 }
 
 /// §7.1 step 9 and §7.2 step 13: the origin and RP id are the server's own; §7.2 step
@@ -363,28 +373,34 @@ async fn answers_for_another_site_or_with_an_old_counter_are_refused(backend: Ba
     assert!(list(&app, &user).await.is_empty(), "nothing stored");
 
     register(&app, &user, &mut device, "Key").await;
-    let (challenge_id, options) = sign_in_challenge(&app, None).await;
-    let answer = device.get_elsewhere(&options, "https://evil.example", "localhost");
-    refused(
-        sign_in(&app, &challenge_id, &answer).await,
-        "credential",
-        "does not verify",
-    )
-    .await;
-    let (challenge_id, options) = sign_in_challenge(&app, None).await;
-    let answer = device.get_elsewhere(&options, ORIGIN, "evil.example");
-    refused(
-        sign_in(&app, &challenge_id, &answer).await,
-        "credential",
-        "does not verify",
-    )
-    .await;
+    for mode in [None, Some(user.username.as_str())] {
+        let says = match mode {
+            Some(_) => "does not verify",
+            None => "not recognized",
+        };
+        let (challenge_id, options) = sign_in_challenge(&app, mode).await;
+        let answer = device.get_elsewhere(&options, "https://evil.example", "localhost");
+        refused(
+            sign_in(&app, &challenge_id, &answer).await,
+            "credential",
+            says,
+        )
+        .await;
+        let (challenge_id, options) = sign_in_challenge(&app, mode).await;
+        let answer = device.get_elsewhere(&options, ORIGIN, "evil.example");
+        refused(
+            sign_in(&app, &challenge_id, &answer).await,
+            "credential",
+            says,
+        )
+        .await;
+    }
     assert!(
         list(&app, &user).await[0]["last_used_at"].is_null(),
         "no use recorded"
     );
 
-    // Two answers signed in order (counters 3 and 4, after the two above); the later
+    // Two answers signed in order (counters 5 and 6, after the four above); the later
     // one is used first, then the earlier one is a counter going backwards.
     let (first_id, options) = sign_in_challenge(&app, Some(&user.username)).await;
     let first = device.get(&options);
@@ -422,17 +438,20 @@ async fn another_accounts_passkey_is_refused(backend: Backend) {
     refused(
         sign_in(&app, &challenge_id, &answer).await,
         "credential",
-        "",
+        "does not verify",
     )
     .await;
 
-    // Carol named (no passkeys): Bob's discoverable passkey is not hers.
+    // Carol named (no passkeys: an imaginary credential is asked for); Bob's device
+    // answers with his own discoverable passkey anyway: not hers.
     let (challenge_id, options) = sign_in_challenge(&app, Some(&carol.username)).await;
-    let answer = bobs.get(&options);
+    let mut forged = options.clone();
+    forged["publicKey"]["allowCredentials"] = json!([]);
+    let answer = bobs.get(&forged);
     refused(
         sign_in(&app, &challenge_id, &answer).await,
         "credential",
-        "does not belong",
+        "not recognized",
     )
     .await;
 
@@ -443,7 +462,7 @@ async fn another_accounts_passkey_is_refused(backend: Backend) {
     refused(
         sign_in(&app, &challenge_id, &answer).await,
         "credential",
-        "does not belong",
+        "not recognized",
     )
     .await;
 
@@ -483,6 +502,8 @@ crate::both_databases!(
     challenges_work_once_and_for_five_minutes,
     answers_for_another_site_or_with_an_old_counter_are_refused,
     another_accounts_passkey_is_refused,
+    a_challenge_does_not_tell_which_accounts_exist,
+    adding_a_passkey_later_needs_the_password,
 );
 
 #[tokio::test]
@@ -651,4 +672,163 @@ async fn a_passkey_signs_a_browser_in_like_a_password() {
         browser.session().await["user"]["email"],
         user.email.as_str()
     );
+}
+
+/// The sign-in page (the authorization server's too) offers the passkey: one script
+/// from this origin, allowed by the page's own policy; without passkeys, no script.
+#[tokio::test]
+async fn the_sign_in_page_offers_a_passkey_with_its_one_script() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let resp = app.get("/api/auth/signin").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-inline'; script")
+            && !csp.contains("script-src 'self' 'unsafe-inline'")
+    );
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("id=\"passkey\"") && page.contains("src=\"/api/auth/passkey.js\""));
+
+    let resp = app.get("/api/auth/passkey.js").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let script = resp.text().await.unwrap();
+    assert!(script.contains("/api/auth/callback/passkey") && script.contains("csrfToken"));
+
+    // A public URL no relying party can be named after: passkeys off, no script.
+    let off = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.public_url = "http://10.1.2.3:8080".into();
+    })
+    .await;
+    let resp = off.get("/api/auth/signin").await;
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("script-src"), "{csp}");
+    assert!(!resp.text().await.unwrap().contains("passkey"));
+    let resp = off
+        .post_json("/v1/auth/passkey/challenge", &json!({}))
+        .await;
+    assert_error(resp, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+}
+
+/// Naming an account shows no more than a username field would (WebAuthn §14.6.2): an
+/// unknown account, or one without passkeys, gets the shape of an account with one
+/// passkey, with the same imaginary credential every time.
+async fn a_challenge_does_not_tell_which_accounts_exist(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (with, without) = (app.create_user().await, app.create_user().await);
+    register(&app, &with, &mut Device::new(), "Phone").await;
+
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), shape(v))).collect(),
+            Value::Array(a) => a.iter().map(shape).collect(),
+            _ => Value::Null,
+        }
+    }
+    let (_, real) = sign_in_challenge(&app, Some(&with.username)).await;
+    let (_, none) = sign_in_challenge(&app, Some(&without.username)).await;
+    let (_, unknown) = sign_in_challenge(&app, Some("nobody-at-all")).await;
+    assert_eq!(shape(&real), shape(&none), "{real} / {none}");
+    assert_eq!(shape(&real), shape(&unknown), "{real} / {unknown}");
+    let id = |o: &Value| o["publicKey"]["allowCredentials"][0]["id"].clone();
+    let (_, again) = sign_in_challenge(&app, Some("NOBODY-at-all")).await;
+    assert_eq!(
+        id(&unknown),
+        id(&again),
+        "the same name, the same imaginary id"
+    );
+    assert_ne!(id(&unknown), id(&none));
+
+    // Names no account can have are refused, not looked up (a NUL would trouble a
+    // database); a blank one is no name.
+    for bad in ["a\u{0}b".to_owned(), "x".repeat(300)] {
+        let resp = app
+            .post_json("/v1/auth/passkey/challenge", &json!({"identifier": bad}))
+            .await;
+        refused(resp, "identifier", "not a username or email").await;
+    }
+    let (_, blank) = sign_in_challenge(&app, Some("  ")).await;
+    assert!(blank["publicKey"]["allowCredentials"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
+    let resp = app.login("a\u{0}b", "whatever password 1").await;
+    assert_error(resp, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let resp = app
+        .client
+        .delete(app.url("/v1/users/me/passkeys/%00"))
+        .bearer_auth(&with.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+/// A passkey outlives a password reset, so a stolen access token alone must not add
+/// one: a sign-in older than 5 minutes confirms the password first.
+async fn adding_a_passkey_later_needs_the_password(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.create_user().await;
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let path = "/v1/users/me/passkeys/challenge";
+    let resp = post_bearer(&app, path, &user.access_token, &json!({})).await;
+    refused(resp, "current_password", "Confirm your password").await;
+    let wrong = json!({"current_password": "not the password 42"});
+    let resp = post_bearer(&app, path, &user.access_token, &wrong).await;
+    refused(resp, "current_password", "incorrect").await;
+    let right = json!({"current_password": user.password});
+    let resp = post_bearer(&app, path, &user.access_token, &right).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let credential = Device::new().create(&body["options"]);
+    let resp = post_bearer(
+        &app,
+        "/v1/users/me/passkeys",
+        &user.access_token,
+        &json!({"challenge_id": body["challenge_id"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(list(&app, &user).await[0]["name"], "Passkey 1");
+}
+
+#[tokio::test]
+async fn an_account_keeps_at_most_32_passkeys_and_challenges_are_limited_per_ip() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.rate_limit.passkey_per_ip = "3/1m".parse().unwrap();
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut device = Device::new();
+    for n in 0..32 {
+        register(&app, &user, &mut device, &format!("Key {n}")).await;
+    }
+    let path = "/v1/users/me/passkeys/challenge";
+    let resp = post_bearer(&app, path, &user.access_token, &json!({})).await;
+    let body = assert_error(resp, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("at most 32"),
+        "{body}"
+    );
+    assert_eq!(list(&app, &user).await.len(), 32);
+
+    for _ in 0..3 {
+        sign_in_challenge(&app, Some(&user.username)).await;
+    }
+    let resp = app
+        .post_json("/v1/auth/passkey/challenge", &json!({}))
+        .await;
+    assert_error(resp, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }

@@ -305,7 +305,7 @@ await scenario("Passkeys: add one in the SPA, sign out, sign in with it without 
     await page.click("#signout");
     await page.getByText("You are signed out.").waitFor();
     await page.click("#passkey-signin");
-    await page.getByText("This passkey is not registered here.").waitFor();
+    await page.getByText("This passkey is not recognized").waitFor();
   } finally {
     site.stop();
   }

@@ -35,9 +35,18 @@ export function sessiongate(baseUrl: string) {
       return data;
     },
 
-    async addPasskey(accessToken: string, name: string, create: Authenticator): Promise<Passkey> {
+    /** `currentPassword`: needed when the sign-in is older than 5 minutes. */
+    async addPasskey(
+      accessToken: string,
+      name: string,
+      create: Authenticator,
+      currentPassword?: string,
+    ): Promise<Passkey> {
       const headers = { Authorization: `Bearer ${accessToken}` };
-      const start = await api.POST("/v1/users/me/passkeys/challenge", { headers });
+      const start = await api.POST("/v1/users/me/passkeys/challenge", {
+        headers,
+        body: { current_password: currentPassword },
+      });
       if (start.error) throw new Error(`${start.error.code}: ${start.error.message}`);
       const credential = await create(start.data.options);
       const { data, error } = await api.POST("/v1/users/me/passkeys", {

@@ -1,12 +1,15 @@
 //! Passkeys of the bundled accounts (WebAuthn Level 3, through webauthn-rs): a signed-in
 //! account registers them; anyone signs in with one, naming the account first or not
-//! (a discoverable credential tells whose it is); each can be renamed and removed.
+//! (a discoverable credential tells whose it is, [`sign_in`]); each can be renamed and
+//! removed.
 //!
 //! Every ceremony is two steps: a challenge (its server-side state sealed in the store
 //! under a random id, [`Pending`], for [`CEREMONY_TTL`], taken once), then the
 //! authenticator's answer to it. The relying party is `server.public_url`: its host is
 //! the RP id and its origin the only origin (a loopback IP, as in the embedded
 //! defaults, becomes `localhost`, the one name browsers accept for a plain-http RP).
+
+mod sign_in;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 use crate::accounts::AccountService;
@@ -29,7 +32,7 @@ use crate::error::{AppError, AppResult};
 use crate::pending::Pending;
 use crate::store::Store;
 use crate::users::passkeys::{PasskeyRepo, StoredPasskey};
-use crate::users::{Identifier, User};
+use crate::users::User;
 
 /// How long a challenge may be answered (the issue's and WebAuthn's usual 5 minutes).
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
@@ -38,6 +41,11 @@ pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
 pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 /// The longest passkey name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// The most passkeys one account keeps (each is offered in its sign-in challenges).
+pub const MAX_PASSKEYS: usize = 32;
+/// How recent a sign-in adds a passkey without the password again: a passkey outlives
+/// a password reset, so a stolen token alone must not be able to add one.
+pub const RECENT_SIGN_IN: i64 = 300;
 
 const UNKNOWN_CHALLENGE: &str = "The challenge is unknown, already used or expired: start again.";
 
@@ -84,6 +92,8 @@ pub struct Passkeys {
     accounts: Arc<AccountService>,
     ceremonies: Pending,
     clock: Clock,
+    /// The key of the imaginary credential ids offered for accounts without passkeys.
+    imaginary: [u8; 32],
 }
 
 /// The relying party of `public_url`: its RP id and origin, or why there is none.
@@ -119,7 +129,14 @@ fn webauthn_for(public_url: &str) -> Result<Webauthn, String> {
         .map_err(|e| format!("{public_url}: {e}"))
 }
 
-/// A passkey name as given: trimmed, 1–64 characters, no control characters.
+/// Characters a name must not hold: controls, and the invisible ones that reorder or
+/// hide text (bidirectional overrides and isolates, zero-width marks).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A passkey name as given: trimmed, 1–64 characters, nothing hidden.
 fn check_name(raw: &str) -> AppResult<String> {
     let name = raw.trim();
     if name.is_empty() {
@@ -128,8 +145,11 @@ fn check_name(raw: &str) -> AppResult<String> {
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(AppError::field("name", "At most 64 characters."));
     }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::field("name", "No control characters."));
+    if name.chars().any(hidden) {
+        return Err(AppError::field(
+            "name",
+            "No control or invisible characters.",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -163,6 +183,10 @@ fn encode(options: &impl Serialize) -> AppResult<serde_json::Value> {
         .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding WebAuthn options: {e}")))
 }
 
+fn started(e: webauthn_rs::prelude::WebauthnError) -> AppError {
+    AppError::Internal(anyhow::anyhow!("starting a WebAuthn ceremony: {e}"))
+}
+
 impl Passkeys {
     pub fn new(
         settings: &Settings,
@@ -179,9 +203,15 @@ impl Passkeys {
             webauthn,
             repo,
             accounts,
+            imaginary: keys.derive(b"passkey imaginary credential ids"),
             ceremonies: Pending::new(store, &settings.redis.prefix, "passkey", keys, CEREMONY_TTL),
             clock,
         }
+    }
+
+    /// Whether passkeys work here (`server.public_url` names a relying party).
+    pub fn available(&self) -> bool {
+        self.webauthn.is_some()
     }
 
     fn webauthn(&self) -> AppResult<&Webauthn> {
@@ -216,14 +246,35 @@ impl Passkeys {
     }
 
     /// The first step of adding a passkey to `user`'s account: options that ask for a
-    /// discoverable credential with user verification, excluding the account's own.
-    pub async fn begin_registration(&self, user: &User) -> AppResult<Challenge> {
+    /// user-verifying credential, discoverable where it can be, excluding the account's
+    /// own. The sign-in `family_id` must be recent ([`RECENT_SIGN_IN`]), or the password
+    /// given again.
+    pub async fn begin_registration(
+        &self,
+        user: &User,
+        family_id: &str,
+        current_password: Option<&str>,
+        ip: IpAddr,
+    ) -> AppResult<Challenge> {
         let webauthn = self.webauthn()?;
-        let handle = user_handle(user)?;
-        let exclude = self
-            .repo
-            .list(&user.id)
-            .await?
+        let since = self.accounts.repo.sign_in_started(family_id).await?;
+        let recent = since.is_some_and(|at| self.clock.now() - at <= RECENT_SIGN_IN);
+        match current_password.filter(|p| !p.is_empty()) {
+            Some(password) => self.accounts.confirm_password(user, password, ip).await?,
+            None if recent => {}
+            None => {
+                return Err(AppError::field(
+                    "current_password",
+                    "Confirm your password to add a passkey (you signed in more than 5 \
+                     minutes ago).",
+                ))
+            }
+        }
+        let owned = self.repo.list(&user.id).await?;
+        if owned.len() >= MAX_PASSKEYS {
+            return Err(too_many());
+        }
+        let exclude = owned
             .iter()
             .filter_map(|p| passkey_of(p).ok())
             .map(|p| p.cred_id().clone())
@@ -234,8 +285,8 @@ impl Passkeys {
             named => named,
         };
         let (options, state) = webauthn
-            .start_passkey_registration(handle, &user.username, display, Some(exclude))
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("starting a registration: {e}")))?;
+            .start_passkey_registration(user_handle(user)?, &user.username, display, Some(exclude))
+            .map_err(started)?;
         // A discoverable credential where the authenticator can keep one, so that
         // signing in needs no username (WebAuthn §5.4.6 `residentKey`). Preferred, not
         // required: a security key that cannot keep one still registers a passkey that
@@ -271,6 +322,9 @@ impl Passkeys {
             .finish_passkey_registration(&credential, &state)
             .map_err(not_verified)?;
         let count = self.repo.list(&user.id).await?.len();
+        if count >= MAX_PASSKEYS {
+            return Err(too_many());
+        }
         let stored = StoredPasskey {
             id: Uuid::new_v4().to_string(),
             user_id: user.id.clone(),
@@ -294,7 +348,7 @@ impl Passkeys {
 
     pub async fn rename(&self, user: &User, id: &str, name: &str) -> AppResult<()> {
         let name = check_name(name)?;
-        match self.repo.rename(&user.id, id, &name).await? {
+        match Uuid::parse_str(id).is_ok() && self.repo.rename(&user.id, id, &name).await? {
             true => Ok(()),
             false => Err(AppError::NotFound),
         }
@@ -303,7 +357,7 @@ impl Passkeys {
     /// Removes a passkey. Every bundled account keeps its password, so removing passkeys
     /// never leaves an account without a way to sign in.
     pub async fn delete(&self, user: &User, id: &str) -> AppResult<()> {
-        match self.repo.delete(&user.id, id).await? {
+        match Uuid::parse_str(id).is_ok() && self.repo.delete(&user.id, id).await? {
             true => {
                 tracing::info!(user = %user.id, passkey = %id, "passkey removed");
                 Ok(())
@@ -311,148 +365,12 @@ impl Passkeys {
             false => Err(AppError::NotFound),
         }
     }
-
-    /// The first step of signing in. Naming an account that has passkeys allows only
-    /// those; otherwise (no name, an unknown one, one without passkeys) any discoverable
-    /// credential may answer, and the second step says whose it is.
-    pub async fn begin_sign_in(&self, identifier: Option<&str>) -> AppResult<Challenge> {
-        let webauthn = self.webauthn()?;
-        let named = match identifier.and_then(Identifier::parse) {
-            Some(id) => Some(
-                self.accounts
-                    .repo
-                    .find_for_login(id.key())
-                    .await?
-                    .map(|(u, _)| u),
-            ),
-            None => None,
-        };
-        let owned = match &named {
-            Some(Some(user)) => self.repo.list(&user.id).await?,
-            _ => Vec::new(),
-        };
-        let passkeys: Vec<Passkey> = owned.iter().filter_map(|p| passkey_of(p).ok()).collect();
-        if let (Some(Some(user)), false) = (&named, passkeys.is_empty()) {
-            let (options, state) = webauthn
-                .start_passkey_authentication(&passkeys)
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("starting a sign-in: {e}")))?;
-            let user_id = user.id.clone();
-            return self
-                .begin(Step::SignIn { user_id, state }, encode(&options)?)
-                .await;
-        }
-        let (mut options, state) = webauthn
-            .start_discoverable_authentication()
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("starting a sign-in: {e}")))?;
-        // Conditional mediation (autofill) is the page's choice, not the server's.
-        options.mediation = None;
-        let expected = named.map(|u| u.map(|u| u.id).unwrap_or_default());
-        self.begin(Step::Discover { expected, state }, encode(&options)?)
-            .await
-    }
-
-    /// The second step of signing in: the authenticator's assertion, checked (challenge,
-    /// RP id, origin, user verification, signature, counter); the account it signs in.
-    /// Failures count against the per-IP sign-in limit, as wrong passwords do.
-    pub async fn finish_sign_in(
-        &self,
-        challenge_id: &str,
-        credential: serde_json::Value,
-        ip: IpAddr,
-    ) -> AppResult<User> {
-        let ip = crate::ratelimit::ip_key(ip);
-        let limit = self.accounts.settings.rate_limit.login_per_ip;
-        let limits = self.accounts.settings.rate_limit.enabled;
-        if limits {
-            self.accounts
-                .limiter
-                .consume("login_ip", &ip, limit)
-                .await?;
-        }
-        let user = self.verify_assertion(challenge_id, credential).await?;
-        if limits {
-            self.accounts.limiter.release("login_ip", &ip).await?;
-        }
-        Ok(user)
-    }
-
-    async fn verify_assertion(
-        &self,
-        challenge_id: &str,
-        credential: serde_json::Value,
-    ) -> AppResult<User> {
-        let webauthn = self.webauthn()?;
-        let credential: PublicKeyCredential = credential_of(credential)?;
-        let (stored, mut passkey, result) = match self.take(challenge_id).await? {
-            Step::SignIn { user_id, state } => {
-                let result = webauthn
-                    .finish_passkey_authentication(&credential, &state)
-                    .map_err(not_verified)?;
-                let stored = self.registered(result.cred_id()).await?;
-                if stored.user_id != user_id {
-                    return Err(not_this_account());
-                }
-                let passkey = passkey_of(&stored)?;
-                (stored, passkey, result)
-            }
-            Step::Discover { expected, state } => {
-                let (handle, credential_id) = webauthn
-                    .identify_discoverable_authentication(&credential)
-                    .map_err(not_verified)?;
-                let stored = self.registered(credential_id).await?;
-                if stored.user_id != handle.to_string()
-                    || expected.is_some_and(|e| e != stored.user_id)
-                {
-                    return Err(not_this_account());
-                }
-                let passkey = passkey_of(&stored)?;
-                let result = webauthn
-                    .finish_discoverable_authentication_v2(&credential, state, &passkey)
-                    .map_err(not_verified)?;
-                (stored, passkey, result)
-            }
-            Step::Register { .. } => {
-                return Err(AppError::field("challenge_id", UNKNOWN_CHALLENGE));
-            }
-        };
-        passkey.update_credential(&result);
-        let encoded = serde_json::to_string(&passkey)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding a passkey: {e}")))?;
-        let now = self.clock.now();
-        let counter = i64::from(result.counter());
-        if !self
-            .repo
-            .record_use(&stored.id, counter, &encoded, now)
-            .await?
-        {
-            tracing::warn!(user = %stored.user_id, passkey = %stored.id, "a passkey's counter went backwards");
-            return Err(AppError::field(
-                "credential",
-                "This passkey's signature counter went backwards: the answer is replayed \
-                 or the authenticator cloned.",
-            ));
-        }
-        self.accounts
-            .repo
-            .find_by_id(&stored.user_id)
-            .await?
-            .ok_or_else(not_this_account)
-    }
-
-    /// The stored passkey of a credential id.
-    async fn registered(&self, credential_id: &[u8]) -> AppResult<StoredPasskey> {
-        self.repo
-            .by_credential(&URL_SAFE_NO_PAD.encode(credential_id))
-            .await?
-            .ok_or_else(|| AppError::field("credential", "This passkey is not registered here."))
-    }
 }
 
-fn not_this_account() -> AppError {
-    AppError::field(
-        "credential",
-        "This passkey does not belong to that account.",
-    )
+fn too_many() -> AppError {
+    AppError::BadRequest(format!(
+        "An account keeps at most {MAX_PASSKEYS} passkeys: remove one first."
+    ))
 }
 
 /// The WebAuthn user handle of a bundled account: its id, a random UUID.
@@ -490,10 +408,16 @@ mod tests {
     }
 
     #[test]
-    fn names_are_trimmed_bounded_and_printable() {
+    fn names_are_trimmed_bounded_and_visible() {
         assert_eq!(check_name("  My phone ").unwrap(), "My phone");
         assert!(check_name("   ").is_err());
         assert!(check_name(&"x".repeat(65)).is_err());
         assert!(check_name("a\u{7}b").is_err());
+        assert!(
+            check_name("evil\u{202E}txt.exe").is_err(),
+            "a right-to-left override"
+        );
+        assert!(check_name("a\u{200B}b").is_err(), "a zero-width space");
+        assert_eq!(check_name("Téléphone 📱").unwrap(), "Téléphone 📱");
     }
 }
