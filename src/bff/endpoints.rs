@@ -145,20 +145,12 @@ impl NextAuthApi {
         if identifier.is_empty() || password.is_empty() {
             return signin::failed(&state, AppError::InvalidCredentials, json);
         }
-        let credentials = state.providers.credentials();
-        match credentials.login(identifier, password, ip.0).await {
-            Ok(signed) => Ok(signin::signed_in(
-                &state,
-                req,
-                ip,
-                signed,
-                CREDENTIALS,
-                f.callback_url.as_deref(),
-                json,
-            )
-            .await?),
-            Err(e) => signin::failed(&state, e, json),
-        }
+        let attempt = state
+            .providers
+            .credentials()
+            .login(identifier, password, ip.0)
+            .await;
+        signin::credentials_answer(&state, req, ip, attempt, f.callback_url.as_deref(), json).await
     }
 
     /// Sign out

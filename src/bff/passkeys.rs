@@ -15,7 +15,6 @@ use super::signin;
 use crate::http::api_error::CodedError;
 use crate::http::client_ip::ClientIp;
 use crate::http::tags::ApiTags;
-use crate::providers::CREDENTIALS;
 use crate::state::AppState;
 
 pub struct PasskeySignInApi;
@@ -110,22 +109,12 @@ impl PasskeySignInApi {
         if let Err(e) = state.csrf.check(req.headers(), body.csrf_token.as_deref()) {
             return signin::failed(&state, e, true);
         }
-        let credentials = state.providers.credentials();
-        match credentials
+        let attempt = state
+            .providers
+            .credentials()
             .passkey(&state.passkeys, &body.challenge_id, body.credential, ip.0)
-            .await
-        {
-            Ok(signed) => Ok(signin::signed_in(
-                &state,
-                req,
-                ip,
-                signed,
-                CREDENTIALS,
-                body.callback_url.as_deref(),
-                true,
-            )
-            .await?),
-            Err(e) => signin::failed(&state, e, true),
-        }
+            .await;
+        let callback = body.callback_url.as_deref();
+        signin::credentials_answer(&state, req, ip, attempt, callback, true).await
     }
 }

@@ -92,6 +92,25 @@ pub async fn signed_in(
     Ok(RedirectOrUrl::to(target, json, cookie))
 }
 
+/// The answer to a credentials or passkey sign-in (`attempt`): a session of provider
+/// `credentials` and where to go, or the failure.
+pub async fn credentials_answer(
+    state: &AppState,
+    req: &Request,
+    ip: ClientIp,
+    attempt: AppResult<SignedIn>,
+    callback: Option<&str>,
+    json: bool,
+) -> Result<RedirectOrUrl, CodedError> {
+    match attempt {
+        Ok(signed) => {
+            let provider = crate::providers::CREDENTIALS;
+            Ok(signed_in(state, req, ip, signed, provider, callback, json).await?)
+        }
+        Err(e) => failed(state, e, json),
+    }
+}
+
 /// A failed sign-in: JSON (with NextAuth's `url`) for `json=true`, else a redirect to the
 /// error page. CSRF failures are always a 403 JSON.
 pub fn failed(state: &AppState, err: AppError, json: bool) -> Result<RedirectOrUrl, CodedError> {

@@ -672,6 +672,11 @@ async fn a_passkey_signs_a_browser_in_like_a_password() {
         browser.session().await["user"]["email"],
         user.email.as_str()
     );
+
+    // Signing out everywhere ends the passkey's session like any other.
+    let seen = browser.sign_out(true).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(browser.session().await, json!({}));
 }
 
 /// The sign-in page (the authorization server's too) offers the passkey: one script
@@ -831,4 +836,39 @@ async fn an_account_keeps_at_most_32_passkeys_and_challenges_are_limited_per_ip(
         .post_json("/v1/auth/passkey/challenge", &json!({}))
         .await;
     assert_error(resp, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+/// A password reset ends every sign-in but keeps the passkeys: they still sign in.
+#[tokio::test]
+async fn a_password_reset_keeps_the_passkeys() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let user = app.create_user().await;
+    let mut device = Device::new();
+    register(&app, &user, &mut device, "Phone").await;
+    let resp = app
+        .post_json("/v1/auth/password/reset", &json!({"email": user.email}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let token = crate::helpers::reset_token_in(&app.wait_for_mails(1).await[0]);
+    let password = "violet tractor umbrella 93";
+    let resp = app
+        .post_json(
+            "/v1/auth/password/reset/confirm",
+            &json!({"token": token, "new_password": password}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(&user.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (challenge_id, options) = sign_in_challenge(&app, None).await;
+    let resp = sign_in(&app, &challenge_id, &device.get(&options)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let resp = app.get_bearer("/v1/users/me/passkeys", token).await;
+    let listed: Vec<Value> = resp.json().await.unwrap();
+    assert_eq!(listed.len(), 1);
 }

@@ -298,6 +298,14 @@ await scenario("Passkeys: add one in the SPA, sign out, sign in with it without 
     await checkCookies(page, context);
     await page.locator("#passkeys li", { hasText: /last used/ }).waitFor();
 
+    // The sign-in page (the authorization server's too) offers the passkey as well.
+    await page.click("#signout");
+    await page.getByText("You are signed out.").waitFor();
+    await page.goto(`${site.base}/api/auth/signin?callbackUrl=${encodeURIComponent(`${site.base}/`)}`);
+    await page.click("#passkey");
+    await page.getByRole("heading", { name: "You are signed in" }).waitFor();
+    assert.equal(await page.textContent("#me-name"), "Grace Hopper");
+
     await page.click("#passkeys li button:text('Remove')");
     await page.getByText("Passkey removed.").waitFor();
     await page.getByText("No passkeys yet.").waitFor();
