@@ -34,6 +34,14 @@ const UNSAFE = { "x-csrf": "1" };
 // answer goes back as toJSON() gives it.
 const passkeys = {
   supported: () => typeof window.PublicKeyCredential?.parseCreationOptionsFromJSON === "function",
+  // Browsers use a passkey only on its site (the server's public URL): with the embedded
+  // defaults that is localhost, not 127.0.0.1. Where this page is elsewhere, say where.
+  elsewhere(options) {
+    const rp = options.publicKey.rpId || options.publicKey.rp?.id;
+    const host = location.hostname;
+    if (!rp || host === rp || host.endsWith(`.${rp}`)) return null;
+    return `Passkeys work on ${rp}: open ${location.protocol}//${rp}${location.port ? `:${location.port}` : ""}/ to use them.`;
+  },
   async create(options) {
     const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey);
     return (await navigator.credentials.create({ publicKey })).toJSON();
@@ -137,6 +145,8 @@ async function signInWithPasskey() {
     json: identifier ? { identifier } : {},
   });
   if (!start.ok) return notice(explain(start.body));
+  const elsewhere = passkeys.elsewhere(start.body.options);
+  if (elsewhere) return notice(elsewhere);
   let credential;
   try {
     credential = await passkeys.get(start.body.options);
@@ -166,6 +176,8 @@ async function addPasskey(event) {
     if (start.body?.details?.current_password) $("pk-confirm").hidden = false;
     return notice(explain(start.body));
   }
+  const elsewhere = passkeys.elsewhere(start.body.options);
+  if (elsewhere) return notice(elsewhere);
   let credential;
   try {
     credential = await passkeys.create(start.body.options);

@@ -170,6 +170,9 @@ await scenario("SPA: register, proxied call, 42, revoke the other session, sign 
   await page.fill("#si-password", "wrong password 123");
   await page.click("#signin-form button");
   await page.getByText("That username or password is not right").waitFor();
+  // Passkeys on 127.0.0.1: the relying party is localhost, and the page says where to go.
+  await page.click("#passkey-signin");
+  await page.getByText(/Passkeys work on localhost: open http:\/\/localhost:\d+\//).waitFor();
 
   await page.fill("#re-username", username);
   await page.fill("#re-email", `${username}@example.com`);
