@@ -47,7 +47,7 @@ impl<'a> FromRequest<'a> for BrowserSession {
 /// A live browser session (see the module doc for the refusal).
 pub struct SignedInSession {
     pub id: SessionId,
-    pub session: Session,
+    pub session: std::sync::Arc<Session>,
 }
 
 impl SignedInSession {

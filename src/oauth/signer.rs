@@ -22,7 +22,7 @@ pub struct Signer {
     pub sid: String,
     /// The browser session itself (what a logout ends).
     pub id: SessionId,
-    pub browser: Session,
+    pub browser: std::sync::Arc<Session>,
 }
 
 impl Signer {

@@ -200,7 +200,7 @@ async fn admitted(
     state: &AppState,
     req: &Request,
     route: &Upstream,
-) -> AppResult<(SessionId, Session)> {
+) -> AppResult<(SessionId, Arc<Session>)> {
     let Some(cookie_value) = cookie::read(req.headers(), state.cookies.session_name()) else {
         return Err(AppError::Unauthenticated("Sign in first."));
     };
@@ -240,7 +240,7 @@ async fn open_socket(
     route: &Upstream,
     target: &str,
     ip: ClientIp,
-    signed_in: Option<(SessionId, Session)>,
+    signed_in: Option<(SessionId, Arc<Session>)>,
 ) -> AppResult<Response> {
     let browser_key = websocket::browser_key(req)?;
     if route.target == Target::Bundled {
@@ -255,7 +255,7 @@ async fn open_socket(
                 .unwrap_or_default()
                 .to_owned();
             (
-                Some(session.tokens.access_token),
+                Some(session.tokens.access_token.clone()),
                 Some(websocket::Watched {
                     cookie,
                     id,

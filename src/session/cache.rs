@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::session::Session;
@@ -30,8 +30,12 @@ pub struct ReadCache {
     /// one may not be cached (it may be of a session ended meanwhile).
     generation: AtomicU64,
     /// store key → (session, sealed under the current key?, cached at)
-    map: Mutex<HashMap<String, (Session, bool, Instant)>>,
+    map: Mutex<HashMap<String, Entry>>,
 }
+
+/// A cached session (shared: a hit copies no field of it), whether it was sealed under
+/// the current key, and when it was cached.
+type Entry = (Arc<Session>, bool, Instant);
 
 impl ReadCache {
     pub fn new(ttl: Duration) -> Self {
@@ -59,13 +63,14 @@ impl ReadCache {
         !self.ttl.is_zero() && self.live.load(Ordering::Acquire)
     }
 
-    pub fn get(&self, key: &str) -> Option<(Session, bool)> {
+    /// The cached session of `key` (shared: a hit copies no field of it).
+    pub fn get(&self, key: &str) -> Option<(Arc<Session>, bool)> {
         if !self.on() {
             return None;
         }
         let map = self.map.lock().ok()?;
         let (session, current, at) = map.get(key)?;
-        (at.elapsed() < self.ttl).then(|| (session.clone(), *current))
+        (at.elapsed() < self.ttl).then(|| (Arc::clone(session), *current))
     }
 
     /// Where the cache stands before a store read (see [`ReadCache::insert`]).
@@ -75,7 +80,7 @@ impl ReadCache {
 
     /// Caches what a read that began at `generation` found, unless a session was
     /// removed (here or by announcement) since: that read may be stale already.
-    pub fn insert(&self, key: &str, session: &Session, current: bool, generation: u64) {
+    pub fn insert(&self, key: &str, session: &Arc<Session>, current: bool, generation: u64) {
         if !self.on() {
             return;
         }
@@ -86,7 +91,10 @@ impl ReadCache {
             if map.len() >= MAX_ENTRIES {
                 map.clear();
             }
-            map.insert(key.to_owned(), (session.clone(), current, Instant::now()));
+            map.insert(
+                key.to_owned(),
+                (Arc::clone(session), current, Instant::now()),
+            );
         }
     }
 

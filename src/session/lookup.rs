@@ -1,6 +1,8 @@
 //! The session a request's cookie names: none, one that has ended, or a live one. The
 //! one place that turns a cookie into "signed in, or why not".
 
+use std::sync::Arc;
+
 use crate::error::{AppError, AppResult};
 use crate::session::{Session, SessionId, SessionManager};
 
@@ -12,13 +14,14 @@ pub enum Lookup {
     /// A cookie that names no live session (signed out, revoked, expired, malformed):
     /// the caller clears it. With the provider's name when the provider ended it.
     Ended(Option<String>),
-    Live(SessionId, Session),
+    /// Shared with the read cache: looking at it copies nothing.
+    Live(SessionId, Arc<Session>),
 }
 
 impl Lookup {
     /// The live session, or why there is none: 401 `unauthenticated` without a cookie,
     /// 401 `session_expired` for one that has ended.
-    pub fn signed_in(self) -> AppResult<(SessionId, Session)> {
+    pub fn signed_in(self) -> AppResult<(SessionId, Arc<Session>)> {
         match self {
             Lookup::Live(id, session) => Ok((id, session)),
             Lookup::Ended(None) => Err(AppError::SessionExpired),
@@ -28,7 +31,7 @@ impl Lookup {
     }
 
     /// The live session, if any.
-    pub fn live(self) -> Option<(SessionId, Session)> {
+    pub fn live(self) -> Option<(SessionId, Arc<Session>)> {
         match self {
             Lookup::Live(id, session) => Some((id, session)),
             _ => None,

@@ -1,5 +1,6 @@
 //! The session manager: ids, sealing, lifetimes and the per-user index, in one place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -324,7 +325,7 @@ impl SessionManager {
     /// The session behind a cookie value. Anything that is not a live session — malformed
     /// id, unknown or expired session, a blob that does not open — is `None`, with a
     /// warning and the bad blob deleted; never an error but a store outage.
-    pub async fn load(&self, cookie: &str) -> AppResult<Option<(SessionId, Session)>> {
+    pub async fn load(&self, cookie: &str) -> AppResult<Option<(SessionId, Arc<Session>)>> {
         // The usual case (cached, live, no touch due) needs no await; the store path's
         // state (kilobytes) is boxed, so every request's future stays small to move.
         if let Some(hit) = self.cached(cookie) {
@@ -334,7 +335,7 @@ impl SessionManager {
     }
 
     /// `load` from the read cache alone: a live session that needs no write, or `None`.
-    fn cached(&self, cookie: &str) -> Option<(SessionId, Session)> {
+    fn cached(&self, cookie: &str) -> Option<(SessionId, Arc<Session>)> {
         let id = SessionId::parse(cookie)?;
         let (session, current_key) = self.cache.get(&self.key(&id))?;
         let at = self.clock.now();
@@ -342,7 +343,10 @@ impl SessionManager {
         (current_key && !due).then_some((id, session))
     }
 
-    async fn load_through_store(&self, cookie: &str) -> AppResult<Option<(SessionId, Session)>> {
+    async fn load_through_store(
+        &self,
+        cookie: &str,
+    ) -> AppResult<Option<(SessionId, Arc<Session>)>> {
         let Some(id) = SessionId::parse(cookie) else {
             tracing::warn!(len = cookie.len(), "malformed session cookie ignored");
             return Ok(None);
@@ -355,6 +359,7 @@ impl SessionManager {
                 let Some((session, current)) = self.read_store(&id).await? else {
                     return Ok(None);
                 };
+                let session = Arc::new(session);
                 self.cache.insert(&key, &session, current, generation);
                 (session, current)
             }
@@ -365,7 +370,7 @@ impl SessionManager {
             return Ok(None);
         }
         if at - session.last_seen >= TOUCH_EVERY_SECS || !current_key {
-            let mut touched = session.clone();
+            let mut touched = Session::clone(&session);
             touched.last_seen = at;
             touched.version += 1;
             let index = self.index_of(&session);
@@ -383,9 +388,9 @@ impl SessionManager {
                 .await?
             {
                 // Ended or changed meanwhile: what the store holds now is the truth.
-                return Ok(self.fresh(&id).await?.map(|s| (id, s)));
+                return Ok(self.fresh(&id).await?.map(|s| (id, Arc::new(s))));
             }
-            return Ok(Some((id, touched)));
+            return Ok(Some((id, Arc::new(touched))));
         }
         Ok(Some((id, session)))
     }

@@ -123,9 +123,9 @@ impl Refresher {
     pub async fn fresh(
         self: &Arc<Self>,
         id: &SessionId,
-        session: Session,
+        session: Arc<Session>,
         stale_token: Option<&str>,
-    ) -> AppResult<Session> {
+    ) -> AppResult<Arc<Session>> {
         let skew = self.skew;
         let forced = stale_token.is_some();
         if !(forced || due(&session.tokens, skew, self.clock.now()))
@@ -152,7 +152,8 @@ impl Refresher {
             .spawn(async move { this.single_flight(&id, &needs).await }.in_current_span());
         match tokio::time::timeout(budget, task).await {
             Ok(joined) => joined
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?,
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?
+                .map(Arc::new),
             Err(_) => {
                 tracing::warn!(
                     budget_ms = budget.as_millis() as u64,
