@@ -71,6 +71,7 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> + 'static {
     let spec = crate::openapi::spec_json();
     let metrics = state.metrics.clone();
     let log_requests = state.settings.log.requests;
+    let traced = !state.settings.telemetry.otlp_endpoint.is_empty();
     let server = &state.settings.server;
     let body_limit = server.body_limit;
     let static_dir = server.static_dir.clone();
@@ -173,6 +174,7 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> + 'static {
         .with(Observe {
             metrics: Arc::clone(&metrics),
             log_requests,
+            traced,
         })
         .with(SecurityHeaders)
 }

@@ -128,14 +128,14 @@ impl AccountService {
         self.consume("reset_email", &email.key(), limits.reset_per_email)
             .await?;
         let this = Arc::clone(self);
-        self.background.spawn(
+        self.background.spawn(crate::request_id::carried(
             async move {
                 if let Err(e) = this.send_reset(&email).await {
                     tracing::error!(error = ?e, "password reset mail not sent");
                 }
             }
             .instrument(tracing::Span::current()),
-        );
+        ));
         Ok(())
     }
 

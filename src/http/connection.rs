@@ -29,12 +29,18 @@ pub(super) struct Activity {
     /// HTTP/2 (the preface was read): frames flow between requests, only idleness counts.
     h2: AtomicBool,
     pub(super) upgraded: AtomicBool,
+    /// `server.idle_timeout` in milliseconds.
+    idle_ms: u64,
+    /// Milliseconds since `started` until which [`Activity::expired`] waits unless woken.
+    wake_at: AtomicU64,
     changed: Notify,
 }
 
 impl Activity {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(idle_timeout: Duration) -> Self {
         Self {
+            idle_ms: idle_timeout.as_millis() as u64,
+            wake_at: AtomicU64::new(0),
             started: Instant::now(),
             in_flight: AtomicU32::new(0),
             // A new connection owes its first request head at once: silence counts.
@@ -89,6 +95,7 @@ impl Activity {
             if now >= deadline && !reason.is_empty() {
                 return reason;
             }
+            self.wake_at.store(deadline.max(now + 1), Ordering::Relaxed);
             let wait = Duration::from_millis(deadline.saturating_sub(now).max(1));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -114,9 +121,15 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.activity;
-        a.last_active.store(a.now_ms(), Ordering::Relaxed);
+        let now = a.now_ms();
+        a.last_active.store(now, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::Relaxed);
-        a.changed.notify_one();
+        // [`Activity::expired`] is woken only if the idle deadline this answer starts comes
+        // before its own wake-up. Usually it does not (it waits `idle_timeout` from when
+        // it last looked): a wake-up per request cost a task poll and a timer.
+        if now + a.idle_ms < a.wake_at.load(Ordering::Relaxed) {
+            a.changed.notify_one();
+        }
     }
 }
 

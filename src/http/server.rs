@@ -305,7 +305,7 @@ impl Connection {
         mut stopping: watch::Receiver<bool>,
         mut force: watch::Receiver<bool>,
     ) {
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(self.limits.idle_timeout));
         let io = TokioIo::new(Watched {
             inner: Some(socket),
             activity: Arc::clone(&activity),

@@ -67,7 +67,7 @@ impl UpstreamClient {
         Ok(resp.map(|body| StallGuard {
             inner: body,
             limit,
-            timer: Box::pin(tokio::time::sleep(limit)),
+            timer: None,
         }))
     }
 }
@@ -76,7 +76,9 @@ impl UpstreamClient {
 pub struct StallGuard {
     inner: Incoming,
     limit: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Started at the first wait: a body that arrives with its head (most answers) sets
+    /// no timer at all.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl HttpBody for StallGuard {
@@ -90,11 +92,19 @@ impl HttpBody for StallGuard {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.limit;
-                this.timer.as_mut().reset(next);
+                if let Some(timer) = this.timer.as_mut() {
+                    timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.limit);
+                }
                 Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.limit)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the upstream's answer stalled",

@@ -66,7 +66,7 @@ struct Outbound<'a> {
     ip: ClientIp,
     /// The browser session making the request (the bundled API keeps it when a password
     /// change ends the account's other sessions); none on a public route.
-    session: Option<String>,
+    session: Option<&'a SessionId>,
 }
 
 async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResult<Response> {
@@ -173,7 +173,7 @@ async fn forward(state: &AppState, proxy: &Proxy, req: &mut Request) -> AppResul
         route,
         target: &target,
         ip,
-        session: Some(id.handle()),
+        session: Some(&id),
     };
     let token = Some(session.tokens.access_token.as_str());
     let resp = send(state, proxy, req, &out, token, has_body).await?;
@@ -406,8 +406,8 @@ fn bundled_request(
     ));
     let body = body.map_or_else(Body::empty, Body::from_bytes_stream);
     let mut inner = Request::from_parts(parts, body);
-    if let Some(session) = &out.session {
-        inner.set_data(crate::session::CallingSession(session.clone()));
+    if let Some(session) = out.session {
+        inner.set_data(crate::session::CallingSession(session.handle()));
     }
     Ok(inner)
 }

@@ -59,7 +59,13 @@ impl SessionId {
     /// Hex SHA-256 of the raw id: the store key suffix and the session's public handle
     /// (what `/api/auth/sessions` lists). It cannot be turned back into a cookie.
     pub fn handle(&self) -> String {
-        hex::encode(Sha256::digest(self.0))
+        // Into a buffer, not `hex::encode`'s char by char: every request reads it.
+        let mut digits = [0u8; 64];
+        let digest = Sha256::digest(self.0);
+        match hex::encode_to_slice(digest, &mut digits) {
+            Ok(()) => String::from_utf8_lossy(&digits).into_owned(),
+            Err(_) => hex::encode(digest),
+        }
     }
 }
 

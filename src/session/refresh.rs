@@ -147,9 +147,9 @@ impl Refresher {
         let budget = self.lock_ttl / 2;
         let (this, id) = (Arc::clone(self), id.clone());
         // In the request's span: the refresh is part of its trace.
-        let task = self
-            .background
-            .spawn(async move { this.single_flight(&id, &needs).await }.in_current_span());
+        let task = self.background.spawn(crate::request_id::carried(
+            async move { this.single_flight(&id, &needs).await }.in_current_span(),
+        ));
         match tokio::time::timeout(budget, task).await {
             Ok(joined) => joined
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("refresh task failed: {e}")))?

@@ -1,14 +1,19 @@
 //! Tracing: human-readable lines by default, JSON with `log.format = "json"`. Every line
-//! inside a request carries its `request_id` (the request span's field). With
-//! `telemetry.otlp_endpoint`, the spans also go out over OTLP ([`otlp`]).
+//! written while a request is served carries its `request_id` ([`lines`]). With
+//! `telemetry.otlp_endpoint`, each request is a span too, and the spans go out over OTLP
+//! ([`otlp`]).
 
+mod lines;
 pub mod metrics;
 pub mod otlp;
 
 use tracing_subscriber::filter::{filter_fn, Targets};
+use tracing_subscriber::fmt::format::{DefaultFields, Format, JsonFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+use lines::{FieldsWithRequestId, JsonWithRequestId};
 
 use crate::config::{LogFormat, LogSettings, TelemetrySettings};
 
@@ -41,8 +46,15 @@ pub fn init_with_traces(
             .with_writer(std::io::stderr)
             .with_ansi(ansi);
         let _ = match settings.format {
-            LogFormat::Pretty => builder.try_init(),
-            LogFormat::Json => builder.json().with_current_span(true).try_init(),
+            LogFormat::Pretty => builder
+                .fmt_fields(FieldsWithRequestId(DefaultFields::new()))
+                .try_init(),
+            LogFormat::Json => builder
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonWithRequestId(
+                    Format::default().json().with_current_span(true),
+                ))
+                .try_init(),
         };
         return;
     };
@@ -51,8 +63,15 @@ pub fn init_with_traces(
     let not_traces_only = filter_fn(|meta| meta.target() != otlp::TARGET);
     let lines = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let lines = match settings.format {
-        LogFormat::Pretty => lines.boxed(),
-        LogFormat::Json => lines.json().with_current_span(true).boxed(),
+        LogFormat::Pretty => lines
+            .fmt_fields(FieldsWithRequestId(DefaultFields::new()))
+            .boxed(),
+        LogFormat::Json => lines
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonWithRequestId(
+                Format::default().json().with_current_span(true),
+            ))
+            .boxed(),
     };
     let traces = traces.with_filter(
         Targets::new()

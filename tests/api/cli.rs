@@ -285,11 +285,9 @@ async fn serve_reads_env_logs_json_and_shuts_down_gracefully() {
             break json;
         }
     };
-    assert_eq!(request_log["span"]["path"], "/healthz");
-    assert_eq!(
-        request_log["span"]["request_id"].as_str().map(str::len),
-        Some(32)
-    );
+    assert_eq!(request_log["fields"]["path"], "/healthz");
+    assert_eq!(request_log["fields"]["method"], "GET");
+    assert_eq!(request_log["request_id"].as_str().map(str::len), Some(32));
 
     // A request in flight when SIGTERM arrives still gets its answer.
     let pending = tokio::spawn({
