@@ -1,28 +1,52 @@
-//! The proxy's client for upstreams: hyper's pooled HTTP/1.1 client over plain TCP or
-//! rustls (webpki roots), one per process. It adds nothing to a request but the `Host`
-//! header; the caller bounds the wait for the answer's head, and an answer whose body
-//! stalls (no byte for `proxy.timeout`) is cut.
+//! The proxy's client for upstreams: hyper's HTTP/1.1 connections over plain TCP or rustls
+//! (webpki roots), pooled per worker (each worker has its own client: `http/server.rs`).
+//! It adds nothing to a request but the `Host` header; the caller bounds the wait for the
+//! answer's head, and an answer whose body stalls (no byte for `proxy.timeout`) is cut.
+//!
+//! A connection goes back to the pool once its answer's body has been read to the end
+//! (never one that was upgraded, or whose answer was dropped half-read); a request that
+//! a reused connection closed before taking is sent again on a new one; idle connections
+//! are kept for at most [`IDLE_FOR`], [`MAX_IDLE`] per upstream.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, HOST};
+use hyper::http::uri::{Authority, Scheme};
+use hyper::{StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
 /// What a proxied request carries upstream.
 pub type OutBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// Why a request got no answer (the cause chain says more: a connect timeout is an
+/// `io::ErrorKind::TimedOut` in it, a body over the limit a [`super::wire`] marker).
+pub type SendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections kept per upstream.
+const MAX_IDLE: usize = 256;
+/// How long an idle connection is kept.
+const IDLE_FOR: Duration = Duration::from_secs(90);
+
+/// Idle connections by upstream (scheme and authority).
+type Idle = HashMap<(Scheme, Authority), Vec<(SendRequest<OutBody>, Instant)>>;
+
 /// The pooled upstream client.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, OutBody>,
+    connector: HttpsConnector<HttpConnector>,
+    idle: Arc<Mutex<Idle>>,
     /// Longest silence of an answer's body before it is cut.
     read_timeout: Duration,
 }
@@ -42,43 +66,158 @@ impl UpstreamClient {
         let tls = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .build(https);
         Self {
-            client,
+            connector,
+            idle: Arc::default(),
             read_timeout,
         }
     }
 
-    /// Sends `req`; the answer's body is guarded against stalls.
+    /// Sends `req` (its URI absolute); the answer's body is guarded against stalls.
     pub async fn send(
         &self,
-        req: hyper::Request<OutBody>,
-    ) -> Result<hyper::Response<StallGuard>, hyper_util::client::legacy::Error> {
-        let resp = self.client.request(req).await?;
-        let limit = self.read_timeout;
-        Ok(resp.map(|body| StallGuard {
-            inner: body,
-            limit,
+        mut req: hyper::Request<OutBody>,
+    ) -> Result<hyper::Response<StallGuard>, SendError> {
+        let uri = req.uri().clone();
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err("the upstream URL has no scheme or host".into());
+        };
+        let key = (scheme.clone(), authority.clone());
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, host_header(&uri)?);
+        }
+        // Origin-form on the wire (RFC 9112 §3.2.1).
+        *req.uri_mut() = uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+
+        let (sender, resp) = loop {
+            let (mut sender, reused) = match self.checkout(&key) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&uri).await?, false),
+            };
+            // A pooled connection takes its next request once it has finished the last
+            // answer (at once, usually); one closed meanwhile gives way to the next.
+            if reused && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => break (sender, resp),
+                // A reused connection the upstream closed before taking the request: once
+                // more, on another (nothing of it was sent).
+                Err(mut e) => match (e.take_message(), reused) {
+                    (Some(unsent), true) => req = unsent,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        };
+        // An upgraded connection belongs to its WebSocket, never to the pool.
+        let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
+            idle: Arc::clone(&self.idle),
+            key,
+            sender: Some(sender),
+        });
+        let (parts, inner) = resp.into_parts();
+        let mut body = StallGuard {
+            inner,
+            limit: self.read_timeout,
             timer: None,
-        }))
+            back,
+        };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        Ok(hyper::Response::from_parts(parts, body))
+    }
+
+    /// An idle connection to `key`, if one is open.
+    fn checkout(&self, key: &(Scheme, Authority)) -> Option<SendRequest<OutBody>> {
+        let mut idle = self.idle.lock().ok()?;
+        let open = idle.get_mut(key)?;
+        while let Some((sender, since)) = open.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_FOR {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// A new connection to `uri`'s upstream, served by a task of its own.
+    async fn connect(&self, uri: &Uri) -> Result<SendRequest<OutBody>, SendError> {
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(uri.clone()).await?;
+        let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection closed");
+            }
+        });
+        Ok(sender)
     }
 }
 
-/// An upstream answer's body that fails once no frame arrives for `limit`.
+/// `Host` for `uri`: its host, with the port unless it is the scheme's default.
+fn host_header(uri: &Uri) -> Result<HeaderValue, SendError> {
+    let host = uri.host().unwrap_or_default();
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match uri.port_u16() {
+        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    Ok(value?)
+}
+
+/// A connection on its way back to the pool once its answer has been read.
+struct Back {
+    idle: Arc<Mutex<Idle>>,
+    key: (Scheme, Authority),
+    sender: Option<SendRequest<OutBody>>,
+}
+
+impl Back {
+    fn release(&mut self) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            let open = idle.entry(self.key.clone()).or_default();
+            if open.len() < MAX_IDLE {
+                open.push((sender, Instant::now()));
+            }
+        }
+    }
+}
+
+/// An upstream answer's body that fails once no frame arrives for `limit`, and gives its
+/// connection back to the pool once read to the end.
 pub struct StallGuard {
     inner: Incoming,
     limit: Duration,
     /// Started at the first wait: a body that arrives with its head (most answers) sets
     /// no timer at all.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection, until the body's end (none once upgraded).
+    back: Option<Back>,
+}
+
+impl StallGuard {
+    fn release(&mut self) {
+        if let Some(back) = self.back.as_mut() {
+            back.release();
+        }
+    }
 }
 
 impl HttpBody for StallGuard {
@@ -96,6 +235,9 @@ impl HttpBody for StallGuard {
                     timer
                         .as_mut()
                         .reset(tokio::time::Instant::now() + this.limit);
+                }
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.release();
                 }
                 Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
             }

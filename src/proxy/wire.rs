@@ -115,13 +115,11 @@ pub(super) fn from_upstream(r: hyper::Response<client::StallGuard>) -> Response 
     resp
 }
 
-pub(super) fn upstream_error(
-    route: &Upstream,
-) -> impl Fn(hyper_util::client::legacy::Error) -> AppError + '_ {
+pub(super) fn upstream_error(route: &Upstream) -> impl Fn(client::SendError) -> AppError + '_ {
     move |e| {
-        if is_over_limit(&e) {
+        if is_over_limit(&*e) {
             AppError::PayloadTooLarge
-        } else if timed_out(&e) {
+        } else if timed_out(&*e) {
             tracing::warn!(route = %route.prefix, "upstream timed out");
             AppError::GatewayTimeout
         } else {
@@ -159,7 +157,7 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     })
 }
 
-fn is_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
+fn is_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     caused_by(e, |s| {
         s.is::<BodyOverLimit>() || s.to_string() == BodyOverLimit.to_string()
     })

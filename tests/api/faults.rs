@@ -529,3 +529,89 @@ async fn a_body_that_stalls_is_cut() {
         .expect("the stalled body is cut, not held open");
     assert!(body.is_err(), "the cut body is not passed off as complete");
 }
+
+/// A keep-alive upstream that closes each connection 100 ms after its last answer (as
+/// servers close idle ones); returns its URL, the connections it accepted, and the
+/// `Host` headers it was sent.
+async fn closing_upstream() -> (
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, hosts) = (Arc::new(AtomicUsize::new(0)), Arc::default());
+    let (count, seen): (_, Arc<Mutex<Vec<String>>>) = (Arc::clone(&accepted), Arc::clone(&hosts));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let read =
+                        tokio::time::timeout(Duration::from_millis(100), sock.read(&mut buf));
+                    let n = match read.await {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => return, // idle (or closed): the connection ends
+                    };
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let request = String::from_utf8_lossy(&head[..end]).to_lowercase();
+                        if let Some(host) = request.lines().find_map(|l| l.strip_prefix("host: ")) {
+                            seen.lock().unwrap().push(host.to_owned());
+                        }
+                        head.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                        if sock.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted, hosts)
+}
+
+/// Upstream connections are kept and reused between requests, and one the upstream
+/// closed while idle is not used again: the next request opens a new one.
+#[tokio::test]
+async fn upstream_connections_are_reused_until_the_upstream_closes_them() {
+    let (url, accepted, hosts) = closing_upstream().await;
+    let authority = url.trim_start_matches("http://").to_owned();
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.proxy.routes.push(crate::helpers::proxy_route(
+            "/api/kept",
+            &url,
+            "credentials",
+        ));
+    })
+    .await;
+    let user = app.create_user().await;
+    let mut b = Browser::new(&app, "Kept connections");
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..3 {
+        assert_eq!(b.get("/api/kept/x").await.status, StatusCode::OK);
+    }
+    let used = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        used <= 2,
+        "three requests in a row opened {used} connections"
+    );
+    // The upstream closes its idle connections after 100 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seen = b.get("/api/kept/x").await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // `Host` is the upstream's own (RFC 9110 §7.2), never the browser's.
+    let hosts = hosts.lock().unwrap().clone();
+    assert_eq!(hosts.len(), 4, "{hosts:?}");
+    assert!(hosts.iter().all(|h| *h == authority), "{hosts:?}");
+}
