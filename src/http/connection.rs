@@ -29,17 +29,19 @@ pub(super) struct Activity {
     /// HTTP/2 (the preface was read): frames flow between requests, only idleness counts.
     h2: AtomicBool,
     pub(super) upgraded: AtomicBool,
-    /// `server.idle_timeout` in milliseconds.
+    /// `server.idle_timeout` and `server.header_timeout` in milliseconds.
     idle_ms: u64,
+    header_ms: u64,
     /// Milliseconds since `started` until which [`Activity::expired`] waits unless woken.
     wake_at: AtomicU64,
     changed: Notify,
 }
 
 impl Activity {
-    pub(super) fn new(idle_timeout: Duration) -> Self {
+    pub(super) fn new(limits: Limits) -> Self {
         Self {
-            idle_ms: idle_timeout.as_millis() as u64,
+            idle_ms: limits.idle_timeout.as_millis() as u64,
+            header_ms: limits.header_timeout.as_millis() as u64,
             wake_at: AtomicU64::new(0),
             started: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -69,15 +71,19 @@ impl Activity {
             && self.head_since.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(now + 1, Ordering::Relaxed);
-            self.changed.notify_one();
+            // [`Activity::expired`] looks at least every `header_timeout`, so it wakes in
+            // time for this head's deadline without being woken (once per request, that
+            // was a task poll and a timer).
+            if now + self.header_ms < self.wake_at.load(Ordering::Relaxed) {
+                self.changed.notify_one();
+            }
         }
     }
 
     /// Resolves when a limit is over: `"header"` (a request head took too long) or
     /// `"idle"` (no request for `idle_timeout`).
-    pub(super) async fn expired(&self, limits: Limits) -> &'static str {
-        let header = limits.header_timeout.as_millis() as u64;
-        let idle = limits.idle_timeout.as_millis() as u64;
+    pub(super) async fn expired(&self) -> &'static str {
+        let (header, idle) = (self.header_ms, self.idle_ms);
         loop {
             let now = self.now_ms();
             let (deadline, reason) = if self.upgraded.load(Ordering::Relaxed)
@@ -95,8 +101,10 @@ impl Activity {
             if now >= deadline && !reason.is_empty() {
                 return reason;
             }
-            self.wake_at.store(deadline.max(now + 1), Ordering::Relaxed);
-            let wait = Duration::from_millis(deadline.saturating_sub(now).max(1));
+            // Never longer than `header_timeout`: a request head may start meanwhile.
+            let wake_at = deadline.min(now + header).max(now + 1);
+            self.wake_at.store(wake_at, Ordering::Relaxed);
+            let wait = Duration::from_millis(wake_at - now);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.changed.notified() => {}

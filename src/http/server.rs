@@ -305,7 +305,7 @@ impl Connection {
         mut stopping: watch::Receiver<bool>,
         mut force: watch::Receiver<bool>,
     ) {
-        let activity = Arc::new(Activity::new(self.limits.idle_timeout));
+        let activity = Arc::new(Activity::new(self.limits));
         let io = TokioIo::new(Watched {
             inner: Some(socket),
             activity: Arc::clone(&activity),
@@ -341,10 +341,9 @@ impl Connection {
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
-        let limits = self.limits;
         tokio::select! {
             _ = conn.as_mut() => return,
-            expired = activity.expired(limits) => {
+            expired = activity.expired() => {
                 tracing::debug!(peer = %peer, reason = expired, "connection closed");
                 if expired == "idle" {
                     conn.as_mut().graceful_shutdown();

@@ -163,7 +163,7 @@ impl UpstreamClient {
 }
 
 /// `Host` for `uri`: its host, with the port unless it is the scheme's default.
-fn host_header(uri: &Uri) -> Result<HeaderValue, SendError> {
+pub fn host_header(uri: &Uri) -> Result<HeaderValue, SendError> {
     let host = uri.host().unwrap_or_default();
     let default = match uri.scheme_str() {
         Some("https") => 443,

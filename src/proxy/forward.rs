@@ -310,6 +310,9 @@ async fn send(
 ) -> AppResult<Response> {
     let forwarding = proxy.routes.forwarding();
     let mut headers = outbound_headers(req.headers(), &out.ip, forwarding, token)?;
+    if let Some(host) = &out.route.host {
+        headers.insert(header::HOST, host.clone());
+    }
     if !has_body {
         // No body goes with this request (a retry replays none): no stale framing either.
         headers.remove(header::CONTENT_LENGTH);

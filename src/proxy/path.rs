@@ -13,12 +13,13 @@ pub fn check(path: &str) -> Result<(), AppError> {
     {
         return Err(bad());
     }
-    let lower = path.to_ascii_lowercase();
     // %2f (/), %5c (\), %2e (.), %00: encoded separators and dots are never needed here.
-    if ["%2f", "%5c", "%2e", "%00"]
-        .iter()
-        .any(|e| lower.contains(e))
-    {
+    let encoded = |e: &[u8]| {
+        path.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1..].eq_ignore_ascii_case(e))
+    };
+    if path.contains('%') && [b"2f", b"5c", b"2e", b"00"].iter().any(|e| encoded(*e)) {
         return Err(bad());
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") {
@@ -41,6 +42,8 @@ mod tests {
             "/api/%2E%2E/v1",
             "/api//users",
             "/api/a%2fb",
+            "/api/a%2Fb",
+            "/api/a%5Cb",
             "/api/a\\\\b",
             "/api/.",
             "/api/x/..",

@@ -26,6 +26,8 @@ pub struct Upstream {
     pub policy: Policy,
     pub strip_prefix: bool,
     pub timeout: Duration,
+    /// The `Host` its requests carry (the upstream's own), made once.
+    pub host: Option<HeaderValue>,
 }
 
 /// What every forwarded request says about where the browser really is.
@@ -78,6 +80,10 @@ impl ProxyRoutes {
                 policy: Policy::of(r),
                 strip_prefix: r.strip_prefix,
                 timeout: r.timeout.unwrap_or(settings.proxy.timeout),
+                host: (r.upstream != "bundled")
+                    .then(|| r.upstream.parse::<poem::http::Uri>().ok())
+                    .flatten()
+                    .and_then(|url| super::client::host_header(&url).ok()),
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

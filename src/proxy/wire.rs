@@ -84,13 +84,15 @@ pub(super) fn outbound_headers(
 ) -> AppResult<HeaderMap> {
     let mut headers = copy_headers(from, NEVER_FORWARDED);
     if let Some(token) = token {
-        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            tracing::warn!("the provider's access token is not a valid header value");
-            AppError::BadGateway
-        })?;
+        // `from_maybe_shared`: the formatted string becomes the value, not copied again.
+        let bearer = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Bearer {token}")))
+            .map_err(|_| {
+                tracing::warn!("the provider's access token is not a valid header value");
+                AppError::BadGateway
+            })?;
         headers.insert(header::AUTHORIZATION, bearer);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip.0.to_string()) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.0.to_string())) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
     headers.insert(
@@ -164,10 +166,19 @@ fn is_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The upstream's answer, streamed back without hop-by-hop headers or cookies.
-pub(super) fn answer(state: &AppState, route: &Upstream, resp: Response) -> Response {
+pub(super) fn answer(state: &AppState, route: &Upstream, mut resp: Response) -> Response {
     let status = resp.status();
     state.metrics.count_proxied(&route.prefix, status.as_u16());
-    let headers = copy_headers(resp.headers(), NEVER_RETURNED);
+    // The map is moved and filtered, not copied: an answer seldom has any of these.
+    let mut headers = std::mem::take(resp.headers_mut());
+    let listed = connection_listed(&headers);
+    for name in NEVER_RETURNED
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
     let mut out = resp.into_body().into_response();
     out.set_status(status);
     *out.headers_mut() = headers;

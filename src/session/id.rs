@@ -59,13 +59,25 @@ impl SessionId {
     /// Hex SHA-256 of the raw id: the store key suffix and the session's public handle
     /// (what `/api/auth/sessions` lists). It cannot be turned back into a cookie.
     pub fn handle(&self) -> String {
-        // Into a buffer, not `hex::encode`'s char by char: every request reads it.
-        let mut digits = [0u8; 64];
-        let digest = Sha256::digest(self.0);
-        match hex::encode_to_slice(digest, &mut digits) {
-            Ok(()) => String::from_utf8_lossy(&digits).into_owned(),
-            Err(_) => hex::encode(digest),
-        }
+        self.handle_digits().as_str().to_owned()
+    }
+
+    /// [`SessionId::handle`] on the stack (every request reads it: no allocation, and
+    /// not `hex::encode`'s char by char).
+    pub fn handle_digits(&self) -> HandleDigits {
+        let mut digits = [b'0'; 64];
+        // 32 bytes always fit 64 digits.
+        let _ = hex::encode_to_slice(Sha256::digest(self.0), &mut digits);
+        HandleDigits(digits)
+    }
+}
+
+/// A session's handle, as 64 lowercase hex digits.
+pub struct HandleDigits([u8; 64]);
+
+impl HandleDigits {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
