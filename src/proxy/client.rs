@@ -193,8 +193,12 @@ impl Back {
         }
         if let Ok(mut idle) = self.idle.lock() {
             let open = idle.entry(self.key.clone()).or_default();
+            let now = Instant::now();
+            // The longest idle are first: those past `IDLE_FOR` are closed.
+            let stale = open.partition_point(|(_, since)| now - *since >= IDLE_FOR);
+            open.drain(..stale);
             if open.len() < MAX_IDLE {
-                open.push((sender, Instant::now()));
+                open.push((sender, now));
             }
         }
     }
