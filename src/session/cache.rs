@@ -29,8 +29,9 @@ pub struct ReadCache {
     /// Bumped by every removal and every change of `live`: a read that started before
     /// one may not be cached (it may be of a session ended meanwhile).
     generation: AtomicU64,
-    /// store key → (session, sealed under the current key?, cached at)
-    map: Mutex<HashMap<String, Entry>>,
+    /// the session's handle, as its 32 bytes (`SessionId::digest`: no string is built
+    /// per read) → (session, sealed under the current key?, cached at)
+    map: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 /// A cached session (shared: a hit copies no field of it), whether it was sealed under
@@ -64,12 +65,12 @@ impl ReadCache {
     }
 
     /// The cached session of `key` (shared: a hit copies no field of it).
-    pub fn get(&self, key: &str) -> Option<(Arc<Session>, bool)> {
+    pub fn get(&self, handle: &[u8; 32]) -> Option<(Arc<Session>, bool)> {
         if !self.on() {
             return None;
         }
         let map = self.map.lock().ok()?;
-        let (session, current, at) = map.get(key)?;
+        let (session, current, at) = map.get(handle)?;
         (at.elapsed() < self.ttl).then(|| (Arc::clone(session), *current))
     }
 
@@ -80,7 +81,13 @@ impl ReadCache {
 
     /// Caches what a read that began at `generation` found, unless a session was
     /// removed (here or by announcement) since: that read may be stale already.
-    pub fn insert(&self, key: &str, session: &Arc<Session>, current: bool, generation: u64) {
+    pub fn insert(
+        &self,
+        handle: &[u8; 32],
+        session: &Arc<Session>,
+        current: bool,
+        generation: u64,
+    ) {
         if !self.on() {
             return;
         }
@@ -91,17 +98,20 @@ impl ReadCache {
             if map.len() >= MAX_ENTRIES {
                 map.clear();
             }
-            map.insert(
-                key.to_owned(),
-                (Arc::clone(session), current, Instant::now()),
-            );
+            map.insert(*handle, (Arc::clone(session), current, Instant::now()));
         }
     }
 
+    /// Drops the session stored under `key` (its handle is the key's last 64 digits).
     pub fn remove(&self, key: &str) {
+        let mut handle = [0u8; 32];
+        let digits = key.get(key.len().saturating_sub(64)..).unwrap_or_default();
+        let parsed = hex::decode_to_slice(digits, &mut handle).is_ok();
         if let Ok(mut map) = self.map.lock() {
             self.generation.fetch_add(1, Ordering::AcqRel);
-            map.remove(key);
+            if parsed {
+                map.remove(&handle);
+            }
         }
     }
 }

@@ -67,8 +67,13 @@ impl SessionId {
     pub fn handle_digits(&self) -> HandleDigits {
         let mut digits = [b'0'; 64];
         // 32 bytes always fit 64 digits.
-        let _ = hex::encode_to_slice(Sha256::digest(self.0), &mut digits);
+        let _ = hex::encode_to_slice(self.digest(), &mut digits);
         HandleDigits(digits)
+    }
+
+    /// The handle's 32 bytes (SHA-256 of the raw id), before hex.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0).into()
     }
 }
 

@@ -337,7 +337,7 @@ impl SessionManager {
     /// `load` from the read cache alone: a live session that needs no write, or `None`.
     fn cached(&self, cookie: &str) -> Option<(SessionId, Arc<Session>)> {
         let id = SessionId::parse(cookie)?;
-        let (session, current_key) = self.cache.get(&self.key(&id))?;
+        let (session, current_key) = self.cache.get(&id.digest())?;
         let at = self.clock.now();
         let due = at >= self.ends_at(&session) || at - session.last_seen >= TOUCH_EVERY_SECS;
         (current_key && !due).then_some((id, session))
@@ -351,8 +351,8 @@ impl SessionManager {
             tracing::warn!(len = cookie.len(), "malformed session cookie ignored");
             return Ok(None);
         };
-        let key = self.key(&id);
-        let (session, current_key) = match self.cache.get(&key) {
+        let handle = id.digest();
+        let (session, current_key) = match self.cache.get(&handle) {
             Some(hit) => hit,
             None => {
                 let generation = self.cache.generation();
@@ -360,7 +360,7 @@ impl SessionManager {
                     return Ok(None);
                 };
                 let session = Arc::new(session);
-                self.cache.insert(&key, &session, current, generation);
+                self.cache.insert(&handle, &session, current, generation);
                 (session, current)
             }
         };
