@@ -3,14 +3,16 @@
 //! It adds nothing to a request but the `Host` header; the caller bounds the wait for the
 //! answer's head, and an answer whose body stalls (no byte for `proxy.timeout`) is cut.
 //!
-//! A connection goes back to the pool once its answer's body has been read to the end
-//! (never one that was upgraded, or whose answer was dropped half-read); a request that
-//! a reused connection closed before taking is sent again on a new one; idle connections
-//! are kept for at most [`IDLE_FOR`], [`MAX_IDLE`] per upstream.
+//! A connection goes back to the pool once its request has been sent and its answer's
+//! body read, both to the end (never one that was upgraded, or whose answer was dropped
+//! half-read); a request that a reused connection closed before taking is sent again on
+//! a new one; idle connections are kept for at most [`IDLE_FOR`] (a task closes older
+//! ones), [`MAX_IDLE`] per upstream.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ type Idle = HashMap<(Scheme, Authority), Vec<(SendRequest<OutBody>, Instant)>>;
 pub struct UpstreamClient {
     connector: HttpsConnector<HttpConnector>,
     idle: Arc<Mutex<Idle>>,
+    /// Whether the task that closes connections idle past [`IDLE_FOR`] runs.
+    sweeping: Arc<std::sync::atomic::AtomicBool>,
     /// Longest silence of an answer's body before it is cut.
     read_timeout: Duration,
 }
@@ -74,6 +78,7 @@ impl UpstreamClient {
         Self {
             connector,
             idle: Arc::default(),
+            sweeping: Arc::default(),
             read_timeout,
         }
     }
@@ -95,6 +100,18 @@ impl UpstreamClient {
         *req.uri_mut() = uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+        // A connection takes its next request only once this one's body has been sent
+        // too: an upstream may answer before reading an upload (a 401, a 413).
+        let sent = Arc::new(AtomicBool::new(req.body().is_end_stream()));
+        if !sent.load(Ordering::Relaxed) {
+            req = req.map(|body| {
+                UntilSent {
+                    inner: body,
+                    sent: Arc::clone(&sent),
+                }
+                .boxed_unsync()
+            });
+        }
 
         let (sender, resp) = loop {
             let (mut sender, reused) = match self.checkout(&key) {
@@ -121,6 +138,7 @@ impl UpstreamClient {
             idle: Arc::clone(&self.idle),
             key,
             sender: Some(sender),
+            sent,
         });
         let (parts, inner) = resp.into_parts();
         let mut body = StallGuard {
@@ -153,6 +171,9 @@ impl UpstreamClient {
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri.clone()).await?;
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(sweep(Arc::downgrade(&self.idle)));
+        }
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection closed");
@@ -176,11 +197,62 @@ pub fn host_header(uri: &Uri) -> Result<HeaderValue, SendError> {
     Ok(value?)
 }
 
+/// Closes the connections idle past [`IDLE_FOR`], every third of it, for as long as the
+/// pool is there (the pool's own checks only run when its upstream is used).
+async fn sweep(idle: std::sync::Weak<Mutex<Idle>>) {
+    loop {
+        tokio::time::sleep(IDLE_FOR / 3).await;
+        let Some(pool) = idle.upgrade() else {
+            return;
+        };
+        let swept = pool.lock();
+        if let Ok(mut idle) = swept {
+            let now = Instant::now();
+            idle.retain(|_, open| {
+                open.retain(|(sender, since)| now - *since < IDLE_FOR && !sender.is_closed());
+                !open.is_empty()
+            });
+        }
+    }
+}
+
+/// A request body that says when it has been sent to its end.
+struct UntilSent {
+    inner: OutBody,
+    sent: Arc<AtomicBool>,
+}
+
+impl HttpBody for UntilSent {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A connection on its way back to the pool once its answer has been read.
 struct Back {
     idle: Arc<Mutex<Idle>>,
     key: (Scheme, Authority),
     sender: Option<SendRequest<OutBody>>,
+    /// Whether the request's body has been sent to its end.
+    sent: Arc<AtomicBool>,
 }
 
 impl Back {
@@ -188,7 +260,9 @@ impl Back {
         let Some(sender) = self.sender.take() else {
             return;
         };
-        if sender.is_closed() {
+        // One still sending its request is dropped instead: it may never be ready for
+        // another (hyper closes it once the upload ends).
+        if sender.is_closed() || !self.sent.load(Ordering::Relaxed) {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {

@@ -615,3 +615,79 @@ async fn upstream_connections_are_reused_until_the_upstream_closes_them() {
     assert_eq!(hosts.len(), 4, "{hosts:?}");
     assert!(hosts.iter().all(|h| *h == authority), "{hosts:?}");
 }
+
+/// An upstream that refuses uploads at once (`401` on a POST's head, its body unread) and
+/// answers `200` to anything else, on keep-alive connections.
+async fn refusing_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let seen = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let answer: &[u8] = if seen.starts_with("POST ") {
+                        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"
+                    } else if seen.starts_with("GET ") {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+                    } else {
+                        continue; // the rest of an upload, read and discarded
+                    };
+                    if sock.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An upstream that answers an upload before reading it leaves that connection busy
+/// until the upload ends: it is not given to the next request, which is answered at once
+/// on another connection (not after the route's timeout).
+#[tokio::test]
+async fn a_connection_still_uploading_is_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = refusing_upstream().await;
+    let app = spawn_app_with(Backend::Sqlite, move |s| {
+        s.proxy.routes.push(sessiongate::config::ProxyRoute {
+            prefix: "/api/open".into(),
+            upstream: url.clone(),
+            public: true,
+            strip_prefix: true,
+            timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        });
+    })
+    .await;
+    // An upload that stops after 10 of its 100,000 bytes, and stays open.
+    let mut upload = TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    upload
+        .write_all(b"POST /api/open/upload HTTP/1.1\r\nHost: x\r\ncontent-length: 100000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), upload.read(&mut buf))
+        .await
+        .expect("the upstream's early answer is passed on")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
+
+    let started = Instant::now();
+    let resp = app.client.get(app.url("/api/open/x")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered at once, not behind the upload: {:?}",
+        started.elapsed()
+    );
+    drop(upload);
+}
