@@ -50,7 +50,7 @@ pub struct UpstreamClient {
     connector: HttpsConnector<HttpConnector>,
     idle: Arc<Mutex<Idle>>,
     /// Whether the task that closes connections idle past [`IDLE_FOR`] runs.
-    sweeping: Arc<std::sync::atomic::AtomicBool>,
+    sweeping: Arc<AtomicBool>,
     /// Longest silence of an answer's body before it is cut.
     read_timeout: Duration,
 }
@@ -102,15 +102,11 @@ impl UpstreamClient {
             .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
         // A connection takes its next request only once this one's body has been sent
         // too: an upstream may answer before reading an upload (a 401, a 413).
-        let sent = Arc::new(AtomicBool::new(req.body().is_end_stream()));
-        if !sent.load(Ordering::Relaxed) {
-            req = req.map(|body| {
-                UntilSent {
-                    inner: body,
-                    sent: Arc::clone(&sent),
-                }
-                .boxed_unsync()
-            });
+        // (A request without a body, most of them, needs no flag.)
+        let sent = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        if let Some(sent) = &sent {
+            let sent = Arc::clone(sent);
+            req = req.map(|inner| UntilSent { inner, sent }.boxed_unsync());
         }
 
         let (sender, resp) = loop {
@@ -137,7 +133,7 @@ impl UpstreamClient {
         let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
             idle: Arc::clone(&self.idle),
             key,
-            sender: Some(sender),
+            sender,
             sent,
         });
         let (parts, inner) = resp.into_parts();
@@ -250,29 +246,28 @@ impl HttpBody for UntilSent {
 struct Back {
     idle: Arc<Mutex<Idle>>,
     key: (Scheme, Authority),
-    sender: Option<SendRequest<OutBody>>,
-    /// Whether the request's body has been sent to its end.
-    sent: Arc<AtomicBool>,
+    sender: SendRequest<OutBody>,
+    /// Whether the request's body has been sent to its end (none: it had no body).
+    sent: Option<Arc<AtomicBool>>,
 }
 
 impl Back {
-    fn release(&mut self) {
-        let Some(sender) = self.sender.take() else {
-            return;
-        };
+    fn release(self) {
+        let sender = self.sender;
         // One still sending its request is dropped instead: it may never be ready for
         // another (hyper closes it once the upload ends).
-        if sender.is_closed() || !self.sent.load(Ordering::Relaxed) {
+        let unsent = self
+            .sent
+            .as_ref()
+            .is_some_and(|s| !s.load(Ordering::Relaxed));
+        if sender.is_closed() || unsent {
             return;
         }
+        // (Those idle past `IDLE_FOR` are closed by `sweep`, or skipped at checkout.)
         if let Ok(mut idle) = self.idle.lock() {
-            let open = idle.entry(self.key.clone()).or_default();
-            let now = Instant::now();
-            // The longest idle are first: those past `IDLE_FOR` are closed.
-            let stale = open.partition_point(|(_, since)| now - *since >= IDLE_FOR);
-            open.drain(..stale);
+            let open = idle.entry(self.key).or_default();
             if open.len() < MAX_IDLE {
-                open.push((sender, now));
+                open.push((sender, Instant::now()));
             }
         }
     }
@@ -292,7 +287,7 @@ pub struct StallGuard {
 
 impl StallGuard {
     fn release(&mut self) {
-        if let Some(back) = self.back.as_mut() {
+        if let Some(back) = self.back.take() {
             back.release();
         }
     }

@@ -13,7 +13,7 @@ use crate::state::AppState;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), what the proxy replaces, and what a client must
 /// not be able to tell the upstream about itself (its address, the "original" URL).
-pub(super) const NEVER_FORWARDED: &[&str] = &[
+const NEVER_FORWARDED: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -62,16 +62,21 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn copy_headers(from: &HeaderMap, skip: &[&str]) -> HeaderMap {
-    let listed = connection_listed(from);
-    let mut out = HeaderMap::with_capacity(from.len());
-    for (name, value) in from {
-        let n = name.as_str();
-        if !skip.contains(&n) && !listed.iter().any(|l| l == n) {
-            out.append(name.clone(), value.clone());
-        }
+/// Removes from `headers` those named in `skip` and those its `Connection` lists: the one
+/// filter of both ways.
+fn strip(headers: &mut HeaderMap, skip: &[&str]) {
+    let listed = connection_listed(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            skip.contains(&n) || listed.iter().any(|l| l == n)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
-    out
 }
 
 /// The headers a request takes upstream: the browser's, filtered, then the session's
@@ -82,7 +87,9 @@ pub(super) fn outbound_headers(
     forwarding: &Forwarding,
     token: Option<&str>,
 ) -> AppResult<HeaderMap> {
-    let mut headers = copy_headers(from, NEVER_FORWARDED);
+    // The browser's map is kept for a retry: this one is a clone, filtered.
+    let mut headers = from.clone();
+    strip(&mut headers, NEVER_FORWARDED);
     if let Some(token) = token {
         // `from_maybe_shared`: the formatted string becomes the value, not copied again.
         let bearer = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Bearer {token}")))
@@ -169,16 +176,9 @@ fn is_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 pub(super) fn answer(state: &AppState, route: &Upstream, mut resp: Response) -> Response {
     let status = resp.status();
     state.metrics.count_proxied(&route.prefix, status.as_u16());
-    // The map is moved and filtered, not copied: an answer seldom has any of these.
+    // The map is moved and filtered, not copied.
     let mut headers = std::mem::take(resp.headers_mut());
-    let listed = connection_listed(&headers);
-    for name in NEVER_RETURNED
-        .iter()
-        .copied()
-        .chain(listed.iter().map(String::as_str))
-    {
-        headers.remove(name);
-    }
+    strip(&mut headers, NEVER_RETURNED);
     let mut out = resp.into_body().into_response();
     out.set_status(status);
     *out.headers_mut() = headers;

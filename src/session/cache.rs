@@ -102,15 +102,13 @@ impl ReadCache {
         }
     }
 
-    /// Drops the session stored under `key` (its handle is the key's last 64 digits).
-    pub fn remove(&self, key: &str) {
-        let mut handle = [0u8; 32];
-        let digits = key.get(key.len().saturating_sub(64)..).unwrap_or_default();
-        let parsed = hex::decode_to_slice(digits, &mut handle).is_ok();
+    /// Drops the session of `handle` (none: a key that names no session; the removal
+    /// still counts, so no read racing with it is cached).
+    pub fn remove(&self, handle: Option<&[u8; 32]>) {
         if let Ok(mut map) = self.map.lock() {
             self.generation.fetch_add(1, Ordering::AcqRel);
-            if parsed {
-                map.remove(&handle);
+            if let Some(handle) = handle {
+                map.remove(handle);
             }
         }
     }

@@ -66,6 +66,14 @@ impl SessionManager {
         key
     }
 
+    /// The handle (as its 32 bytes) of the session stored under `key`, if it names one.
+    pub(super) fn handle_of_key(key: &str) -> Option<[u8; 32]> {
+        let (_, digits) = key.rsplit_once("}sess:")?;
+        let mut handle = [0u8; 32];
+        hex::decode_to_slice(digits, &mut handle).ok()?;
+        Some(handle)
+    }
+
     /// The sealed id_token of a session.
     pub(super) fn id_token_key(&self, handle: &str) -> String {
         format!("{}{{{}}}idt:{handle}", self.prefix, tag(handle))
@@ -184,6 +192,18 @@ mod tests {
         );
         assert_eq!(first_layout_name("sg:", "sg:sess:abcd"), None);
         assert_eq!(first_layout_name("x:", "sg:{abc}sess:abcd"), None);
+    }
+
+    #[test]
+    fn session_keys_give_back_their_handle() {
+        let id = SessionId::generate_tagged("abc");
+        let manager_key = format!("sg:{{{}}}sess:{}", tag(&id.handle()), id.handle());
+        assert_eq!(
+            SessionManager::handle_of_key(&manager_key),
+            Some(id.digest())
+        );
+        assert_eq!(SessionManager::handle_of_key("sg:{abc}user:abcd"), None);
+        assert_eq!(SessionManager::handle_of_key("sg:{abc}sess:zz"), None);
     }
 
     #[test]

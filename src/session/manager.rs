@@ -75,7 +75,7 @@ impl SessionManager {
                 Some([]) => cache.set_live(true),
                 Some(keys) => {
                     for key in String::from_utf8_lossy(keys).split('\n') {
-                        cache.remove(key);
+                        cache.remove(Self::handle_of_key(key).as_ref());
                     }
                 }
             }),
@@ -209,7 +209,7 @@ impl SessionManager {
         tell: bool,
     ) -> AppResult<()> {
         for key in keys {
-            self.cache.remove(key);
+            self.cache.remove(Self::handle_of_key(key).as_ref());
         }
         // With each session goes the id_token kept for its provider's logout.
         let mut all = keys.to_vec();
@@ -220,7 +220,7 @@ impl SessionManager {
         // Again after the delete (a read racing with it may have cached the session), and
         // announced even if the delete failed part-way: telling too much is harmless.
         for key in keys {
-            self.cache.remove(key);
+            self.cache.remove(Self::handle_of_key(key).as_ref());
         }
         self.announce(keys).await;
         deleted?;
@@ -276,13 +276,14 @@ impl SessionManager {
             ttl: self.absolute,
         });
         let key = self.key(id);
-        self.cache.remove(&key);
+        let handle = id.digest();
+        self.cache.remove(Some(&handle));
         let written = self
             .store
             .put_versioned(&key, session.version, &blob, ttl, index_entry, expect)
             .await?;
         // Again after the write: a read racing with it may have cached the old value.
-        self.cache.remove(&key);
+        self.cache.remove(Some(&handle));
         Ok(written)
     }
 
