@@ -16,6 +16,7 @@
 
 use std::future::Future;
 
+use futures_util::FutureExt;
 use poem::http::header::{self, HeaderValue};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
@@ -101,17 +102,17 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
     fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
         let family = family(req.uri().path());
         let http1 = req.version() < poem::http::Version::HTTP_2;
-        // The inner future, not the request, is what this one holds (`http/lean.rs`).
-        let inner = self.inner.call(req);
-        async move {
-            let mut resp = inner.await?.into_response();
+        // The inner future, not the request, is what this one holds, and only once (an
+        // `async` block that awaited it would hold it twice: `http/lean.rs`).
+        self.inner.call(req).map(move |out| {
+            let mut resp = out?.into_response();
             apply(family, &mut resp);
             if http1 && resp.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Ok(resp)
-        }
+        })
     }
 }
 

@@ -88,8 +88,9 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let inner = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
         let (metrics, log_requests) = (&self.metrics, self.log_requests);
 
-        let work = async move {
-            let (mut resp, pattern) = match inner.await {
+        // A `map`, not an `async` block: that would hold the inner future twice.
+        let work = inner.map(move |outcome| {
+            let (mut resp, pattern) = match outcome {
                 Ok(Ok(out)) => {
                     let resp = out.into_response();
                     let pattern = resp.data::<PathPattern>().cloned();
@@ -130,7 +131,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
                 resp.headers_mut().insert(request_id::HEADER, value);
             }
             resp
-        };
+        });
         request_id::scope(id, work.instrument(span)).map(Ok)
     }
 }

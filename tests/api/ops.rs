@@ -84,6 +84,8 @@ async fn metrics_count_requests_by_route_and_status() {
     app.get("/healthz").await;
     app.get("/v1/auth/me").await; // 401
     app.get("/no/such/page").await; // 404
+    app.get("/api/users/me").await; // 401: the proxy, signed out
+    app.get("/api/auth/providers").await; // 200: the session API, under /api too
     let resp = app
         .client
         .get(format!("{}/metrics", app.metrics_address))
@@ -110,6 +112,17 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     assert!(
         text.contains(r#"route="unmatched",method="GET",status="404"} 1"#),
+        "{text}"
+    );
+    // Every proxied path is one label (its routes have their own metrics), never its own.
+    assert!(
+        text.contains(
+            r#"sessiongate_http_requests_total{route="/api",method="GET",status="401"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sessiongate_http_requests_total{route="/api/auth/providers",method="GET",status="200"} 1"#),
         "{text}"
     );
     assert!(
