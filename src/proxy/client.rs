@@ -112,7 +112,9 @@ impl UpstreamClient {
         let (sender, resp) = loop {
             let (mut sender, reused) = match self.checkout(&key) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&uri).await?, false),
+                // Boxed: a new connection (its TLS handshake) is rare, and its future
+                // large; every request's future would carry it.
+                None => (Box::pin(self.connect(&uri)).await?, false),
             };
             // A pooled connection takes its next request once it has finished the last
             // answer (at once, usually); one closed meanwhile gives way to the next.
