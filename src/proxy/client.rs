@@ -265,11 +265,18 @@ impl Back {
         if sender.is_closed() || unsent {
             return;
         }
-        // (Those idle past `IDLE_FOR` are closed by `sweep`, or skipped at checkout.)
+        // (Those idle past `IDLE_FOR` are closed by `sweep`, or skipped at checkout; a
+        // full pool first closes its stale ones, so they take no live one's place.)
         if let Ok(mut idle) = self.idle.lock() {
             let open = idle.entry(self.key).or_default();
+            let now = Instant::now();
+            if open.len() >= MAX_IDLE {
+                // The longest idle are first.
+                let stale = open.partition_point(|(_, since)| now - *since >= IDLE_FOR);
+                open.drain(..stale);
+            }
             if open.len() < MAX_IDLE {
-                open.push((sender, Instant::now()));
+                open.push((sender, now));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Path checks before anything is forwarded: no dot segments (plain or percent-encoded),
-//! no empty segments, no encoded slashes or backslashes, no control characters. A path
-//! that could mean something else upstream than it means here is refused.
+//! no empty segments, no encoded slashes or backslashes, no control characters, nothing
+//! that decodes to anything but UTF-8. A path that could mean something else upstream
+//! than it means here is refused.
 
 use crate::error::AppError;
 
@@ -25,6 +26,14 @@ pub fn check(path: &str) -> Result<(), AppError> {
     if path.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(bad());
     }
+    // Bytes that are no text (`%ff`) mean whatever each upstream makes of them.
+    if path.contains('%')
+        && percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .is_err()
+    {
+        return Err(bad());
+    }
     Ok(())
 }
 
@@ -36,6 +45,10 @@ mod tests {
     fn traversal_is_refused() {
         assert!(check("/api/users/me").is_ok());
         assert!(check("/api/search/caf%C3%A9").is_ok());
+        assert!(
+            check("/api/search/100%zz").is_ok(),
+            "not an escape: as sent"
+        );
         for bad in [
             "/api/../v1/auth/me",
             "/api/%2e%2e/v1",
@@ -49,6 +62,8 @@ mod tests {
             "/api/x/..",
             "api/users",
             "/api/a%00",
+            "/api/users/%ff",
+            "/api/search/caf%E9",
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }

@@ -66,9 +66,10 @@ impl SessionManager {
         key
     }
 
-    /// The handle (as its 32 bytes) of the session stored under `key`, if it names one.
+    /// The handle (as its 32 bytes) of the session stored under `key`, if it names one
+    /// (in this layout or the first: an instance not yet upgraded announces those).
     pub(super) fn handle_of_key(key: &str) -> Option<[u8; 32]> {
-        let (_, digits) = key.rsplit_once("}sess:")?;
+        let (_, digits) = key.rsplit_once("sess:")?;
         let mut handle = [0u8; 32];
         hex::decode_to_slice(digits, &mut handle).ok()?;
         Some(handle)
@@ -200,6 +201,11 @@ mod tests {
         let manager_key = format!("sg:{{{}}}sess:{}", tag(&id.handle()), id.handle());
         assert_eq!(
             SessionManager::handle_of_key(&manager_key),
+            Some(id.digest())
+        );
+        let first_layout = format!("sg:sess:{}", id.handle());
+        assert_eq!(
+            SessionManager::handle_of_key(&first_layout),
             Some(id.digest())
         );
         assert_eq!(SessionManager::handle_of_key("sg:{abc}user:abcd"), None);

@@ -425,6 +425,9 @@ async fn hostile_paths_and_requests_are_refused() {
         "/api/echo/%2e%2e/%2e%2e/v1",
         "/api/echo//etc",
         "/api/echo/a%2fb",
+        // Bytes that decode to no text (each upstream would read them its own way).
+        "/api/echo/%ff",
+        "/api/echo/caf%E9",
         "http://evil.example/api/echo/x",
     ] {
         let status = raw(
