@@ -155,8 +155,9 @@ impl UpstreamClient {
     fn checkout(&self, key: &(Scheme, Authority)) -> Option<SendRequest<OutBody>> {
         let mut idle = self.idle.lock().ok()?;
         let open = idle.get_mut(key)?;
+        let now = Instant::now();
         while let Some((sender, since)) = open.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_FOR {
+            if usable(&sender, since, now) {
                 return Some(sender);
             }
         }
@@ -195,6 +196,12 @@ pub fn host_header(uri: &Uri) -> Result<HeaderValue, SendError> {
     Ok(value?)
 }
 
+/// Whether an idle connection, idle since `since`, may take another request at `now`:
+/// open, and idle for less than [`IDLE_FOR`] (the one rule of checkout, release and sweep).
+fn usable(sender: &SendRequest<OutBody>, since: Instant, now: Instant) -> bool {
+    !sender.is_closed() && now.saturating_duration_since(since) < IDLE_FOR
+}
+
 /// Closes the connections idle past [`IDLE_FOR`], every third of it, for as long as the
 /// pool is there (the pool's own checks only run when its upstream is used).
 async fn sweep(idle: std::sync::Weak<Mutex<Idle>>) {
@@ -207,7 +214,7 @@ async fn sweep(idle: std::sync::Weak<Mutex<Idle>>) {
         if let Ok(mut idle) = swept {
             let now = Instant::now();
             idle.retain(|_, open| {
-                open.retain(|(sender, since)| now - *since < IDLE_FOR && !sender.is_closed());
+                open.retain(|(sender, since)| usable(sender, *since, now));
                 !open.is_empty()
             });
         }
@@ -266,14 +273,12 @@ impl Back {
             return;
         }
         // (Those idle past `IDLE_FOR` are closed by `sweep`, or skipped at checkout; a
-        // full pool first closes its stale ones, so they take no live one's place.)
+        // full pool first drops its stale and closed ones, so they take no live one's place.)
         if let Ok(mut idle) = self.idle.lock() {
             let open = idle.entry(self.key).or_default();
             let now = Instant::now();
             if open.len() >= MAX_IDLE {
-                // The longest idle are first.
-                let stale = open.partition_point(|(_, since)| now - *since >= IDLE_FOR);
-                open.drain(..stale);
+                open.retain(|(sender, since)| usable(sender, *since, now));
             }
             if open.len() < MAX_IDLE {
                 open.push((sender, now));
