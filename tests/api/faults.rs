@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::browser::Browser;
-use crate::helpers::{spawn_app_with, tempdir::TempDir, Backend};
+use crate::helpers::{spawn_app_with, tempdir::TempDir, Backend, TestApp, TestUser};
 
 /// A private Redis that persists every write (so a restart keeps its data).
 pub(crate) fn start_redis(port: u16, dir: &Path) -> Child {
@@ -87,12 +87,7 @@ async fn redis_killed_then_restarted_loses_no_session() {
     let user = app.create_user().await;
     let mut browsers = Vec::new();
     for agent in ["Before A", "Before B"] {
-        let mut b = Browser::new(&app, agent);
-        assert_eq!(
-            b.sign_in(&user.username, &user.password).await.status,
-            StatusCode::OK
-        );
-        browsers.push(b);
+        browsers.push(signed_in_as(&app, &user, agent).await);
     }
 
     redis.kill().unwrap();
@@ -461,11 +456,7 @@ async fn slow_and_resetting_upstreams_leave_the_session_alone() {
     })
     .await;
     let user = app.create_user().await;
-    let mut b = Browser::new(&app, "Faulty upstreams");
-    assert_eq!(
-        b.sign_in(&user.username, &user.password).await.status,
-        StatusCode::OK
-    );
+    let mut b = signed_in_as(&app, &user, "Faulty upstreams").await;
 
     let started = Instant::now();
     let seen = b.get("/api/trickle/x").await;
@@ -517,11 +508,7 @@ async fn a_body_that_stalls_is_cut() {
     })
     .await;
     let user = app.create_user().await;
-    let mut b = Browser::new(&app, "Stalled upstream");
-    assert_eq!(
-        b.sign_in(&user.username, &user.password).await.status,
-        StatusCode::OK
-    );
+    let b = signed_in_as(&app, &user, "Stalled upstream").await;
     let resp = raw_get(&app, &b, "/api/stall/x").await;
     assert_eq!(resp.status(), StatusCode::OK, "the head had been forwarded");
     let body = tokio::time::timeout(Duration::from_secs(20), resp.bytes())
@@ -592,11 +579,7 @@ async fn upstream_connections_are_reused_until_the_upstream_closes_them() {
     })
     .await;
     let user = app.create_user().await;
-    let mut b = Browser::new(&app, "Kept connections");
-    assert_eq!(
-        b.sign_in(&user.username, &user.password).await.status,
-        StatusCode::OK
-    );
+    let mut b = signed_in_as(&app, &user, "Kept connections").await;
     for _ in 0..3 {
         assert_eq!(b.get("/api/kept/x").await.status, StatusCode::OK);
     }
@@ -690,4 +673,14 @@ async fn a_connection_still_uploading_is_not_reused() {
         started.elapsed()
     );
     drop(upload);
+}
+
+/// A browser signed in as `user` (its sign-in answered 200).
+async fn signed_in_as(app: &TestApp, user: &TestUser, agent: &str) -> Browser {
+    let mut b = Browser::new(app, agent);
+    assert_eq!(
+        b.sign_in(&user.username, &user.password).await.status,
+        StatusCode::OK
+    );
+    b
 }
